@@ -1,0 +1,1 @@
+"""Weight-space geometry of offline reasoning training: losses, training, geometry, evaluation."""

@@ -1,0 +1,367 @@
+"""``params.yaml`` -> typed, frozen config objects, validated once, before any compute.
+
+Every key is required (``null`` where a section does not apply); an unknown key, a missing key, a
+value of the wrong type or a non-positive learning rate raises ``ParamsError`` with a one-line message
+naming the dotted key. Numbers that ``dvc exp run -S`` writes in a form PyYAML reads as strings
+(``1e-05``) are accepted as numbers (treeverse/dvc#5971).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message names the dotted key."""
+
+
+# ---------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class Source:
+    """One dataset: generated problems, a hub dataset, or a local JSONL file of a known format."""
+    kind: Literal["generated", "hub", "jsonl"]
+    format: Literal["generated", "gsm8k", "aime", "deepscaler"]
+    path: Optional[str]  # hub id or local file; null for generated
+    config: Optional[str]  # hub config name (gsm8k: "main")
+    split: Optional[str]
+    n: Optional[int]  # first n rows (generated: how many); null = all
+
+    def check(self, prefix):
+        if (self.kind == "generated") != (self.format == "generated"):
+            raise ParamsError(f"{prefix}.format: kind {self.kind!r} cannot read format {self.format!r}")
+        if self.kind != "generated" and not self.path:
+            raise ParamsError(f"{prefix}.path: required for kind {self.kind!r}")
+        if self.kind == "generated" and self.n is None:
+            raise ParamsError(f"{prefix}.n: required for generated problems")
+        if self.n is not None and self.n <= 0:
+            raise ParamsError(f"{prefix}.n: must be positive, got {self.n}")
+
+
+@dataclass(frozen=True)
+class Generator:
+    seed: int
+    min_ops: int
+    max_ops: int
+    max_value: int
+    n_pretrain: int
+
+
+@dataclass(frozen=True)
+class Prepare:
+    train: Source
+    eval: dict[str, Source]
+    generator: Optional[Generator]  # required when a source is generated
+
+    def check(self, prefix):
+        sources = {"train": self.train, **{f"eval.{k}": v for k, v in self.eval.items()}}
+        for name, src in sources.items():
+            if src.kind == "generated" and self.generator is None:
+                raise ParamsError(f"{prefix}.generator: required by generated source {prefix}.{name}")
+        if not self.eval:
+            raise ParamsError(f"{prefix}.eval: at least one evaluation set")
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    vocab_size: int
+    hidden_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    max_positions: int
+    seed: int
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+    eval_n: int
+    stop_acc: float
+    min_acc: float
+    max_acc: float
+
+    def check(self, prefix):
+        _positive(self, prefix, "vocab_size", "hidden_size", "layers", "heads", "kv_heads", "head_dim",
+                  "intermediate_size", "max_positions", "steps", "batch_size", "lr", "eval_every", "eval_n")
+
+
+@dataclass(frozen=True)
+class HubModel:
+    model_id: str
+    revision: str
+
+
+@dataclass(frozen=True)
+class Base:
+    kind: Literal["tiny", "hub"]
+    tiny: Optional[TinyModel]
+    hub: Optional[HubModel]
+
+    def check(self, prefix):
+        if getattr(self, self.kind) is None:
+            raise ParamsError(f"{prefix}.{self.kind}: required when kind is {self.kind}")
+
+
+@dataclass(frozen=True)
+class OpenAIEngine:
+    base_url: str
+    model: str
+    api_key_env: str
+    concurrency: int
+    max_retries: int
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Sampling settings shared by every engine."""
+    engine: Literal["hf", "vllm", "openai"]
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    batch_size: int
+    seed: int
+    openai: Optional[OpenAIEngine]
+
+    def check(self, prefix):
+        _positive(self, prefix, "max_new_tokens", "batch_size", "top_p")
+        if self.temperature < 0:
+            raise ParamsError(f"{prefix}.temperature: must be >= 0, got {self.temperature}")
+        if self.engine == "openai" and self.openai is None:
+            raise ParamsError(f"{prefix}.openai: required when engine is openai")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The user message: ``template.format(question=...)``; shared by pretraining, rollouts and eval."""
+    template: str
+
+    def check(self, prefix):
+        if "{question}" not in self.template:
+            raise ParamsError(f"{prefix}.template: must contain {{question}}")
+        try:
+            self.template.format(question="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ParamsError(f"{prefix}.template: not a valid format string ({e})") from None
+
+    def render(self, question: str) -> str:
+        return self.template.format(question=question)
+
+
+@dataclass(frozen=True)
+class Rollouts:
+    teacher: Optional[str]  # hub id (hf/vllm) to sample from instead of the base; null = the base
+    k: int
+    generation: Generation
+
+    def check(self, prefix):
+        _positive(self, prefix, "k")
+
+
+@dataclass(frozen=True)
+class Lora:
+    """Attention-only LoRA: W0 x + (alpha/r) B A x (alpha/sqrt(r) with rsLoRA)."""
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
+    use_rslora: bool
+
+
+@dataclass(frozen=True)
+class Train:
+    """Shared by every method: the loss is the only thing that differs between runs."""
+    seed: int
+    steps: int
+    compare_step: Optional[int]  # adapter compared by the analyses; null = steps
+    batch_size: int  # effective batch: rows (pairs for DPO) per optimiser step
+    micro_batch_size: int
+    warmup_ratio: float
+    weight_decay: float
+    grad_clip: float
+    max_length: int
+    bf16: bool
+    gradient_checkpointing: bool
+    lora: Lora
+
+    def check(self, prefix):
+        _positive(self, prefix, "steps", "batch_size", "micro_batch_size", "grad_clip", "max_length")
+        if self.batch_size % self.micro_batch_size:
+            raise ParamsError(f"{prefix}.batch_size: {self.batch_size} is not a multiple of micro_batch_size "
+                              f"{self.micro_batch_size}")
+        if self.compare_step is not None and not 0 < self.compare_step <= self.steps:
+            raise ParamsError(f"{prefix}.compare_step: must lie in 1..steps={self.steps}, got {self.compare_step}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ParamsError(f"{prefix}.warmup_ratio: must lie in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass(frozen=True)
+class SFT:
+    lr: float
+
+
+@dataclass(frozen=True)
+class RFT:
+    lr: float
+
+
+@dataclass(frozen=True)
+class DFT:
+    lr: float
+
+
+@dataclass(frozen=True)
+class RIFT:
+    lr: float
+    variant: Literal["token", "sequence", "written"]
+    neg_lambda: float
+
+
+@dataclass(frozen=True)
+class GRPO:
+    lr: float
+    bias: float
+    std_norm: Literal["none", "group"]
+    bias_scope: Literal["all", "all_correct"]
+
+
+@dataclass(frozen=True)
+class DPO:
+    lr: float
+    beta: float
+    pairing: Literal["one", "all"]
+
+
+METHOD_TYPES = {"sft": SFT, "rft": RFT, "dft": DFT, "rift": RIFT, "grpo": GRPO, "dpo": DPO}
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str
+    threads: int  # torch threads of every stage; results are bit-equal only at equal thread counts
+    methods: tuple[Literal[METHODS], ...]
+    prompt: Prompt
+    prepare: Prepare
+    base: Base
+    rollouts: Rollouts
+    train: Train
+    sft: SFT
+    rft: RFT
+    dft: DFT
+    rift: RIFT
+    grpo: GRPO
+    dpo: DPO
+
+    def check(self, prefix):
+        if not self.methods:
+            raise ParamsError("methods: empty")
+        if len(set(self.methods)) != len(self.methods):
+            raise ParamsError(f"methods: duplicate entries in {list(self.methods)}")
+        for m in METHODS:
+            _positive(getattr(self, m), m, "lr")
+        if self.dpo.beta <= 0:
+            raise ParamsError(f"dpo.beta: must be positive, got {self.dpo.beta}")
+
+    def method(self, name: str):
+        """The params section of method ``name``; raises ParamsError for an unknown method."""
+        if name not in METHOD_TYPES:
+            raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(METHODS)})")
+        return getattr(self, name)
+
+
+# ---------------------------------------------------------------- validation
+def _coerce(value, tp, key: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if value is None:
+        raise ParamsError(f"{key}: must not be null")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ParamsError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {type(value).__name__}")
+        _, vt = typing.get_args(tp)
+        return types.MappingProxyType({str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()})
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected a list, got {type(value).__name__}")
+        (et, *_) = typing.get_args(tp)
+        return tuple(_coerce(v, et, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str) and _NUMBER.match(value.strip()):
+            return float(value)  # `dvc exp run -S x=1e-05` writes a string PyYAML will not parse
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {tp} at {key}")
+
+
+def build(cls, raw, prefix: str = ""):
+    """Build dataclass ``cls`` from mapping ``raw``; every field required, no unknown keys."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{prefix or 'params'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    dot = f"{prefix}." if prefix else ""
+    for k in raw:
+        if k not in hints:
+            raise ParamsError(f"{dot}{k}: unknown key (expected one of {', '.join(names)})")
+    for k in names:
+        if k not in raw:
+            raise ParamsError(f"{dot}{k}: missing key")
+    obj = cls(**{k: _coerce(raw[k], hints[k], f"{dot}{k}") for k in names})
+    check = getattr(cls, "check", None)
+    if check is not None:
+        check(obj, prefix)
+    return obj
+
+
+def _positive(obj, prefix: str, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ParamsError(f"{prefix}.{name}: must be positive, got {getattr(obj, name)!r}")
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole params file; raises ParamsError naming the first bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML ({e})") from None
+    return build(Params, raw)

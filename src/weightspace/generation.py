@@ -1,0 +1,143 @@
+"""Text generation behind one interface: ``engine.generate(messages, n) -> [[Completion] * n]``.
+
+Engines (``params: *.generation.engine``):
+- ``hf``: transformers ``generate`` in batches, left padding, KV cache; CPU or one GPU.
+- ``vllm``: vLLM offline inference (GPU; imported only when chosen; LoRA through ``lora_path``).
+- ``openai``: any OpenAI-compatible chat endpoint; bounded concurrency, retries with exponential
+  backoff; the API key comes from the environment variable named in params.
+Sampling uses one seed per call, so the same params give the same completions (hf on CPU: bit-equal).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from .config import Generation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    n_tokens: int  # generated tokens, the end-of-turn token included when emitted
+    truncated: bool  # stopped by max_new_tokens, not by end-of-turn
+
+
+def chat(user: str) -> list[dict]:
+    return [{"role": "user", "content": user}]
+
+
+class HFEngine:
+    """Batched sampling with a transformers causal LM (left padding, KV cache)."""
+
+    def __init__(self, model, tokenizer, gen: Generation):
+        if tokenizer.padding_side != "left":
+            raise ValueError("HFEngine needs a left-padding tokenizer (padding_side='left')")
+        self.model, self.tok, self.gen = model, tokenizer, gen
+
+    @torch.no_grad()
+    def generate(self, messages: list[str], n: int, desc: str = "generate") -> list[list[Completion]]:
+        g, tok = self.gen, self.tok
+        self.model.eval()
+        torch.manual_seed(g.seed)
+        sample = g.temperature > 0
+        kwargs = dict(do_sample=sample, max_new_tokens=g.max_new_tokens, num_return_sequences=n,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        kwargs.update(temperature=g.temperature, top_p=g.top_p, top_k=0) if sample else kwargs.update(
+            temperature=None, top_p=None, top_k=None)
+        out: list[list[Completion]] = []
+        for i in tqdm(range(0, len(messages), g.batch_size), desc=desc, leave=False):
+            chunk = messages[i : i + g.batch_size]
+            texts = [tok.apply_chat_template(chat(m), tokenize=False, add_generation_prompt=True) for m in chunk]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            seqs = self.model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1] :]  # (B*n, T_new)
+            for j in range(len(chunk)):
+                out.append([self._completion(seqs[j * n + s].tolist()) for s in range(n)])
+        return out
+
+    def _completion(self, ids: list[int]) -> Completion:
+        eos = self.tok.eos_token_id
+        if eos in ids:
+            cut = ids.index(eos)
+            return Completion(self.tok.decode(ids[:cut], skip_special_tokens=True), cut + 1, False)
+        ids = [t for t in ids if t != self.tok.pad_token_id]
+        return Completion(self.tok.decode(ids, skip_special_tokens=True), len(ids), True)
+
+
+class VLLMEngine:
+    """vLLM offline inference; ``lora_path`` serves a PEFT adapter on top of the base."""
+
+    def __init__(self, model_path: str, gen: Generation, revision: str | None = None, lora_path: str | None = None,
+                 max_lora_rank: int = 64):
+        from vllm import LLM  # GPU extra; imported only when this engine is chosen
+
+        self.gen, self.lora_path = gen, lora_path
+        self.llm = LLM(model=model_path, revision=revision, seed=gen.seed, enable_lora=lora_path is not None,
+                       max_lora_rank=max_lora_rank, trust_remote_code=False)
+
+    def generate(self, messages: list[str], n: int, desc: str = "generate") -> list[list[Completion]]:
+        from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
+
+        g = self.gen
+        params = SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p if g.temperature > 0 else 1.0,
+                                max_tokens=g.max_new_tokens, seed=g.seed)
+        lora = LoRARequest("adapter", 1, self.lora_path) if self.lora_path else None
+        results = self.llm.chat([chat(m) for m in messages], params, lora_request=lora, use_tqdm=True)
+        return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs]
+                for r in results]
+
+
+class OpenAIEngine:
+    """An OpenAI-compatible chat endpoint: one request per completion, ``concurrency`` at a time,
+    each retried up to ``max_retries`` times with backoff 0.5 s * 2**attempt on connection errors,
+    timeouts, 429 and 5xx answers. A reasoning model's ``reasoning_content`` is kept, wrapped in
+    ``<think>...</think>`` before the answer (the grader strips it)."""
+
+    def __init__(self, gen: Generation, backoff_s: float = 0.5):
+        import openai
+
+        cfg = gen.openai
+        key = os.environ.get(cfg.api_key_env)
+        if key is None:
+            raise RuntimeError(f"rollouts: environment variable {cfg.api_key_env} (generation.openai.api_key_env) "
+                               "is not set")
+        self.gen, self.cfg, self.backoff_s, self.openai = gen, cfg, backoff_s, openai
+        self.client = openai.OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout_s)
+
+    def _one(self, message: str, sample: int) -> Completion:
+        g, o = self.gen, self.openai
+        retry = (o.APIConnectionError, o.APITimeoutError, o.RateLimitError, o.InternalServerError)
+        for attempt in range(self.cfg.max_retries + 1):
+            try:
+                r = self.client.chat.completions.create(
+                    model=self.cfg.model, messages=chat(message), temperature=g.temperature, top_p=g.top_p,
+                    max_tokens=g.max_new_tokens, seed=g.seed + sample, n=1)
+                break
+            except retry as e:
+                if attempt == self.cfg.max_retries:
+                    raise RuntimeError(f"openai engine: gave up after {attempt + 1} tries: {e}") from e
+                log.warning("openai engine: %s; retry %d in %.1fs", type(e).__name__, attempt + 1,
+                            self.backoff_s * 2**attempt)
+                time.sleep(self.backoff_s * 2**attempt)
+        choice = r.choices[0]
+        text = choice.message.content or ""
+        reasoning = getattr(choice.message, "reasoning_content", None)  # optional extension field
+        if reasoning:
+            text = f"<think>{reasoning}</think>{text}"
+        n_tokens = r.usage.completion_tokens if r.usage is not None else len(text.split())
+        return Completion(text, n_tokens, choice.finish_reason == "length")
+
+    def generate(self, messages: list[str], n: int, desc: str = "generate") -> list[list[Completion]]:
+        jobs = [(m, s) for m in messages for s in range(n)]
+        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            flat = list(tqdm(pool.map(lambda js: self._one(*js), jobs), total=len(jobs), desc=desc, leave=False))
+        return [flat[i * n : (i + 1) * n] for i in range(len(messages))]

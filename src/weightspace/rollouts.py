@@ -1,0 +1,64 @@
+"""The shared rollout table: K graded completions per prompt, one row each.
+
+Row schema (JSONL, one object per line, in prompt order then sample order):
+``row`` (int, table index), ``prompt_id`` (str), ``group`` (int, prompt index), ``prompt`` (the
+rendered user message), ``completion`` (str), ``n_tokens`` (int), ``extracted`` (str | null),
+``gold`` (str), ``reward`` (0 | 1), ``truncated`` (bool).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import grading
+from .datasets import DataError, read_jsonl
+from .generation import Completion
+
+COLUMNS = {"row": int, "prompt_id": str, "group": int, "prompt": str, "completion": str, "n_tokens": int,
+           "extracted": (str, type(None)), "gold": str, "reward": int, "truncated": bool}
+
+
+def grade_rows(prompts: list[dict], messages: list[str], completions: list[list[Completion]]) -> list[dict]:
+    """Table rows for ``completions[i][j]`` = sample j of prompt i."""
+    rows = []
+    for g, (p, msg, comps) in enumerate(zip(prompts, messages, completions)):
+        for c in comps:
+            rows.append({"row": len(rows), "prompt_id": p["id"], "group": g, "prompt": msg, "completion": c.text,
+                         "n_tokens": c.n_tokens, "extracted": grading.extract(c.text), "gold": p["answer"],
+                         "reward": int(grading.is_correct(c.text, p["answer"])), "truncated": c.truncated})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """accuracy, group mix (both right and wrong / all right / all wrong), extraction failures,
+    truncations, tokens, and how often math-verify disagrees with the reward."""
+    groups: dict[int, list[int]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r["reward"])
+    n, ng = len(rows), len(groups)
+    disagree = sum(grading.math_verify_correct(r["completion"], r["gold"]) not in (None, bool(r["reward"]))
+                   for r in rows)
+    return {"rows": n, "groups": ng, "accuracy": sum(r["reward"] for r in rows) / n,
+            "mixed_group_share": sum(0 < sum(v) < len(v) for v in groups.values()) / ng,
+            "all_correct_group_share": sum(sum(v) == len(v) for v in groups.values()) / ng,
+            "all_wrong_group_share": sum(sum(v) == 0 for v in groups.values()) / ng,
+            "extraction_failures": sum(r["extracted"] is None for r in rows),
+            "truncations": sum(r["truncated"] for r in rows), "tokens_generated": sum(r["n_tokens"] for r in rows),
+            "math_verify_disagreements": disagree}
+
+
+def load_table(path: str | Path) -> list[dict]:
+    """Read and check a rollout table; a missing column, a wrong type, a reward outside {0, 1} or a
+    row number out of order raises DataError naming the file and row."""
+    rows = read_jsonl(path)
+    for i, r in enumerate(rows):
+        for col, tp in COLUMNS.items():
+            if col not in r:
+                raise DataError(f"{path}: row {i} has no column {col!r}")
+            if not isinstance(r[col], tp) or (tp is int and isinstance(r[col], bool)):
+                raise DataError(f"{path}: row {i} column {col!r} has type {type(r[col]).__name__}")
+        if r["reward"] not in (0, 1):
+            raise DataError(f"{path}: row {i} reward {r['reward']!r} is not 0 or 1")
+        if r["row"] != i:
+            raise DataError(f"{path}: row {i} is numbered {r['row']}")
+    return rows

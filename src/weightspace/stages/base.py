@@ -1,0 +1,83 @@
+"""Stage base: the student / base model -> ``<out>/`` (HF safetensors folder, or ``hub.json``).
+
+tiny: train a byte-level BPE tokenizer on the pretraining corpus, build a small Qwen3, pretrain it on
+the worked solutions until greedy accuracy on held-out rollout prompts reaches ``stop_acc``; fail if
+it ends outside [min_acc, max_acc] (rollouts must mix right and wrong answers).
+hub: record the model id and the revision resolved to a commit; nothing is trained.
+Params: ``base``, ``prompt``, ``threads``, ``rollouts.generation.max_new_tokens``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from .. import config, grading, tiny
+from ..datasets import read_jsonl
+from ..generation import HFEngine
+from ..models import HUB_FILE
+from .common import parse, set_threads, write_json
+
+log = logging.getLogger(__name__)
+
+
+def greedy_accuracy(engine: HFEngine, prompt: config.Prompt, rows: list[dict]) -> float:
+    outs = engine.generate([prompt.render(r["question"]) for r in rows], n=1, desc="eval")
+    return sum(grading.is_correct(o[0].text, r["answer"]) for o, r in zip(outs, rows)) / len(rows)
+
+
+def build_tiny(cfg: config.TinyModel, prompt: config.Prompt, max_new_tokens: int, data: Path, out: Path) -> dict:
+    corpus = read_jsonl(data / "pretrain.jsonl")
+    heldout = read_jsonl(data / "train.jsonl")[: cfg.eval_n]
+    t0 = time.time()
+    tok = tiny.train_tokenizer([prompt.render(r["question"]) + " " + r["solution"] for r in corpus], cfg.vocab_size)
+    model = tiny.build_model(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim,
+                             cfg.intermediate_size, cfg.max_positions, cfg.seed, tok.eos_token_id, tok.pad_token_id)
+    examples = tiny.encode_examples(tok, [prompt.render(r["question"]) for r in corpus], [r["solution"] for r in corpus])
+    greedy = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
+                               batch_size=len(heldout), seed=cfg.seed, openai=None)
+    engine = HFEngine(model, tok, greedy)
+    curve = tiny.pretrain(model, examples, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, tok.pad_token_id,
+                          evaluate=lambda: greedy_accuracy(engine, prompt, heldout), eval_every=cfg.eval_every,
+                          stop_acc=cfg.stop_acc)
+    acc = curve[-1]["acc"] if curve else greedy_accuracy(engine, prompt, heldout)
+    if not cfg.min_acc <= acc <= cfg.max_acc:
+        raise RuntimeError(f"base: held-out greedy accuracy {acc:.3f} outside [base.tiny.min_acc, max_acc] = "
+                           f"[{cfg.min_acc}, {cfg.max_acc}]; change base.tiny.steps / stop_acc")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"kind": "tiny", "params": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok),
+            "layers": cfg.layers, "heldout_acc": acc, "heldout_n": len(heldout), "steps": curve[-1]["step"] if curve
+            else cfg.steps, "curve": curve, "wall_s": round(time.time() - t0, 1)}
+
+
+def record_hub(cfg: config.HubModel, out: Path) -> dict:
+    from huggingface_hub import HfApi
+
+    sha = HfApi().model_info(cfg.model_id, revision=cfg.revision).sha
+    ref = {"model_id": cfg.model_id, "revision": sha}
+    out.mkdir(parents=True)
+    (out / HUB_FILE).write_text(json.dumps(ref, indent=2) + "\n")
+    return {"kind": "hub", **ref}
+
+
+def main(argv=None) -> None:
+    args, params = parse(__doc__, {"data": "prepare's output folder", "out": "model folder",
+                                   "metrics": "metrics JSON"}, argv)
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    if params.base.kind == "tiny":
+        set_threads(params.threads)
+        metrics = build_tiny(params.base.tiny, params.prompt, params.rollouts.generation.max_new_tokens,
+                             Path(args.data), out)
+    else:
+        metrics = record_hub(params.base.hub, out)
+    write_json(args.metrics, metrics)
+    log.info("base: %s", {k: v for k, v in metrics.items() if k != "curve"})
+
+
+if __name__ == "__main__":
+    main()
