@@ -1,0 +1,119 @@
+"""The six offline losses, as pure functions of log-probabilities (they never see a model).
+
+Notation: row i of an effective batch, completion token t, ``logp[i, t] = log pi_theta(y_t | x, y_<t)``
+(B, T), ``mask[i, t]`` = 1 on completion tokens (B, T), sequence NLL ``l_i = -sum_t mask logp``,
+``sg`` = stop-gradient. Token-level losses share one normaliser: ``N`` = the number of completion
+tokens in the rows the method trains on in this effective batch (summed over micro-batches and
+processes), so micro-batch losses add up to the effective-batch loss. A method = (which rows it
+trains on, which loss); see ``METHOD_ROWS``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# which rollout rows each method trains on
+METHOD_ROWS = {"sft": "all", "rft": "positive", "dft": "all", "rift": "all", "grpo": "all", "dpo": "pairs"}
+
+
+def sequence_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """l_i = -sum_t mask_it logp_it; (B, T) -> (B,)."""
+    return -(logp * mask).sum(dim=-1)
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normaliser: float) -> torch.Tensor:
+    """SFT: L = (1/N) sum_i l_i over all rollouts, correct and incorrect."""
+    return sequence_nll(logp, mask).sum() / normaliser
+
+
+def rft_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor, normaliser: float) -> torch.Tensor:
+    """RFT (rejection-sampling fine-tuning): L = (1/N) sum_i r_i l_i, r_i in {0, 1}.
+
+    The rows are already filtered to r_i = 1 (``METHOD_ROWS``), so N counts positive tokens only and
+    on an all-correct batch RFT equals SFT; the r_i factor keeps a stray negative row from training."""
+    return (reward * sequence_nll(logp, mask)).sum() / normaliser
+
+
+def dft_loss(logp: torch.Tensor, mask: torch.Tensor, normaliser: float) -> torch.Tensor:
+    """DFT (dynamic fine-tuning, arXiv 2508.05629): L = (1/N) sum_i sum_t sg(p_it) * (-log p_it),
+    p = exp(logp): each token's NLL weighted by its own detached probability. Same as TRL's
+    ``SFTConfig(loss_type="dft")``."""
+    return (-(logp.detach().exp() * logp) * mask).sum() / normaliser
+
+
+def rift_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor, normaliser: float, neg_lambda: float,
+              variant: str) -> torch.Tensor:
+    """RIFT (reward-informed fine-tuning, arXiv 2601.09253). Positives (r=1) get the MLE term; negatives
+    (r=0, reward -lambda) a bounded term linear in the probability. Three forms (``rift.variant``):
+
+    - ``token``:    L = (1/N) sum_t [ r_i (-log p_it) + (1 - r_i) lambda p_it ]   (default; keeps the
+      negative term alive on long completions)
+    - ``sequence``: L = (1/N) sum_i [ r_i l_i + (1 - r_i) lambda exp(-l_i) ]; pi(y|x) = exp(-l_i) ~ 0 for
+      long completions, so the negative term and its gradient vanish: RIFT collapses to RFT
+    - ``written``:  L = (1/N) sum_i (1 - r_i lambda) l_i, the paper's formula as printed (likely a typo:
+      it trains on negatives with weight 1 and positives with weight 1 - lambda)
+    """
+    r = reward.to(logp.dtype)
+    if variant == "token":
+        per_token = r[:, None] * (-logp) + (1 - r)[:, None] * neg_lambda * logp.exp()
+        return (per_token * mask).sum() / normaliser
+    nll = sequence_nll(logp, mask)
+    if variant == "sequence":
+        return (r * nll + (1 - r) * neg_lambda * torch.exp(-nll)).sum() / normaliser
+    if variant == "written":
+        return ((1 - r * neg_lambda) * nll).sum() / normaliser
+    raise ValueError(f"rift.variant: unknown variant {variant!r}")
+
+
+def grpo_advantages(reward: torch.Tensor, group: torch.Tensor, bias: float, std_norm: str, bias_scope: str,
+                    eps: float = 1e-4) -> torch.Tensor:
+    """Offline GRPO advantages over a whole rollout table; (R,) rewards and group ids -> (R,).
+
+    A_i = (r_i - mean_g(r)) / s_g + b_i with
+      s_g = 1 (``std_norm: none``, the paper) or std_g(r) + eps (``group``; sample std, ddof=1, as
+      torch.std and TRL's GRPO; a single-row group has std 0);
+      b_i = b for every row (``bias_scope: all``, the paper) or only in all-correct groups
+      (``all_correct``, the KRAFTON variant).
+    No importance ratio, clipping or KL: the rollouts are fixed."""
+    reward = reward.to(torch.float64)
+    uniq, inv = torch.unique(group, return_inverse=True)
+    count = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inv, torch.ones_like(reward))
+    mean = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inv, reward) / count
+    centred = reward - mean[inv]
+    if std_norm == "group":
+        ss = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inv, centred**2)
+        std = torch.where(count > 1, (ss / (count - 1).clamp(min=1)).sqrt(), torch.zeros_like(ss))
+        denom = std[inv] + eps
+        centred = torch.where(denom > 0, centred / denom.clamp(min=1e-300), centred)  # equal rewards: stays 0
+    elif std_norm != "none":
+        raise ValueError(f"grpo.std_norm: unknown value {std_norm!r}")
+    if bias_scope == "all":
+        b = torch.full_like(reward, bias)
+    elif bias_scope == "all_correct":
+        b = torch.where(mean[inv] == 1.0, bias, 0.0).to(torch.float64)
+    else:
+        raise ValueError(f"grpo.bias_scope: unknown value {bias_scope!r}")
+    return centred + b
+
+
+def grpo_loss(logp: torch.Tensor, mask: torch.Tensor, advantage: torch.Tensor, normaliser: float) -> torch.Tensor:
+    """Offline GRPO (the paper's variant): L = (1/N) sum_i A_i l_i with A from ``grpo_advantages``."""
+    return (advantage.to(logp.dtype) * sequence_nll(logp, mask)).sum() / normaliser
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """DPO, sigmoid loss (Rafailov et al. 2023, eq. 7), per pair; (P,) x 4 -> (P,):
+
+    L = -log sigmoid(beta * [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))])
+
+    with sequence log-probs summed over completion tokens. Policy == reference gives log 2 exactly.
+    The training loop takes the mean over the pairs of the effective batch."""
+    margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return -F.logsigmoid(beta * margin)
+
+
+def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log pi(x_{t+1} | x_<=t) for next-token targets: (B, T, V) logits, (B, T) ids -> (B, T-1)."""
+    return torch.gather(logits[:, :-1].float().log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(-1)

@@ -1,0 +1,209 @@
+"""One training loop for every method: the loss is the only thing that differs.
+
+Shared by all methods: the LoRA initialisation (``models/init``, made once from the seed), the row
+order (a permutation of the rollout table made once from the seed and persisted; RFT filters it,
+DPO orders its pairs by it), the optimiser (AdamW), the schedule (linear warmup + cosine), weight
+decay, gradient clipping, the effective batch, the step count and the token normaliser (``losses``).
+Runs unchanged under ``accelerate launch`` (DDP): each process takes its slice of every effective
+batch; the normaliser counts the tokens of the whole effective batch, and the loss is multiplied by
+the process count because DDP averages gradients.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import config
+from . import losses as L
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """A method that cannot train (no rows, non-finite loss); the message names method and cause."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One training sequence: prompt ids + completion ids (with end-of-turn unless truncated)."""
+    row: int
+    prompt: tuple[int, ...]
+    completion: tuple[int, ...]
+
+
+def encode_rows(tok, rows: list[dict], max_length: int) -> dict[int, Item]:
+    """Token ids of every table row, cut to ``max_length`` (the completion's end is cut first)."""
+    items = {}
+    for r in rows:
+        text = tok.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=False,
+                                       add_generation_prompt=True)
+        p = tok(text, add_special_tokens=False)["input_ids"]
+        c = tok(r["completion"], add_special_tokens=False)["input_ids"] + ([] if r["truncated"] else [tok.eos_token_id])
+        c = c[: max(1, max_length - len(p))]
+        items[r["row"]] = Item(r["row"], tuple(p), tuple(c))
+    return items
+
+
+def select(method: str, rows: list[dict], order: list[int], pairing: str = "one") -> list:
+    """Training units of ``method`` in the persisted order: row ids, or (chosen, rejected) pairs for DPO.
+
+    ``pairing`` one: per mixed group, the first correct and the first incorrect row in the order;
+    all: every (correct, incorrect) combination of the group. Pairs follow their group's first row."""
+    kind = L.METHOD_ROWS[method]
+    if kind == "all":
+        units = list(order)
+    elif kind == "positive":
+        units = [i for i in order if rows[i]["reward"] == 1]
+    else:
+        by_group: dict[int, list[int]] = {}
+        for i in order:
+            by_group.setdefault(rows[i]["group"], []).append(i)
+        units = []
+        for members in by_group.values():  # dict keeps first-seen (persisted) order
+            pos = [i for i in members if rows[i]["reward"] == 1]
+            neg = [i for i in members if rows[i]["reward"] == 0]
+            if pos and neg:
+                units += [(pos[0], neg[0])] if pairing == "one" else [(p, n) for p in pos for n in neg]
+    if not units:
+        what = {"positive": "correct rollouts", "pairs": "mixed groups (both right and wrong)"}.get(kind, "rows")
+        raise TrainingError(f"method {method}: 0 training units: no {what} among {len(rows)} rollout rows")
+    return units
+
+
+def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ids (B, T), attention mask (B, T), completion mask aligned with next-token log-probs (B, T-1)."""
+    T = max(len(it.prompt) + len(it.completion) for it in items)
+    ids = torch.full((len(items), T), pad_id)
+    attn = torch.zeros((len(items), T), dtype=torch.long)
+    comp = torch.zeros((len(items), T - 1))
+    for i, it in enumerate(items):
+        n, p = len(it.prompt) + len(it.completion), len(it.prompt)
+        ids[i, :n] = torch.tensor(it.prompt + it.completion)
+        attn[i, :n] = 1
+        comp[i, p - 1 : n - 1] = 1  # logp[t] scores token t+1
+    return {"input_ids": ids, "attention_mask": attn, "completion_mask": comp}
+
+
+def sequence_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token log-probs (B, T-1), completion mask (B, T-1)) of ``model`` on a collated batch."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return L.token_logps(logits, batch["input_ids"]), batch["completion_mask"]
+
+
+@torch.no_grad()
+def reference_logps(model, items: dict[int, Item], rows: list[int], micro: int, pad_id: int) -> dict[int, float]:
+    """Sequence log-probs of the reference (the base: adapter disabled), computed once."""
+    out = {}
+    with model.disable_adapter():
+        for i in range(0, len(rows), micro):
+            chunk = rows[i : i + micro]
+            lp, mask = sequence_logps(model, collate([items[r] for r in chunk], pad_id))
+            out.update(zip(chunk, (lp * mask).sum(-1).tolist()))
+    return out
+
+
+def lr_lambda(total: int, warmup: int):
+    """Multiplier of the peak LR: linear warmup over ``warmup`` steps, then cosine to 0 at ``total``."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    return f
+
+
+class LossFn:
+    """The method's loss on one micro-batch; everything else is shared."""
+
+    def __init__(self, method: str, mcfg, rows: list[dict], ref: dict[int, float] | None = None):
+        self.method, self.mcfg, self.ref = method, mcfg, ref
+        self.reward = torch.tensor([float(r["reward"]) for r in rows])
+        if method == "grpo":
+            self.adv = L.grpo_advantages(self.reward, torch.tensor([r["group"] for r in rows]), mcfg.bias,
+                                         mcfg.std_norm, mcfg.bias_scope)
+
+    def __call__(self, logp, mask, unit_rows: list, normaliser: float) -> torch.Tensor:
+        m = self.method
+        if m == "dpo":
+            P = len(unit_rows)
+            seq = (logp * mask).sum(-1)
+            ref = torch.tensor([self.ref[r] for pair in unit_rows for r in pair], dtype=seq.dtype).view(P, 2)
+            seq = seq.view(P, 2)  # rows interleaved chosen, rejected
+            return L.dpo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], self.mcfg.beta).sum() / normaliser
+        idx = torch.tensor(unit_rows)
+        if m == "sft":
+            return L.sft_loss(logp, mask, normaliser)
+        if m == "rft":
+            return L.rft_loss(logp, mask, self.reward[idx], normaliser)
+        if m == "dft":
+            return L.dft_loss(logp, mask, normaliser)
+        if m == "rift":
+            return L.rift_loss(logp, mask, self.reward[idx], normaliser, self.mcfg.neg_lambda, self.mcfg.variant)
+        if m == "grpo":
+            return L.grpo_loss(logp, mask, self.adv[idx], normaliser)
+        raise TrainingError(f"method {m}: no loss")
+
+
+def unit_items(unit, items: dict[int, Item]) -> list[Item]:
+    return [items[r] for r in unit] if isinstance(unit, tuple) else [items[unit]]
+
+
+def train(model, accelerator, method: str, units: list, items: dict[int, Item], loss_fn: LossFn,
+          cfg: config.Train, lr: float, pad_id: int, on_step=None, save_at=None) -> dict:
+    """Run ``cfg.steps`` optimiser steps of ``method``; returns summary numbers.
+
+    Step s trains on units [s*B, (s+1)*B) of the persisted order, wrapping around (epochs repeat the
+    order). ``on_step(step, loss)`` logs; ``save_at(step)`` is called after each step (for the compare
+    step's adapter)."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    warmup = math.ceil(cfg.warmup_ratio * cfg.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.steps, warmup))
+    model, opt = accelerator.prepare(model, opt)
+    model.train()
+    B, micro, tokens, t0, loss_total = cfg.batch_size, cfg.micro_batch_size, 0, time.time(), float("nan")
+    for step in range(cfg.steps):
+        batch = [units[(step * B + j) % len(units)] for j in range(B)]
+        if method == "dpo":
+            normaliser = float(len(batch))  # mean over pairs
+        else:
+            normaliser = float(sum(len(items[u].completion) for u in batch))
+        tokens += sum(len(it.completion) for u in batch for it in unit_items(u, items))
+        mine = batch[rank::world]
+        chunks = [mine[i : i + micro] for i in range(0, len(mine), micro)]
+        loss_sum = torch.zeros(())
+        for c, chunk in enumerate(chunks):
+            flat = [it for u in chunk for it in unit_items(u, items)]
+            ctx = accelerator.no_sync(model) if c < len(chunks) - 1 else _null()
+            with ctx:
+                with accelerator.autocast():
+                    logp, mask = sequence_logps(model, collate(flat, pad_id))
+                loss = loss_fn(logp, mask, chunk, normaliser)
+                accelerator.backward(loss * world)
+            loss_sum += loss.detach()
+        loss_total = accelerator.reduce(loss_sum, reduction="sum").item()
+        if not math.isfinite(loss_total):
+            raise TrainingError(f"method {method}: non-finite loss {loss_total} at step {step + 1}")
+        accelerator.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(step + 1, loss_total, sched.get_last_lr()[0])
+        if save_at is not None:
+            save_at(step + 1, accelerator.unwrap_model(model))
+    return {"final_loss": loss_total, "steps": cfg.steps, "tokens": tokens, "units": len(units),
+            "wall_s": round(time.time() - t0, 2)}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False

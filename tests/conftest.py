@@ -1,0 +1,54 @@
+"""Shared test helpers: repository paths, the ../shared data gate, a temporary copy of the repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+VENV_BIN = Path(sys.executable).parent
+
+
+def shared_data() -> Path:
+    """../shared/data, or skip (a user's own clone); under CI=true its absence is a failure."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SHARED_DATA} is missing on CI")
+        pytest.skip(f"{SHARED_DATA} not found: reference data sits beside the repo only in the project workplace")
+    return SHARED_DATA
+
+
+def env(tmp: Path) -> dict:
+    """Environment for subprocesses: the venv first on PATH, DVC state kept inside ``tmp``."""
+    e = dict(os.environ)
+    e["PATH"] = f"{VENV_BIN}{os.pathsep}{e['PATH']}"
+    e["DVC_SITE_CACHE_DIR"] = str(tmp / ".dvc-site-cache")
+    e["TQDM_DISABLE"] = "1"
+    e["DVC_NO_ANALYTICS"] = "1"
+    return e
+
+
+def copy_repo(dst: Path) -> Path:
+    """A fresh git clone-like copy of the tracked files (plus uncommitted edits) in ``dst``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for f in files:
+        src = REPO / f
+        if src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    return dst
+
+
+def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, cwd=cwd, env=env(tmp), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p

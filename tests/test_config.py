@@ -1,0 +1,83 @@
+import copy
+import re
+
+import pytest
+import yaml
+
+from conftest import REPO
+from weightspace import config
+from weightspace.config import ParamsError
+
+RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def load_with(tmp_path, mutate):
+    raw = copy.deepcopy(RAW)
+    mutate(raw)
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return config.load(p)
+
+
+def test_committed_params_load():
+    p = config.load(REPO / "params.yaml")
+    assert p.methods == ("sft", "rft", "dft", "rift", "grpo", "dpo")
+    assert p.dpo.lr == pytest.approx(p.sft.lr / 10)  # the paper's DPO convention
+    with pytest.raises(Exception):
+        p.train.steps = 1  # frozen
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["train"].update(stepz=3), r"^train\.stepz: unknown key"),
+    (lambda r: r["train"].pop("steps"), r"^train\.steps: missing key"),
+    (lambda r: r["train"].update(steps="many"), r"^train\.steps: expected an integer"),
+    (lambda r: r["train"].update(steps=2.5), r"^train\.steps: expected an integer"),
+    (lambda r: r["train"].update(bf16="yes"), r"^train\.bf16: expected true/false"),
+    (lambda r: r["methods"].append("ppo"), r"^methods\[6\]: 'ppo' is not one of"),
+    (lambda r: r["dpo"].update(lr=0), r"^dpo\.lr: must be positive"),
+    (lambda r: r["sft"].update(lr=-1e-5), r"^sft\.lr: must be positive"),
+    (lambda r: r["rift"].update(variant="tokens"), r"^rift\.variant: 'tokens' is not one of"),
+    (lambda r: r["rollouts"]["generation"].update(engine="tgi"), r"^rollouts\.generation\.engine: 'tgi'"),
+    (lambda r: r["prompt"].update(template="no placeholder"), r"^prompt\.template: must contain"),
+    (lambda r: r["base"].update(tiny=None), r"^base\.tiny: required when kind is tiny"),
+    (lambda r: r.update(extra=1), r"^extra: unknown key"),
+])
+def test_bad_params_name_the_key(tmp_path, mutate, message):
+    with pytest.raises(ParamsError) as e:
+        load_with(tmp_path, mutate)
+    assert re.search(message, str(e.value)), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_dvc_exp_set_string_numbers_load_as_numbers(tmp_path):
+    # `dvc exp run -S dpo.lr=1e-5` writes `lr: 1e-05`; PyYAML reads that as the string '1e-05'
+    text = (REPO / "params.yaml").read_text()
+    text = re.sub(r"(dpo:\n  lr:) [^\n]*", r"\1 1e-05", text)
+    (tmp_path / "params.yaml").write_text(text)
+    assert yaml.safe_load(text)["dpo"]["lr"] == "1e-05"
+    p = config.load(tmp_path / "params.yaml")
+    assert p.dpo.lr == 1e-5 and isinstance(p.dpo.lr, float)
+
+
+def test_unknown_method_lookup():
+    p = config.load(REPO / "params.yaml")
+    with pytest.raises(ParamsError, match="method 'ppo': unknown"):
+        p.method("ppo")
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        config.load(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [1,\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        config.load(tmp_path / "bad.yaml")
+
+
+def test_stage_rejects_bad_params_before_writing(tmp_path):
+    from weightspace.stages import prepare
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text((REPO / "params.yaml").read_text().replace("n_pretrain: 20000", "n_pretrain: lots"))
+    with pytest.raises(ParamsError, match="prepare.generator.n_pretrain"):
+        prepare.main(["--params", str(bad), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,143 @@
+"""Every loss against a value derived by hand (in the comment beside it) or a limiting case."""
+
+import math
+
+import pytest
+import torch
+
+from weightspace import losses as L
+
+
+def uniform2(B=2, T=3):
+    """Logits over a uniform 2-token vocabulary: every token has p = 1/2, log p = -log 2."""
+    logits = torch.zeros(B, T, 2, requires_grad=True)
+    ids = torch.zeros(B, T, dtype=torch.long)
+    return logits, ids
+
+
+def test_dpo_policy_equals_reference_is_log2():
+    lp = torch.tensor([-12.3, -4.0, -80.0])
+    out = L.dpo_loss(lp, lp - 1.5, lp, lp - 1.5, beta=0.1)
+    assert torch.allclose(out, torch.full((3,), math.log(2.0)), atol=0, rtol=1e-7)
+
+
+def test_dpo_margins_by_hand():
+    # -log sigmoid(0.1 * m) = log(1 + exp(-0.1 m)): m=0 -> log 2, m=10 -> log(1 + e^-1), m=20 -> log(1 + e^-2)
+    margins = torch.tensor([0.0, 10.0, 20.0])
+    z = torch.zeros(3)
+    out = L.dpo_loss(margins, z, z, z, beta=0.1)
+    assert out.tolist() == pytest.approx([0.693147, 0.313262, 0.126928], abs=1e-6)
+    # the reference enters with the opposite sign
+    assert L.dpo_loss(z, z, -margins, z, beta=0.1).tolist() == pytest.approx(out.tolist())
+
+
+def test_dft_on_uniform_two_token_vocab_is_half_the_cross_entropy():
+    logits, ids = uniform2()
+    mask = torch.ones(2, 3)
+    lp = L.token_logps(logits, ids)  # (2, 2): every entry -log 2
+    mask = mask[:, 1:]
+    dft = L.dft_loss(lp, mask, normaliser=mask.sum())
+    ce = L.sft_loss(lp, mask, normaliser=mask.sum())
+    assert ce.item() == pytest.approx(math.log(2))
+    assert dft.item() == pytest.approx(0.5 * ce.item(), abs=1e-7)
+    (g_dft,) = torch.autograd.grad(dft, logits)
+    (g_ce,) = torch.autograd.grad(L.sft_loss(L.token_logps(logits, ids), mask, mask.sum()), logits)
+    assert torch.allclose(g_dft, 0.5 * g_ce, atol=1e-8)
+
+
+def test_rft_on_all_correct_batch_equals_sft():
+    torch.manual_seed(0)
+    lp = -torch.rand(4, 6)
+    mask = (torch.rand(4, 6) > 0.3).float()
+    n = mask.sum()
+    assert L.rft_loss(lp, mask, torch.ones(4), n).item() == pytest.approx(L.sft_loss(lp, mask, n).item())
+    # a negative row contributes nothing
+    r = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    keep = r.bool()
+    assert L.rft_loss(lp, mask, r, n).item() == pytest.approx(L.sft_loss(lp[keep], mask[keep], n).item())
+
+
+def test_sft_by_hand():
+    # rows: log p = [-1, -2 | -3 masked] and [-0.5, -0.5, -0.5]; N = 5 -> (1 + 2 + 1.5) / 5 = 0.9
+    lp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.5, -0.5]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    assert L.sft_loss(lp, mask, 5).item() == pytest.approx(0.9)
+
+
+def test_grpo_equal_rewards_no_bias_gives_zero_loss_and_gradient():
+    reward = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    group = torch.tensor([0, 0, 0, 1, 1, 1])
+    for std_norm in ("none", "group"):
+        adv = L.grpo_advantages(reward, group, bias=0.0, std_norm=std_norm, bias_scope="all")
+        assert torch.equal(adv, torch.zeros(6, dtype=torch.float64))
+        logits = torch.randn(6, 5, 7, requires_grad=True)
+        lp = L.token_logps(logits, torch.randint(0, 7, (6, 5)))
+        loss = L.grpo_loss(lp, torch.ones(6, 4), adv, 24)
+        (g,) = torch.autograd.grad(loss, logits)
+        assert loss.item() == 0.0 and torch.count_nonzero(g) == 0
+
+
+def test_grpo_advantages_by_hand_and_std_convention():
+    # group 0 rewards [1, 0, 0, 0]: mean 1/4 -> centred [3/4, -1/4, -1/4, -1/4]
+    # sample std (ddof=1): sqrt((9/16 + 3/16) / 3) = 1/2 -> scaled [1.5, -0.5, -0.5, -0.5] (eps 1e-4 aside)
+    reward = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    group = torch.tensor([0, 0, 0, 0, 7, 7])
+    a = L.grpo_advantages(reward, group, bias=0.1, std_norm="none", bias_scope="all")
+    assert a.tolist() == pytest.approx([0.85, -0.15, -0.15, -0.15, 0.1, 0.1])
+    a = L.grpo_advantages(reward, group, bias=0.1, std_norm="group", bias_scope="all", eps=0.0)
+    assert a.tolist() == pytest.approx([1.6, -0.4, -0.4, -0.4, 0.1, 0.1])
+    a = L.grpo_advantages(reward, group, bias=0.1, std_norm="none", bias_scope="all_correct")
+    assert a.tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25, 0.1, 0.1])  # b only in the all-correct group 7
+
+
+def test_grpo_loss_by_hand():
+    # A = [2, -1]; l = [1 + 2, 0.5]; N = 3 -> (2*3 - 0.5) / 3
+    lp = torch.tensor([[-1.0, -2.0], [-0.5, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    assert L.grpo_loss(lp, mask, torch.tensor([2.0, -1.0]), 3).item() == pytest.approx(5.5 / 3)
+
+
+def test_rift_token_by_hand():
+    # positive row log p = [log .5, log .25] -> MLE term log2 + log4 = 3 log 2
+    # negative row p = [.5, .1], lambda .2 -> .2 * .6 = .12; N = 4
+    lp = torch.log(torch.tensor([[0.5, 0.25], [0.5, 0.1]]))
+    out = L.rift_loss(lp, torch.ones(2, 2), torch.tensor([1.0, 0.0]), 4, 0.2, "token")
+    assert out.item() == pytest.approx((3 * math.log(2) + 0.12) / 4)
+
+
+def test_rift_written_form_by_hand():
+    # weights (1 - r lambda): positive 0.8, negative 1.0; l = [2, 3] -> (1.6 + 3) / 5
+    lp = torch.tensor([[-2.0], [-3.0]])
+    out = L.rift_loss(lp, torch.ones(2, 1), torch.tensor([1.0, 0.0]), 5, 0.2, "written")
+    assert out.item() == pytest.approx(4.6 / 5)
+
+
+def test_rift_sequence_form_collapses_to_rft_on_long_completions():
+    # 200 tokens at p = 1/2: pi(y|x) = 2^-200 ~ 6e-61, so the negative term and its gradient vanish
+    T = 200
+    logits = torch.zeros(4, T + 1, 2, requires_grad=True)
+    ids = torch.zeros(4, T + 1, dtype=torch.long)
+    reward = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    mask = torch.ones(4, T)
+    lp = L.token_logps(logits, ids)
+    seq = L.rift_loss(lp, mask, reward, 4 * T, 0.2, "sequence")
+    rft = L.rft_loss(lp, mask, reward, 4 * T)
+    assert abs(seq.item() - rft.item()) < 1e-30
+    (g,) = torch.autograd.grad(seq, logits)
+    assert g[1].abs().max().item() < 1e-30 and g[0].abs().max().item() > 1e-4
+    # the token form keeps the negative rows' gradient alive
+    tok = L.rift_loss(L.token_logps(logits, ids), mask, reward, 4 * T, 0.2, "token")
+    (g,) = torch.autograd.grad(tok, logits)
+    assert g[1].abs().max().item() > 1e-5
+
+
+def test_rift_unknown_variant():
+    with pytest.raises(ValueError, match="rift.variant"):
+        L.rift_loss(torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1), 1, 0.2, "tokens")
+
+
+def test_token_logps_matches_cross_entropy():
+    torch.manual_seed(1)
+    logits, ids = torch.randn(3, 5, 11), torch.randint(0, 11, (3, 5))
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1), reduction="none")
+    assert torch.allclose(-L.token_logps(logits, ids).reshape(-1), ce, atol=1e-6)

@@ -1,0 +1,109 @@
+"""The openai engine against a small OpenAI-compatible server on 127.0.0.1 started by the test."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from weightspace import config
+from weightspace.generation import OpenAIEngine
+
+
+class FakeChat(BaseHTTPRequestHandler):
+    fail_first = 0  # answer this many requests with 503 / 429 before serving
+    lock = threading.Lock()
+    seen: list = []
+    active = 0
+    max_active = 0
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        with cls.lock:
+            cls.seen.append((self.headers.get("Authorization"), body))
+            cls.active += 1
+            cls.max_active = max(cls.max_active, cls.active)
+            fail = cls.fail_first > 0
+            cls.fail_first -= 1
+        try:
+            threading.Event().wait(0.02)
+            if fail:
+                self.send_response(503 if len(cls.seen) % 2 else 429)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": {"message": "busy"}}')
+                return
+            question = body["messages"][0]["content"]
+            text = f"Working on '{question}'. \\boxed{{{len(question)}}}"
+            out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                   "choices": [{"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": text, "reasoning_content": "hmm"}}],
+                   "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        finally:
+            with cls.lock:
+                cls.active -= 1
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    FakeChat.seen, FakeChat.fail_first, FakeChat.max_active = [], 0, 0
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeChat)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def gen(url, retries=3, concurrency=3):
+    o = config.OpenAIEngine(base_url=url, model="teacher", api_key_env="TEST_TEACHER_KEY", concurrency=concurrency,
+                            max_retries=retries, timeout_s=10)
+    return config.Generation(engine="openai", temperature=0.6, top_p=0.95, max_new_tokens=50, batch_size=8, seed=42,
+                             openai=o)
+
+
+def test_completions_and_request_fields(server, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test")
+    out = OpenAIEngine(gen(server)).generate(["What is 2+2?", "Hi"], n=3)
+    assert [len(o) for o in out] == [3, 3]
+    c = out[0][0]
+    assert c.text == "<think>hmm</think>Working on 'What is 2+2?'. \\boxed{12}"
+    assert c.n_tokens == 7 and c.truncated is False
+    auth, body = FakeChat.seen[0]
+    assert auth == "Bearer sk-test"
+    assert body["model"] == "teacher" and body["max_tokens"] == 50 and body["temperature"] == 0.6
+    assert sorted(b["seed"] for _, b in FakeChat.seen) == [42, 42, 43, 43, 44, 44]
+    assert FakeChat.max_active <= 3
+
+
+def test_retries_with_backoff_then_succeeds(server, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test")
+    FakeChat.fail_first = 2
+    engine = OpenAIEngine(gen(server, retries=3, concurrency=1), backoff_s=0.01)
+    out = engine.generate(["q"], n=1)
+    assert out[0][0].text.endswith("\\boxed{1}")
+    assert len(FakeChat.seen) == 3
+
+
+def test_gives_up_after_max_retries(server, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test")
+    FakeChat.fail_first = 10
+    engine = OpenAIEngine(gen(server, retries=2, concurrency=1), backoff_s=0.01)
+    with pytest.raises(RuntimeError, match="gave up after 3 tries"):
+        engine.generate(["q"], n=1)
+
+
+def test_missing_key_named(monkeypatch):
+    monkeypatch.delenv("TEST_TEACHER_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="TEST_TEACHER_KEY"):
+        OpenAIEngine(gen("http://127.0.0.1:9/v1"))
