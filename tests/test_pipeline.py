@@ -61,3 +61,100 @@ def test_rollouts_are_byte_identical_on_rerun(repo):
     run(["python", "-m", "weightspace.stages.rollouts", "--data", "data/prepared", "--base", "models/base",
          "--out", str(tmp / "again.jsonl"), "--metrics", str(tmp / "again.json")], root, tmp)
     assert (tmp / "again.jsonl").read_bytes() == (root / "data/rollouts.jsonl").read_bytes()
+
+
+METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")
+
+
+def train_cmd(method: str, out, tmp, params="params.yaml") -> list[str]:
+    return ["-m", "weightspace.stages.train", "--params", str(params), "--method", method, "--base", "models/base",
+            "--init", "models/init", "--rollouts", "data/rollouts.jsonl", "--out", str(out),
+            "--metrics", str(tmp / f"{out.name}.json"), "--plots", str(tmp / f"{out.name}-plots")]
+
+
+def test_six_adapters_share_one_init_and_load_in_peft(repo):
+    import torch
+    from peft import PeftModel
+
+    from weightspace.adapters import read_adapter
+    from weightspace.models import load_base
+    from weightspace.training import lora_sha256
+
+    root, _ = repo
+    base, _ = load_base(root / "models/base")
+    init_sha = lora_sha256(PeftModel.from_pretrained(base, root / "models/init"))
+    layers = json.loads((root / "models/base/config.json").read_text())["num_hidden_layers"]
+    norms = {}
+    for m in METHODS:
+        metrics = json.loads((root / f"metrics/train/{m}.json").read_text())
+        assert metrics["init_sha256"] == init_sha, f"{m} did not start from models/init"
+        assert metrics["modules"] == layers * 4 and metrics["steps"] == 40
+        factors = read_adapter(root / f"models/{m}")
+        assert len(factors) == layers * 4
+        norms[m] = metrics["delta_frobenius"]
+        assert (root / f"plots/train/{m}/plots/metrics/loss.tsv").is_file()
+    base, _ = load_base(root / "models/base")
+    PeftModel.from_pretrained(base, root / "models/dpo")  # loads as a PEFT adapter
+    assert all(v > 0 for v in norms.values())
+    assert norms["dpo"] < min(norms[m] for m in METHODS if m != "dpo")  # 10x smaller LR, smaller delta
+    init = read_adapter(root / "models/init")
+    assert all(torch.count_nonzero(f.B) == 0 for f in init.values())  # Delta W starts at zero
+
+
+def test_training_is_byte_identical_and_survives_a_kill(repo):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import env
+
+    root, tmp = repo
+    ref = (root / "models/sft/adapter_model.safetensors").read_bytes()
+    out = tmp / "killed"
+    p = subprocess.Popen(["python", *train_cmd("sft", out, tmp)], cwd=root, env=env(tmp),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    plots = tmp / "killed-plots/plots/metrics/loss.tsv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (plots.exists() and len(plots.read_text().splitlines()) > 3):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not out.exists()  # a killed run leaves no adapter behind, only a partial folder
+    run(["python", *train_cmd("sft", out, tmp)], root, tmp)
+    assert (out / "adapter_model.safetensors").read_bytes() == ref
+
+
+def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
+    import shutil
+
+    root, tmp = repo
+    params = root / "params.yaml"
+    saved = params.read_text()
+    try:
+        params.write_text(saved.replace("dpo:\n  lr: 1.0e-4", "dpo:\n  lr: 1e-05"))
+        assert params.read_text() != saved
+        out = run(["dvc", "status"], root, tmp).stdout
+        stale = {line.split(":")[0] for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
+        assert "train@dpo" in stale
+        assert not any(s.startswith("train@") and s != "train@dpo" for s in stale), out
+        assert not {"prepare", "base", "rollouts", "init"} & stale, out
+    finally:
+        params.write_text(saved)
+        shutil.rmtree(tmp / ".dvc-site-cache", ignore_errors=True)
+
+
+def test_two_processes_match_one_within_tolerance(repo):
+    """accelerate launch, 2 CPU processes over gloo, each taking half of every effective batch."""
+    from weightspace.adapters import read_adapter
+
+    root, tmp = repo
+    params = tmp / "params-1thread.yaml"
+    params.write_text((root / "params.yaml").read_text().replace("\nthreads: 2", "\nthreads: 1"))
+    out = tmp / "ddp"
+    run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", *train_cmd("sft", out, tmp, params)], root, tmp)
+    assert json.loads((tmp / "ddp.json").read_text())["processes"] == 2
+    one, two = read_adapter(root / "models/sft"), read_adapter(out)
+    scale = max(f.B.abs().max().item() for f in one.values())
+    diff = max(max((one[k].B - two[k].B).abs().max().item(), (one[k].A - two[k].A).abs().max().item()) for k in one)
+    assert diff <= 1e-4 * scale, (diff, scale)  # stated tolerance: 1e-4 of the largest |B| entry

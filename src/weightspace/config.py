@@ -176,8 +176,15 @@ class Lora:
     r: int
     alpha: float
     dropout: float
-    target_modules: tuple[str, ...]
+    target_modules: tuple[Literal["q_proj", "k_proj", "v_proj", "o_proj"], ...]  # attention only
     use_rslora: bool
+
+    def check(self, prefix):
+        _positive(self, prefix, "r", "alpha")
+        if not self.target_modules or len(set(self.target_modules)) != len(self.target_modules):
+            raise ParamsError(f"{prefix}.target_modules: empty or repeated entries")
+        if not 0 <= self.dropout < 1:
+            raise ParamsError(f"{prefix}.dropout: must lie in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)

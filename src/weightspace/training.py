@@ -107,6 +107,17 @@ def reference_logps(model, items: dict[int, Item], rows: list[int], micro: int, 
     return out
 
 
+def lora_sha256(model) -> str:
+    """Hash of every LoRA parameter (name and bytes, sorted by name): equal hashes = equal init."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted((n, p) for n, p in model.named_parameters() if "lora_" in n):
+        h.update(name.replace(".default", "").encode())
+        h.update(p.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def lr_lambda(total: int, warmup: int):
     """Multiplier of the peak LR: linear warmup over ``warmup`` steps, then cosine to 0 at ``total``."""
     def f(step: int) -> float:
@@ -197,7 +208,7 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
             on_step(step + 1, loss_total, sched.get_last_lr()[0])
         if save_at is not None:
             save_at(step + 1, accelerator.unwrap_model(model))
-    return {"final_loss": loss_total, "steps": cfg.steps, "tokens": tokens, "units": len(units),
+    return {"final_loss": loss_total, "processes": world, "steps": cfg.steps, "tokens": tokens, "units": len(units),
             "wall_s": round(time.time() - t0, 2)}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import adapters
 from ..models import load_base
 from ..rollouts import load_table
-from ..training import LossFn, encode_rows, reference_logps, select, train
+from ..training import LossFn, encode_rows, lora_sha256, reference_logps, select, train
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def main(argv=None) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.to(accelerator.device)
+    init_sha = lora_sha256(model)  # identical across methods: one shared initialisation
     items = encode_rows(tok, rows, cfg.max_length)
     ref = None
     if method == "dpo":
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
         tmp.rename(out)  # the adapter appears whole or not at all
         live.end()
         factors = adapters.read_adapter(out)
-        write_json(args.metrics, {**summary, "method": method, "lr": mcfg.lr, "compare_step": compare,
+        write_json(args.metrics, {**summary, "method": method, "lr": mcfg.lr, "compare_step": compare, "init_sha256": init_sha,
                                   "modules": len(factors), "delta_frobenius": adapters.frobenius(factors),
                                   "wall_s": round(time.time() - t0, 2)})
         log.info("train@%s: %s", method, summary)

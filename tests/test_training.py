@@ -1,0 +1,180 @@
+"""The shared training loop on a small random Qwen3, in process: what moves, what does not, and the
+bookkeeping that makes the six methods differ only in their loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from weightspace import config, tiny
+from weightspace.training import (Item, LossFn, TrainingError, collate, encode_rows, lora_sha256, reference_logps,
+                                  select, sequence_logps, train)
+
+
+def rows_table():
+    """4 groups x 4 rollouts: group 0 all right, 1 mixed (2/4), 2 all wrong, 3 mixed (1/4)."""
+    rewards = [[1, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
+    rows = []
+    for g, rs in enumerate(rewards):
+        for j, r in enumerate(rs):
+            rows.append({"row": len(rows), "group": g, "prompt": f"Ana has {g + 2} cups. How many?",
+                         "completion": f"Ana starts with {g + 2}. {g + 2} + {j} = {g + j + 2}. \\boxed{{{g + j + 2}}}",
+                         "reward": r, "truncated": j == 3})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = [r["prompt"] + " " + r["completion"] for r in rows_table()] * 5
+    return tiny.train_tokenizer(texts, 300)
+
+
+def small_model(tok, seed=0):
+    return tiny.build_model(len(tok), 32, 2, 2, 1, 16, 64, 128, seed, tok.eos_token_id, tok.pad_token_id)
+
+
+def peft_model(tok, seed=0):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    return get_peft_model(small_model(tok), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj",
+                                                                                            "o_proj"], lora_dropout=0.0))
+
+
+def train_cfg(**kw):
+    lora = config.Lora(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                       use_rslora=False)
+    base = dict(seed=0, steps=4, compare_step=None, batch_size=8, micro_batch_size=8, warmup_ratio=0.0,
+                weight_decay=0.01, grad_clip=1.0, max_length=64, bf16=False, gradient_checkpointing=False, lora=lora)
+    base.update(kw)
+    return config.Train(**base)
+
+
+def run_method(tok, method, mcfg, cfg=None, model=None, lr=1e-2):
+    from accelerate import Accelerator
+
+    rows = rows_table()
+    order = list(reversed(range(len(rows))))
+    model = model or peft_model(tok)
+    cfg = cfg or train_cfg()
+    items = encode_rows(tok, rows, cfg.max_length)
+    units = select(method, rows, order, getattr(mcfg, "pairing", "one"))
+    ref = None
+    if method == "dpo":
+        ref = reference_logps(model, items, sorted({r for p in units for r in p}), 4, tok.pad_token_id)
+    summary = train(model, Accelerator(cpu=True), method, units, items, LossFn(method, mcfg, rows, ref), cfg, lr,
+                    tok.pad_token_id)
+    return model, summary
+
+
+def test_select_rows_per_method():
+    rows, order = rows_table(), list(reversed(range(16)))
+    assert select("sft", rows, order) == order
+    assert select("rft", rows, order) == [i for i in order if rows[i]["reward"]]
+    # one pair per mixed group, first correct and first incorrect in the persisted order; groups by first row
+    assert select("dpo", rows, order, "one") == [(14, 15), (6, 7)]
+    assert len(select("dpo", rows, order, "all")) == 1 * 3 + 2 * 2
+    none_right = [dict(r, reward=0) for r in rows]
+    with pytest.raises(TrainingError, match="method rft: 0 training units: no correct rollouts among 16"):
+        select("rft", none_right, order)
+    with pytest.raises(TrainingError, match="method dpo: 0 training units: no mixed groups"):
+        select("dpo", none_right, order)
+
+
+def test_collate_masks_exactly_the_completion_tokens():
+    items = [Item(0, (5, 6, 7), (8, 9)), Item(1, (5,), (8, 9, 10, 11))]
+    b = collate(items, pad_id=0)
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8, 9], [5, 8, 9, 10, 11]]
+    # logp[t] scores token t+1: completion tokens sit at positions 3,4 and 1..4
+    assert b["completion_mask"].tolist() == [[0, 0, 1, 1], [1, 1, 1, 1]]
+
+
+def test_encode_rows_appends_eos_unless_truncated(tok):
+    items = encode_rows(tok, rows_table(), 64)
+    assert items[0].completion[-1] == tok.eos_token_id
+    assert items[3].completion[-1] != tok.eos_token_id  # truncated row
+
+
+def test_only_lora_moves_and_save_load_gives_identical_logits(tok, tmp_path):
+    from peft import PeftModel
+
+    model = peft_model(tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model, summary = run_method(tok, "sft", config.SFT(lr=1e-2))
+    after = dict(model.named_parameters())
+    for n, p in before.items():
+        if "lora_" in n:
+            continue
+        assert torch.equal(p, after[n]), f"base weight {n} changed"
+    assert any(not torch.equal(p, after[n]) for n, p in before.items() if "lora_B" in n)
+    model.eval()
+    model.save_pretrained(tmp_path / "a")
+    batch = collate(list(encode_rows(tok, rows_table(), 64).values())[:4], tok.pad_token_id)
+    reloaded = PeftModel.from_pretrained(small_model(tok), tmp_path / "a").eval()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=batch["input_ids"]).logits, reloaded(input_ids=batch["input_ids"]).logits)
+    assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
+
+
+def test_micro_batches_add_up_to_the_effective_batch(tok):
+    # the token normaliser counts the whole effective batch, so 4 micro-batches of 2 = 1 batch of 8
+    a, _ = run_method(tok, "grpo", config.GRPO(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"))
+    b, _ = run_method(tok, "grpo", config.GRPO(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"),
+                      cfg=train_cfg(micro_batch_size=2))
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-4), n
+
+
+def test_same_init_same_data_different_loss_different_delta(tok):
+    deltas = {}
+    for m, mcfg in {"sft": config.SFT(lr=1e-2), "dft": config.DFT(lr=1e-2),
+                    "rift": config.RIFT(lr=1e-2, variant="token", neg_lambda=0.2)}.items():
+        model = peft_model(tok)
+        assert lora_sha256(model) == lora_sha256(peft_model(tok))  # shared init
+        model, _ = run_method(tok, m, mcfg, model=model)
+        deltas[m] = torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_B" in n])
+    assert not torch.equal(deltas["sft"], deltas["dft"]) and not torch.equal(deltas["sft"], deltas["rift"])
+
+
+def test_dpo_reference_is_the_base_and_first_loss_is_log2(tok):
+    model = peft_model(tok)
+    with torch.no_grad():  # give the adapter a non-zero delta, so "adapter disabled" matters
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    rows = rows_table()
+    items = encode_rows(tok, rows, 64)
+    ref = reference_logps(model, items, [0, 1, 2], 2, tok.pad_token_id)
+    base = small_model(tok).eval()
+    with torch.no_grad():
+        lp, mask = sequence_logps(base, collate([items[i] for i in (0, 1, 2)], tok.pad_token_id))
+    assert [ref[i] for i in (0, 1, 2)] == pytest.approx((lp * mask).sum(-1).tolist(), abs=1e-5)
+    # at the shared init (B = 0) policy == reference, so the first DPO loss is exactly log 2
+    fresh = peft_model(tok)
+    logged = []
+    units = select("dpo", rows, list(range(16)))
+    ref = reference_logps(fresh, items, sorted({r for p in units for r in p}), 4, tok.pad_token_id)
+    from accelerate import Accelerator
+
+    train(fresh, Accelerator(cpu=True), "dpo", units, items, LossFn("dpo", config.DPO(lr=1e-3, beta=0.1, pairing="one"),
+          rows, ref), train_cfg(steps=1, batch_size=2, micro_batch_size=2), 1e-3, tok.pad_token_id,
+          on_step=lambda s, loss, lr: logged.append(loss))
+    assert logged[0] == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_non_finite_loss_stops_with_the_step(tok, monkeypatch):
+    from weightspace import losses
+
+    calls = {"n": 0}
+    real = losses.sft_loss
+
+    def flaky(logp, mask, normaliser):
+        calls["n"] += 1
+        out = real(logp, mask, normaliser)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    monkeypatch.setattr(losses, "sft_loss", flaky)
+    with pytest.raises(TrainingError, match="method sft: non-finite loss nan at step 3"):
+        run_method(tok, "sft", config.SFT(lr=1e-2))
