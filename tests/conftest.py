@@ -24,9 +24,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def env(tmp: Path) -> dict:
-    """Environment for subprocesses: the venv first on PATH, DVC state kept inside ``tmp``."""
+def env(tmp: Path, cwd: Path | None = None) -> dict:
+    """Environment for subprocesses: the venv first on PATH, the copy's own ``src`` first on
+    PYTHONPATH (not the editable install's), DVC state kept inside ``tmp``."""
     e = dict(os.environ)
+    if cwd is not None and (cwd / "src").is_dir():
+        e["PYTHONPATH"] = f"{cwd / 'src'}{os.pathsep}{e.get('PYTHONPATH', '')}"
     e["PATH"] = f"{VENV_BIN}{os.pathsep}{e['PATH']}"
     e["DVC_SITE_CACHE_DIR"] = str(tmp / ".dvc-site-cache")
     e["TQDM_DISABLE"] = "1"
@@ -43,12 +46,15 @@ def copy_repo(dst: Path) -> Path:
         if src.is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / f)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dst, check=True)  # like a clone: dvclive needs a commit
     return dst
 
 
 def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, cwd=cwd, env=env(tmp), capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=cwd, env=env(tmp, cwd), capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p

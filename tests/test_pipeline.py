@@ -111,7 +111,7 @@ def test_training_is_byte_identical_and_survives_a_kill(repo):
     root, tmp = repo
     ref = (root / "models/sft/adapter_model.safetensors").read_bytes()
     out = tmp / "killed"
-    p = subprocess.Popen(["python", *train_cmd("sft", out, tmp)], cwd=root, env=env(tmp),
+    p = subprocess.Popen(["python", *train_cmd("sft", out, tmp)], cwd=root, env=env(tmp, root),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     plots = tmp / "killed-plots/plots/metrics/loss.tsv"
     deadline = time.time() + 120
@@ -158,3 +158,24 @@ def test_two_processes_match_one_within_tolerance(repo):
     scale = max(f.B.abs().max().item() for f in one.values())
     diff = max(max((one[k].B - two[k].B).abs().max().item(), (one[k].A - two[k].A).abs().max().item()) for k in one)
     assert diff <= 1e-4 * scale, (diff, scale)  # stated tolerance: 1e-4 of the largest |B| entry
+
+
+def test_geometry_metrics_match_the_adapters(repo):
+    """metrics/geometry.json agrees with a dense recomputation from the PEFT adapters themselves."""
+    import torch
+
+    from weightspace.adapters import read_adapter
+
+    root, _ = repo
+    g = json.loads((root / "metrics/geometry.json").read_text())
+    assert len(g["cosine"]["global"]) == 15 and g["top_k"] == 4
+    dense = {}
+    for m in ("sft", "dpo"):
+        dense[m] = torch.cat([(f.scale * f.B @ f.A).flatten() for f in read_adapter(root / f"models/{m}").values()])
+    want = (dense["sft"] @ dense["dpo"] / (dense["sft"].norm() * dense["dpo"].norm())).item()
+    assert abs(g["cosine"]["global"]["sft-dpo"] - want) < 1e-10
+    assert abs(g["frobenius"]["dpo"] - dense["dpo"].norm().item()) < 1e-10
+    for name in ("cosine_matrix", "angle_top1_matrix", "cosine_per_layer", "orthogonal_fraction_per_layer"):
+        assert (root / f"plots/figures/geometry/{name}.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (root / "plots/geometry/cosine_per_layer.csv").read_text().splitlines()
+    assert rows[0].startswith("layer,sft-rft") and len(rows) == 1 + 4

@@ -98,3 +98,39 @@ def check_same_modules(adapters: dict[str, dict[str, Factor]]) -> None:
 def frobenius(factors: dict[str, Factor]) -> float:
     """||Delta W||_F over all modules: sqrt(sum_m s^2 trace((B^T B)(A A^T)))."""
     return math.sqrt(sum(f.scale**2 * torch.trace((f.B.T @ f.B) @ (f.A @ f.A.T)).item() for f in factors.values()))
+
+
+def write_deltas(path: str | Path, factors: dict[str, Factor]) -> None:
+    """Per-module factors to one safetensors file: tensors ``<module>.A`` / ``<module>.B`` (float64),
+    metadata ``modules`` = JSON list of {name, layer, proj, scale}."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors, meta = {}, []
+    for name, f in factors.items():
+        tensors[f"{name}.A"], tensors[f"{name}.B"] = f.A.contiguous(), f.B.contiguous()
+        meta.append({"name": name, "layer": f.layer, "proj": f.proj, "scale": f.scale})
+    save_file(tensors, path, metadata={"modules": json.dumps(meta)})
+
+
+def read_deltas(path: str | Path) -> dict[str, Factor]:
+    """Inverse of ``write_deltas``; a file without the metadata or with missing tensors raises AdapterError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"{path}: file not found")
+    with safe_open(path, framework="pt") as f:
+        meta = (f.metadata() or {}).get("modules")
+        if meta is None:
+            raise AdapterError(f"{path}: no 'modules' metadata; not written by the deltas stage")
+        keys = set(f.keys())
+        out = {}
+        for m in json.loads(meta):
+            for part in ("A", "B"):
+                if f"{m['name']}.{part}" not in keys:
+                    raise AdapterError(f"{path}: module {m['name']} lacks tensor {part}")
+            out[m["name"]] = Factor(f.get_tensor(f"{m['name']}.A"), f.get_tensor(f"{m['name']}.B"), m["scale"],
+                                    m["layer"], m["proj"])
+    return out

@@ -251,6 +251,15 @@ class DPO:
     pairing: Literal["one", "all"]
 
 
+@dataclass(frozen=True)
+class Geometry:
+    reference: Literal[METHODS]  # orthogonal fraction is measured off this method (the paper: sft)
+    top_k: int  # principal angles between the top-k left singular subspaces (paper: 10 of r=32)
+
+    def check(self, prefix):
+        _positive(self, prefix, "top_k")
+
+
 METHOD_TYPES = {"sft": SFT, "rft": RFT, "dft": DFT, "rift": RIFT, "grpo": GRPO, "dpo": DPO}
 
 
@@ -270,8 +279,14 @@ class Params:
     rift: RIFT
     grpo: GRPO
     dpo: DPO
+    geometry: Geometry
 
     def check(self, prefix):
+        if self.geometry.top_k > self.train.lora.r:
+            raise ParamsError(f"geometry.top_k: {self.geometry.top_k} exceeds the LoRA rank train.lora.r="
+                              f"{self.train.lora.r}")
+        if self.geometry.reference not in self.methods:
+            raise ParamsError(f"geometry.reference: {self.geometry.reference!r} is not in methods")
         if not self.methods:
             raise ParamsError("methods: empty")
         if len(set(self.methods)) != len(self.methods):

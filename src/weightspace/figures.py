@@ -1,0 +1,83 @@
+"""PNG figures like the paper's. They read metric files written by the stages and never recompute."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PNG_META = {"Software": None}  # no version string: the same numbers give the same bytes
+
+
+def _matrix(methods, values: dict[str, float], diag: float):
+    n = len(methods)
+    M = [[diag if i == j else float("nan") for j in range(n)] for i in range(n)]
+    for i, a in enumerate(methods):
+        for j, b in enumerate(methods):
+            v = values.get(f"{a}-{b}", values.get(f"{b}-{a}"))
+            if i != j and v is not None:
+                M[i][j] = v
+    return M
+
+
+def heatmap(path: Path, methods, M, title: str, fmt: str, vmin, vmax, cmap: str) -> None:
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    im = ax.imshow(M, vmin=vmin, vmax=vmax, cmap=cmap)
+    ax.set_xticks(range(len(methods)), [m.upper() for m in methods], rotation=45)
+    ax.set_yticks(range(len(methods)), [m.upper() for m in methods])
+    for i, row in enumerate(M):
+        for j, v in enumerate(row):
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata=PNG_META)
+    plt.close(fig)
+
+
+def lines(path: Path, rows: list[dict], series: list[str], title: str, ylabel: str) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    x = [int(r["layer"]) for r in rows]
+    for s in series:
+        ax.plot(x, [float(r[s]) for r in rows], marker="o", label=s.upper())
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata=PNG_META)
+    plt.close(fig)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def geometry_figures(metrics_path, tables_dir, out_dir, methods: list[str]) -> None:
+    """cosine matrix, median top-1 angle matrix, per-layer cosine vs the reference, per-layer
+    orthogonal fraction."""
+    m = json.loads(Path(metrics_path).read_text())
+    tables, out = Path(tables_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ref = m["reference"]
+    heatmap(out / "cosine_matrix.png", methods, _matrix(methods, m["cosine"]["global"], 1.0),
+            "global cosine of Delta W", ".2f", -1, 1, "RdBu_r")
+    angles = {k: v["median"] for k, v in m["angle_top1"].items()}
+    heatmap(out / "angle_top1_matrix.png", methods, _matrix(methods, angles, 0.0),
+            "median top-1 principal angle (deg)", ".0f", 0, 90, "viridis")
+    rows = read_csv(tables / "cosine_per_layer.csv")
+    pairs = [f"{ref}-{x}" if f"{ref}-{x}" in rows[0] else f"{x}-{ref}" for x in methods if x != ref]
+    renamed = [{"layer": r["layer"], **{p.replace(f"{ref}-", "").replace(f"-{ref}", ""): r[p] for p in pairs}}
+               for r in rows]
+    lines(out / "cosine_per_layer.png", renamed, [x for x in methods if x != ref], f"cosine to {ref.upper()} per layer",
+          "cosine")
+    rows = read_csv(tables / "orthogonal_fraction_per_layer.csv")
+    lines(out / "orthogonal_fraction_per_layer.png", rows, [x for x in methods if x != ref],
+          f"orthogonal fraction off {ref.upper()} per layer", "||dW - P dW|| / ||dW||")

@@ -1,0 +1,127 @@
+"""Study-level analyses and adapter I/O: exact values on constructed adapters, clear errors on bad ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from test_geometry import dense, gauge, rand_factor
+from weightspace import adapters
+from weightspace.adapters import AdapterError, Factor
+from weightspace.analysis import analyse
+
+
+def study(n_layers=3, seed=0):
+    """sft; rft = sft in another gauge (same Delta W); dpo = independent."""
+    mods = {}
+    for L in range(n_layers):
+        for p in ("q_proj", "v_proj"):
+            mods[f"model.layers.{L}.self_attn.{p}"] = (L, p)
+    sft = {k: Factor(*_fac(seed + 3 * i), 2.0, L, p) for i, (k, (L, p)) in enumerate(mods.items())}
+    dpo = {k: Factor(*_fac(100 + seed + 3 * i), 2.0, L, p) for i, (k, (L, p)) in enumerate(mods.items())}
+    rft = {k: gauge(f, 7) for k, f in sft.items()}
+    return {"sft": sft, "rft": rft, "dpo": dpo}
+
+
+def _fac(seed):
+    f = rand_factor(m=10, n=8, r=4, seed=seed)
+    return f.A, f.B
+
+
+def test_same_delta_in_another_gauge_is_identical_everywhere():
+    metrics, tables = analyse(study(), top_k=3, reference="sft")
+    assert metrics["cosine"]["global"]["sft-rft"] == pytest.approx(1.0, abs=1e-12)
+    assert metrics["angle_top1"]["sft-rft"]["median"] < 1e-5
+    assert metrics["angle_top3"]["sft-rft"]["median"] < 1e-5
+    assert metrics["u1_alignment"]["sft-rft"] == pytest.approx(1.0, abs=1e-10)
+    assert metrics["orthogonal_fraction"]["direction"]["rft"] == pytest.approx(0.0, abs=1e-5)
+    assert metrics["frobenius"]["rft"] == pytest.approx(metrics["frobenius"]["sft"], rel=1e-12)
+    assert list(metrics["cosine"]["global"]) == ["sft-rft", "sft-dpo", "rft-dpo"]
+    assert [r["layer"] for r in tables["cosine_per_layer"]] == [0, 1, 2]
+
+
+def test_global_values_equal_dense_recomputation():
+    s = study()
+    metrics, tables = analyse(s, top_k=3, reference="sft")
+    flat = {m: torch.cat([dense(f).flatten() for f in s[m].values()]) for m in s}
+    want = (flat["sft"] @ flat["dpo"] / (flat["sft"].norm() * flat["dpo"].norm())).item()
+    assert metrics["cosine"]["global"]["sft-dpo"] == pytest.approx(want, abs=1e-10)
+    # orthogonal fraction, direction form: sqrt(sum_m ||D - <D,S>/||S||^2 S||^2 / sum_m ||D||^2)
+    res = tot = 0.0
+    for k in s["sft"]:
+        D, S = dense(s["dpo"][k]), dense(s["sft"][k])
+        res += (D - (D * S).sum() / (S * S).sum() * S).pow(2).sum().item()
+        tot += D.pow(2).sum().item()
+    assert metrics["orthogonal_fraction"]["direction"]["dpo"] == pytest.approx((res / tot) ** 0.5, rel=1e-10)
+    # per layer cosine, layer 1 = its two modules flattened together
+    ks = [k for k in s["sft"] if ".1." in k]
+    a = torch.cat([dense(s["sft"][k]).flatten() for k in ks])
+    b = torch.cat([dense(s["dpo"][k]).flatten() for k in ks])
+    assert tables["cosine_per_layer"][1]["sft-dpo"] == pytest.approx((a @ b / (a.norm() * b.norm())).item(), abs=1e-10)
+    # colspace form never exceeds the direction form
+    assert metrics["orthogonal_fraction"]["colspace"]["dpo"] <= metrics["orthogonal_fraction"]["direction"]["dpo"]
+
+
+def test_analysis_errors():
+    s = study()
+    with pytest.raises(ValueError, match="top_k: 5 must lie in 1..r=4"):
+        analyse(s, top_k=5, reference="sft")
+    with pytest.raises(ValueError, match="reference: 'grpo'"):
+        analyse(s, top_k=2, reference="grpo")
+    broken = dict(s, dpo={k: v for k, v in list(s["dpo"].items())[1:]})
+    with pytest.raises(AdapterError, match="lacks \\['model.layers.0.self_attn.q_proj'\\]"):
+        analyse(broken, top_k=2, reference="sft")
+
+
+def write_peft(path, tensors, r=4, alpha=8, **cfg):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r, "lora_alpha": alpha, **cfg}))
+    save_file(tensors, path / "adapter_model.safetensors")
+
+
+def key(L, p, which):
+    return f"base_model.model.model.layers.{L}.self_attn.{p}.lora_{which}.weight"
+
+
+def test_read_adapter_scale_layers_and_roundtrip(tmp_path):
+    t = {key(L, p, w): torch.randn(4, 6) if w == "A" else torch.randn(5, 4) for L in (0, 1) for p in ("q_proj", "k_proj")
+         for w in "AB"}
+    write_peft(tmp_path / "a", t)
+    f = adapters.read_adapter(tmp_path / "a")
+    assert list(f) == [f"model.layers.{L}.self_attn.{p}" for L in (0, 1) for p in ("k_proj", "q_proj")]
+    one = f["model.layers.1.self_attn.q_proj"]
+    assert one.scale == 2.0 and one.layer == 1 and one.proj == "q_proj" and one.A.dtype == torch.float64
+    write_peft(tmp_path / "rs", t, use_rslora=True)
+    assert adapters.read_adapter(tmp_path / "rs")["model.layers.0.self_attn.q_proj"].scale == pytest.approx(4.0)
+    adapters.write_deltas(tmp_path / "d.safetensors", f)
+    back = adapters.read_deltas(tmp_path / "d.safetensors")
+    assert list(back) == list(f)
+    assert all(torch.equal(back[k].A, f[k].A) and back[k].scale == f[k].scale for k in f)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda t: t.update({key(0, "q_proj", "B"): torch.randn(5, 3)}), r"q_proj has A \(4, 6\), B \(5, 3\); expected"),
+    (lambda t: t.pop(key(0, "q_proj", "B")), "q_proj lacks lora_B"),
+    (lambda t: t.update({"base_model.model.lm_head.weight": torch.randn(2, 2)}), "unexpected tensor"),
+])
+def test_bad_adapters_name_the_module(tmp_path, mutate, message):
+    t = {key(0, p, w): torch.randn(4, 6) if w == "A" else torch.randn(5, 4) for p in ("q_proj", "k_proj") for w in "AB"}
+    mutate(t)
+    write_peft(tmp_path / "a", t)
+    with pytest.raises(AdapterError, match=message):
+        adapters.read_adapter(tmp_path / "a")
+
+
+def test_not_lora_and_missing_files(tmp_path):
+    write_peft(tmp_path / "a", {key(0, "q_proj", "A"): torch.randn(4, 6), key(0, "q_proj", "B"): torch.randn(5, 4)},
+               peft_type="IA3")
+    with pytest.raises(AdapterError, match="is not LORA"):
+        adapters.read_adapter(tmp_path / "a")
+    with pytest.raises(AdapterError, match="missing adapter_config.json"):
+        adapters.read_adapter(tmp_path / "none")
+    save_file({"x": torch.zeros(1)}, tmp_path / "plain.safetensors")
+    with pytest.raises(AdapterError, match="no 'modules' metadata"):
+        adapters.read_deltas(tmp_path / "plain.safetensors")
