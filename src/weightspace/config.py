@@ -260,6 +260,70 @@ class Geometry:
         _positive(self, prefix, "top_k")
 
 
+@dataclass(frozen=True)
+class AvgK:
+    """k sampled completions per problem on the named sets, scored as avg@k (the paper's AIME)."""
+    k: int
+    temperature: float
+    top_p: float
+    sets: tuple[str, ...]
+
+    def check(self, prefix):
+        _positive(self, prefix, "k", "temperature", "top_p")
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    generation: Generation  # greedy: temperature 0
+    avg_k: Optional[AvgK]
+
+    def check(self, prefix):
+        if self.generation.temperature != 0:
+            raise ParamsError(f"{prefix}.generation.temperature: pass@1 is greedy, set 0 (avg_k samples)")
+
+
+@dataclass(frozen=True)
+class Compare:
+    level: float  # confidence level of the intervals
+    bootstrap: int  # resamples for avg@k intervals
+    seed: int
+
+    def check(self, prefix):
+        if not 0 < self.level < 1:
+            raise ParamsError(f"{prefix}.level: must lie in (0, 1), got {self.level}")
+        _positive(self, prefix, "bootstrap")
+
+
+@dataclass(frozen=True)
+class Connectivity:
+    pairs: tuple[str, ...]  # "a-b": merge alpha dW_a + (1 - alpha) dW_b
+    points: int  # alpha grid: linspace(0, 1, points)
+    set: str  # evaluation set whose gold answers score the merged models
+    n: int  # first n problems
+    batch_size: int
+
+    def check(self, prefix):
+        _positive(self, prefix, "n", "batch_size")
+        if self.points < 3:
+            raise ParamsError(f"{prefix}.points: need at least 3 grid points, got {self.points}")
+        for i, pair in enumerate(self.pairs):
+            parts = pair.split("-")
+            if len(parts) != 2 or parts[0] == parts[1] or any(x not in METHODS for x in parts):
+                raise ParamsError(f"{prefix}.pairs[{i}]: {pair!r} is not 'a-b' with two different methods")
+
+
+@dataclass(frozen=True)
+class CKA:
+    set: str
+    n: int  # prompts (the paper: 100 GSM8K prompts)
+    batch_size: int
+
+    def check(self, prefix):
+        _positive(self, prefix, "batch_size")
+        if self.n < 4:
+            raise ParamsError(f"{prefix}.n: the debiased estimator needs at least 4 prompts, got {self.n}")
+
+
 METHOD_TYPES = {"sft": SFT, "rft": RFT, "dft": DFT, "rift": RIFT, "grpo": GRPO, "dpo": DPO}
 
 
@@ -280,8 +344,23 @@ class Params:
     grpo: GRPO
     dpo: DPO
     geometry: Geometry
+    evaluate: Evaluate
+    compare: Compare
+    connectivity: Connectivity
+    cka: CKA
 
     def check(self, prefix):
+        for sec in ("connectivity", "cka"):
+            name = getattr(self, sec).set
+            if name not in self.prepare.eval:
+                raise ParamsError(f"{sec}.set: {name!r} is not an evaluation set in prepare.eval")
+        for i, pair in enumerate(self.connectivity.pairs):
+            if any(x not in self.methods for x in pair.split("-")):
+                raise ParamsError(f"connectivity.pairs[{i}]: {pair!r} uses a method not in methods")
+        if self.evaluate.avg_k is not None:
+            for name in self.evaluate.avg_k.sets:
+                if name not in self.prepare.eval:
+                    raise ParamsError(f"evaluate.avg_k.sets: {name!r} is not an evaluation set in prepare.eval")
         if self.geometry.top_k > self.train.lora.r:
             raise ParamsError(f"geometry.top_k: {self.geometry.top_k} exceeds the LoRA rank train.lora.r="
                               f"{self.train.lora.r}")

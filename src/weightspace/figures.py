@@ -81,3 +81,58 @@ def geometry_figures(metrics_path, tables_dir, out_dir, methods: list[str]) -> N
     rows = read_csv(tables / "orthogonal_fraction_per_layer.csv")
     lines(out / "orthogonal_fraction_per_layer.png", rows, [x for x in methods if x != ref],
           f"orthogonal fraction off {ref.upper()} per layer", "||dW - P dW|| / ||dW||")
+
+
+def accuracy_figures(metrics_path, out_dir, models: list[str]) -> None:
+    """Per set: pass@1 bars with their intervals, and the Holm-adjusted McNemar p-value matrix."""
+    m = json.loads(Path(metrics_path).read_text())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for s, res in m.items():
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        acc = [res[x]["acc"] for x in models]
+        err = [[a - res[x]["lo"] for a, x in zip(acc, models)], [res[x]["hi"] - a for a, x in zip(acc, models)]]
+        ax.bar(range(len(models)), acc, yerr=err, capsize=4, color="#4c72b0")
+        ax.set_xticks(range(len(models)), [x.upper() for x in models])
+        ax.set_ylabel("greedy pass@1")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{s}: accuracy with 95% Wilson intervals (n={res[models[0]]['n']})")
+        fig.tight_layout()
+        fig.savefig(out / f"accuracy_{s}.png", dpi=110, metadata=PNG_META)
+        plt.close(fig)
+        P = _matrix(models, {k: v["p_holm"] for k, v in res.items() if "-" in k}, 1.0)
+        heatmap(out / f"mcnemar_{s}.png", models, P, f"{s}: McNemar p (Holm)", ".2g", 0, 1, "magma")
+
+
+def connectivity_figure(curves_csv, out_png) -> None:
+    rows = read_csv(Path(curves_csv))
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for pair in [k for k in rows[0] if k != "alpha"]:
+        a, b = pair.split("-")
+        ax.plot([float(r["alpha"]) for r in rows], [float(r[pair]) for r in rows], marker="o",
+                label=f"{a.upper()} (alpha=1) <-> {b.upper()} (alpha=0)")
+    ax.set_xlabel("alpha: W0 + alpha dW_a + (1 - alpha) dW_b")
+    ax.set_ylabel("masked-answer CE")
+    ax.set_title("linear mode connectivity in Delta W space")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110, metadata=PNG_META)
+    plt.close(fig)
+
+
+def cka_figure(cka_csv, out_png) -> None:
+    rows = read_csv(Path(cka_csv))
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for pair in [k for k in rows[0] if k != "layer" and not k.startswith("base-")]:
+        ax.plot([int(r["layer"]) for r in rows], [float(r[pair]) for r in rows], marker=".", label=pair.upper())
+    ax.set_xlabel("layer")
+    ax.set_ylabel("debiased linear CKA")
+    ax.set_title("CKA between adapted models per layer")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110, metadata=PNG_META)
+    plt.close(fig)

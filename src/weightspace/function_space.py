@@ -1,0 +1,78 @@
+"""What the adapted models do: merged weights, masked-answer cross-entropy, pooled hidden states.
+
+Merging is in Delta W space, exactly: W(alpha) = W0 + alpha dW_a + (1 - alpha) dW_b with each
+dW = s B A formed per module; never in factor space (interpolating A and B separately adds the
+cross terms alpha(1-alpha)(B_a A_b + B_b A_a) and fakes a barrier).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .adapters import Factor
+from .training import collate, Item
+
+
+class Merger:
+    """Writes W0 + sum_i c_i dW_i into a base model's target modules; ``reset`` restores W0."""
+
+    def __init__(self, model, modules: list[str]):
+        self.model = model
+        self.w0 = {name: model.get_submodule(name).weight.detach().clone() for name in modules}
+
+    @torch.no_grad()
+    def set(self, terms: list[tuple[float, dict[str, Factor]]]) -> None:
+        for name, w0 in self.w0.items():
+            delta = torch.zeros(w0.shape, dtype=torch.float64)
+            for c, factors in terms:
+                f = factors[name]
+                delta += (c * f.scale) * (f.B @ f.A)  # (d_out, r) @ (r, d_in)
+            self.model.get_submodule(name).weight.copy_((w0.to(torch.float64) + delta).to(w0.dtype))
+
+    def reset(self) -> None:
+        self.set([])
+
+
+def answer_items(tok, prompts: list[str], answers: list[str]) -> list[Item]:
+    """Prompt through the chat template, then the gold continuation ``\\boxed{answer}`` right after it."""
+    items = []
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        text = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        items.append(Item(i, tuple(tok(text, add_special_tokens=False)["input_ids"]),
+                          tuple(tok(f"\\boxed{{{a}}}", add_special_tokens=False)["input_ids"])))
+    return items
+
+
+@torch.no_grad()
+def answer_ce(model, items: list[Item], pad_id: int, batch: int) -> float:
+    """Masked-answer cross-entropy: mean over all answer tokens of -log p(token | prompt, earlier answer tokens)."""
+    from .training import sequence_logps
+
+    total, count = 0.0, 0.0
+    for i in range(0, len(items), batch):
+        lp, mask = sequence_logps(model, collate(items[i : i + batch], pad_id))
+        total += -(lp * mask).sum().item()
+        count += mask.sum().item()
+    return total / count
+
+
+@torch.no_grad()
+def pooled_hidden_states(model, tok, prompts: list[str], batch: int) -> list[torch.Tensor]:
+    """Per layer (outputs of blocks 1..L), the mean over each prompt's tokens, the first token dropped
+    (BOS / ``<|im_start|>``): a list of L tensors (n, d). Right padding; pads are excluded."""
+    layers: list[list[torch.Tensor]] = []
+    for i in range(0, len(prompts), batch):
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                 for p in prompts[i : i + batch]]
+        items = [Item(j, tuple(tok(t, add_special_tokens=False)["input_ids"]), ()) for j, t in enumerate(texts)]
+        b = collate(items, tok.pad_token_id)
+        hs = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True,
+                   use_cache=False).hidden_states[1:]  # L x (B, T, d)
+        keep = b["attention_mask"].clone().to(torch.float64)
+        keep[:, 0] = 0
+        for L, h in enumerate(hs):
+            pooled = (h.to(torch.float64) * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
+            if len(layers) <= L:
+                layers.append([])
+            layers[L].append(pooled)
+    return [torch.cat(x) for x in layers]

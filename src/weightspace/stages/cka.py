@@ -1,0 +1,65 @@
+"""Stage cka: per-layer linear CKA between the hidden states of every pair of models (base and each
+adapter merged into it) on the first n prompts of an evaluation set. Tokens are pooled per prompt
+(mean over the prompt's tokens after dropping the first, BOS-like ``<|im_start|>``), so the n
+examples are prompts. Debiased CKA is the headline, biased beside it -> ``<metrics>`` (last-layer and
+late-layer mean per pair), ``<plots>/cka_per_layer.csv``, a PNG. Params: ``cka``, ``prompt``, ``threads``."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+from pathlib import Path
+
+from .. import figures
+from ..adapters import read_deltas
+from ..cka import cka
+from ..datasets import read_jsonl
+from ..function_space import Merger, pooled_hidden_states
+from ..models import load_base
+from .common import parse, set_threads, write_json
+
+log = logging.getLogger(__name__)
+
+
+def main(argv=None) -> None:
+    args, params = parse(__doc__, {"base": "base model", "deltas": "folder of <method>.safetensors",
+                                   "data": "folder of evaluation sets", "metrics": "metrics JSON",
+                                   "plots": "folder for the CSV", "figures": "folder for PNG"}, argv)
+    cfg = params.cka
+    set_threads(params.threads)
+    rows = read_jsonl(Path(args.data) / f"{cfg.set}.jsonl")[: cfg.n]
+    prompts = [params.prompt.render(r["question"]) for r in rows]
+    model, tok = load_base(args.base)
+    reps = {"base": pooled_hidden_states(model, tok, prompts, cfg.batch_size)}
+    deltas = {m: read_deltas(Path(args.deltas) / f"{m}.safetensors") for m in params.methods}
+    merger = Merger(model, list(deltas[params.methods[0]]))
+    for m, d in deltas.items():
+        merger.set([(1.0, d)])
+        reps[m] = pooled_hidden_states(model, tok, prompts, cfg.batch_size)
+    merger.reset()
+    n_layers = len(reps["base"])
+    late = list(range(n_layers - max(1, n_layers // 4), n_layers))  # last quarter of the layers
+    metrics: dict = {"n": len(rows), "layers": n_layers, "late_layers": [L + 1 for L in late],
+                     "pooling": "mean over prompt tokens, first token dropped", "debiased": {}, "biased": {}}
+    table: dict[str, dict[str, list[float]]] = {"debiased": {}, "biased": {}}
+    for a, b in itertools.combinations(reps, 2):
+        pair = f"{a}-{b}"
+        deb = [cka(reps[a][L], reps[b][L], debiased=True) for L in range(n_layers)]
+        bia = [cka(reps[a][L], reps[b][L], debiased=False) for L in range(n_layers)]
+        metrics["debiased"][pair] = {"last": deb[-1], "late_mean": sum(deb[L] for L in late) / len(late)}
+        metrics["biased"][pair] = {"last": bia[-1], "late_mean": sum(bia[L] for L in late) / len(late)}
+        table["debiased"][pair], table["biased"][pair] = deb, bia
+    write_json(args.metrics, metrics)
+    Path(args.plots).mkdir(parents=True, exist_ok=True)
+    for kind, cols in table.items():  # wide: layer, then one column per pair
+        with (Path(args.plots) / f"{kind}.csv").open("w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["layer", *cols])
+            w.writerows([L + 1, *(f"{c[L]:.8f}" for c in cols.values())] for L in range(n_layers))
+    figures.cka_figure(Path(args.plots) / "debiased.csv", Path(args.figures) / "cka_per_layer.png")
+    log.info("cka (debiased, last layer): %s", {p: round(v["last"], 3) for p, v in metrics["debiased"].items()})
+
+
+if __name__ == "__main__":
+    main()

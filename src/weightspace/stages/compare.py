@@ -1,0 +1,72 @@
+"""Stage compare: accuracy with intervals per model and set, exact McNemar for every pair of models
+with Holm correction per set, avg@k with a problem-level bootstrap -> ``<metrics>`` (keys like
+``heldout.dpo.acc``, ``heldout.sft-dpo.p_holm``), ``<plots>/<set>.csv`` and PNG figures.
+Params: ``compare``."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .. import figures, stats
+from ..datasets import read_jsonl
+from .common import parse, write_json
+
+log = logging.getLogger(__name__)
+
+
+def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, seed: int) -> dict:
+    """Metrics of one evaluation set; ``records[model]`` are that model's per-item records."""
+    models = list(records)
+    ids = [r["id"] for r in records[models[0]]]
+    for m in models:
+        if [r["id"] for r in records[m]] != ids:
+            raise ValueError(f"compare: {m} was evaluated on other items than {models[0]}; results are not paired")
+    out: dict = {}
+    for m in models:
+        correct = [bool(r["correct"]) for r in records[m]]
+        lo, hi = stats.wilson(sum(correct), len(correct), level)
+        out[m] = {"acc": sum(correct) / len(correct), "lo": lo, "hi": hi, "n": len(correct)}
+        if "samples_correct" in records[m][0]:
+            avg = np.array([np.mean(r["samples_correct"]) for r in records[m]])
+            blo, bhi = stats.bootstrap_mean(avg, bootstrap, seed, level)
+            out[m].update({"avg_k": float(avg.mean()), "avg_k_lo": blo, "avg_k_hi": bhi})
+    pairs = list(itertools.combinations(models, 2))
+    tests = [stats.mcnemar_exact([bool(r["correct"]) for r in records[a]], [bool(r["correct"]) for r in records[b]])
+             for a, b in pairs]
+    for (a, b), t, ph in zip(pairs, tests, stats.holm([t["p"] for t in tests])):
+        out[f"{a}-{b}"] = {**t, "p_holm": ph}
+    return out
+
+
+def main(argv=None) -> None:
+    args, params = parse(__doc__, {"evals": "folder of <model>/<set>.jsonl", "models": "comma-separated models",
+                                   "metrics": "metrics JSON", "plots": "folder for CSV tables",
+                                   "figures": "folder for PNG figures"}, argv)
+    cfg = params.compare
+    models = args.models.split(",")
+    sets = sorted(p.stem for p in (Path(args.evals) / models[0]).glob("*.jsonl"))
+    metrics = {}
+    for s in sets:
+        metrics[s] = compare_set({m: read_jsonl(Path(args.evals) / m / f"{s}.jsonl") for m in models}, cfg.level,
+                                 cfg.bootstrap, cfg.seed)
+        path = Path(args.plots) / f"{s}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["model", "acc", "lo", "hi"])
+            for m in models:
+                w.writerow([m] + [f"{metrics[s][m][k]:.6f}" for k in ("acc", "lo", "hi")])
+        different = [p for p, v in metrics[s].items() if "-" in p and v["p_holm"] < 0.05]
+        log.info("%s: %s; differ after Holm: %s", s, {m: round(metrics[s][m]["acc"], 3) for m in models},
+                 different or "none")
+    write_json(args.metrics, metrics)
+    figures.accuracy_figures(args.metrics, args.figures, models)
+
+
+if __name__ == "__main__":
+    main()

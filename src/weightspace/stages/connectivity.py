@@ -1,0 +1,66 @@
+"""Stage connectivity: linear mode connectivity in Delta W space. For each pair a-b in params, the
+masked-answer CE of W0 + alpha dW_a + (1 - alpha) dW_b on a grid of alpha; barrier = max over alpha
+of L(alpha) - [(1 - alpha) L(0) + alpha L(1)] -> ``<metrics>``, ``<plots>/curves.csv``, a PNG.
+Params: ``connectivity``, ``prompt``, ``threads``."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+from .. import figures
+from ..adapters import read_deltas
+from ..datasets import read_jsonl
+from ..function_space import Merger, answer_ce, answer_items
+from ..models import load_base
+from .common import parse, set_threads, write_json
+
+log = logging.getLogger(__name__)
+
+
+def barrier(alphas: list[float], losses: list[float]) -> float:
+    """max_alpha L(alpha) - [(1 - alpha) L(0) + alpha L(1)]; 0 for a curve at or below its chord.
+    ``alphas`` ascending from 0 to 1."""
+    l0, l1 = losses[0], losses[-1]
+    return max(0.0, max(l - ((1 - a) * l0 + a * l1) for a, l in zip(alphas, losses)))
+
+
+def main(argv=None) -> None:
+    args, params = parse(__doc__, {"base": "base model", "deltas": "folder of <method>.safetensors",
+                                   "data": "folder of evaluation sets", "metrics": "metrics JSON",
+                                   "plots": "folder for the curves CSV", "figures": "folder for PNG"}, argv)
+    cfg = params.connectivity
+    set_threads(params.threads)
+    rows = read_jsonl(Path(args.data) / f"{cfg.set}.jsonl")[: cfg.n]
+    model, tok = load_base(args.base)
+    items = answer_items(tok, [params.prompt.render(r["question"]) for r in rows], [r["answer"] for r in rows])
+    methods = sorted({m for p in cfg.pairs for m in p.split("-")})
+    deltas = {m: read_deltas(Path(args.deltas) / f"{m}.safetensors") for m in methods}
+    merger = Merger(model, list(deltas[methods[0]]))
+    alphas = [i / (cfg.points - 1) for i in range(cfg.points)]
+    metrics, curves = {"set": cfg.set, "n": len(rows), "base_ce": answer_ce(model, items, tok.pad_token_id,
+                                                                             cfg.batch_size)}, {}
+    for pair in cfg.pairs:
+        a, b = pair.split("-")
+        curve = []
+        for alpha in alphas:
+            merger.set([(alpha, deltas[a]), (1 - alpha, deltas[b])])
+            curve.append(answer_ce(model, items, tok.pad_token_id, cfg.batch_size))
+        metrics[pair] = {"barrier": barrier(alphas, curve), "ce_alpha0": curve[0], "ce_alpha1": curve[-1],
+                         "ce_mid": curve[len(curve) // 2], "ce_max": max(curve)}
+        curves[pair] = curve
+        log.info("%s: CE %s, barrier %.4f", pair, [round(c, 3) for c in curve], metrics[pair]["barrier"])
+    merger.reset()
+    write_json(args.metrics, metrics)
+    path = Path(args.plots) / "curves.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:  # wide: alpha, then one CE column per pair
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["alpha", *curves])
+        w.writerows([f"{al:.4f}", *(f"{c[i]:.8f}" for c in curves.values())] for i, al in enumerate(alphas))
+    figures.connectivity_figure(path, Path(args.figures) / "connectivity.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Stage evaluate@<model>: greedy pass@1 (and optional avg@k samples) of the base or one adapter on
+every evaluation set -> ``<out>/<set>.jsonl``, one record per item: id, output, extracted, gold,
+correct, tokens, truncated (and ``samples_correct`` for avg@k). Params: ``evaluate``, ``prompt``, ``threads``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+from .. import grading
+from ..datasets import read_jsonl, write_jsonl
+from .common import parse, set_threads
+from .rollouts import make_engine
+
+log = logging.getLogger(__name__)
+
+
+def main(argv=None) -> None:
+    args, params = parse(__doc__, {"base": "base model", "adapter": "PEFT adapter folder, or 'none' for the base",
+                                   "data": "folder of <set>.jsonl evaluation sets", "out": "output folder"}, argv)
+    cfg = params.evaluate
+    set_threads(params.threads)
+    lora = None if args.adapter == "none" else args.adapter
+    sets = {p.stem: read_jsonl(p) for p in sorted(Path(args.data).glob("*.jsonl"))}
+    if not sets:
+        raise FileNotFoundError(f"{args.data}: no evaluation sets (*.jsonl)")
+    engine = make_engine(cfg.generation, args.base, lora=lora)
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    for name, rows in sets.items():
+        messages = [params.prompt.render(r["question"]) for r in rows]
+        greedy = [c[0] for c in engine.generate(messages, 1, desc=f"eval {name}")]
+        records = [{"id": r["id"], "output": c.text, "extracted": grading.extract(c.text), "gold": r["answer"],
+                    "correct": grading.is_correct(c.text, r["answer"]), "tokens": c.n_tokens,
+                    "truncated": c.truncated} for r, c in zip(rows, greedy)]
+        if cfg.avg_k is not None and name in cfg.avg_k.sets:
+            engine.gen = dataclasses.replace(cfg.generation, temperature=cfg.avg_k.temperature, top_p=cfg.avg_k.top_p)
+            samples = engine.generate(messages, cfg.avg_k.k, desc=f"avg@k {name}")
+            engine.gen = cfg.generation
+            for rec, r, cs in zip(records, rows, samples):
+                rec["samples_correct"] = [grading.is_correct(c.text, r["answer"]) for c in cs]
+        write_jsonl(out / f"{name}.jsonl", records)
+        log.info("evaluate %s on %s: pass@1 %.3f (n=%d)", lora or "base", name,
+                 sum(r["correct"] for r in records) / len(records), len(records))
+
+
+if __name__ == "__main__":
+    main()

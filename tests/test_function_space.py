@@ -1,0 +1,105 @@
+"""Merging in Delta W space, masked-answer CE, pooled hidden states, and the compare stage's tables."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from test_training import peft_model, rows_table, small_model
+from weightspace import tiny
+from weightspace.adapters import read_adapter
+from weightspace.function_space import Merger, answer_ce, answer_items, pooled_hidden_states
+from weightspace.stages.compare import compare_set
+from weightspace.stages.connectivity import barrier
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny.train_tokenizer([r["prompt"] + " " + r["completion"] for r in rows_table()] * 5, 300)
+
+
+def trained_adapter(tok, tmp_path, name, seed):
+    model = peft_model(tok)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # both factors differ between adapters, as after training
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+            if "lora_A" in n:
+                p.add_(torch.randn(p.shape, generator=g) * 0.2)
+    model.save_pretrained(tmp_path / name)
+    return model
+
+
+def test_merge_endpoints_and_midpoint_match_peft(tok, tmp_path):
+    from peft import PeftModel
+
+    trained_adapter(tok, tmp_path, "a", 1)
+    trained_adapter(tok, tmp_path, "b", 2)
+    fa, fb = read_adapter(tmp_path / "a"), read_adapter(tmp_path / "b")
+    items = answer_items(tok, [r["prompt"] for r in rows_table()[:6]], ["5", "6", "7", "8", "9", "10"])
+    base = small_model(tok).eval()
+    merger = Merger(base, list(fa))
+    for alpha, name in ((1.0, "a"), (0.0, "b")):
+        merger.set([(alpha, fa), (1 - alpha, fb)])
+        peft = PeftModel.from_pretrained(small_model(tok), tmp_path / name).eval()
+        assert answer_ce(base, items, tok.pad_token_id, 4) == pytest.approx(
+            answer_ce(peft, items, tok.pad_token_id, 4), rel=1e-5)
+    # alpha = 0.3: PEFT's exact "cat" combination of the two adapters
+    merger.set([(0.3, fa), (0.7, fb)])
+    peft = PeftModel.from_pretrained(small_model(tok), tmp_path / "a", adapter_name="a")
+    peft.load_adapter(tmp_path / "b", adapter_name="b")
+    peft.add_weighted_adapter(["a", "b"], [0.3, 0.7], "mix", combination_type="cat")
+    peft.set_adapter("mix")
+    merged = peft.merge_and_unload().eval()
+    for name in fa:
+        assert torch.allclose(base.get_submodule(name).weight, merged.get_submodule(name).weight, atol=1e-6)
+    # factor-space interpolation is NOT the same model (the cross terms)
+    fake = {k: type(f)(0.3 * f.A + 0.7 * fb[k].A, 0.3 * f.B + 0.7 * fb[k].B, f.scale, f.layer, f.proj)
+            for k, f in fa.items()}
+    w_ours = base.get_submodule(next(iter(fa))).weight.clone()
+    merger.set([(1.0, fake)])
+    assert not torch.allclose(w_ours, base.get_submodule(next(iter(fa))).weight, atol=1e-4)
+    merger.reset()
+    assert torch.equal(base.get_submodule(next(iter(fa))).weight, merger.w0[next(iter(fa))])
+
+
+def test_barrier_by_hand():
+    a = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert barrier(a, [1.0, 1.5, 2.0, 2.5, 3.0]) == 0.0  # on the chord
+    assert barrier(a, [1.0, 1.2, 1.1, 1.0, 1.0]) == pytest.approx(0.2)  # convex-ish bump: 1.2 - 1.0
+    # paper's RIFT <-> DPO: 3.82 -> 7.06 -> 8.64 on (0, .5, 1): chord at .5 is 6.23, barrier 0.83
+    assert barrier([0, 0.5, 1], [3.82, 7.06, 8.64]) == pytest.approx(0.83)
+
+
+def test_answer_items_continue_right_after_the_prompt(tok):
+    (it,) = answer_items(tok, ["Ana has 2 cups."], ["17"])
+    assert tok.decode(list(it.completion)) == "\\boxed{17}"
+    assert tok.decode(list(it.prompt)).endswith("<|im_start|>assistant\n")
+
+
+def test_pooled_states_ignore_padding_and_batching(tok):
+    model = small_model(tok).eval()
+    prompts = [r["prompt"] for r in rows_table()[::4]] + ["Ana has 2 cups and many more words here. How many?"]
+    together = pooled_hidden_states(model, tok, prompts, batch=8)
+    one_by_one = pooled_hidden_states(model, tok, prompts, batch=1)
+    assert len(together) == 2 and together[0].shape == (5, 32)
+    for a, b in zip(together, one_by_one):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def rec(ids, correct):
+    return [{"id": i, "correct": c} for i, c in zip(ids, correct)]
+
+
+def test_compare_set_pairs_holm_and_intervals():
+    ids = [f"q{i}" for i in range(10)]
+    out = compare_set({"base": rec(ids, [0] * 10), "x": rec(ids, [1] * 8 + [0] * 2), "y": rec(ids, [1] * 10)},
+                      0.95, 100, 0)
+    assert out["x"]["acc"] == 0.8 and out["x"]["lo"] == pytest.approx(0.4902, abs=1e-4)
+    # base-x: n10 = 0, n01 = 8: p = 2 / 2^8; base-y: 2 / 2^10; x-y: n01 = 2: p = 0.5 -> Holm x3, x2, x1
+    assert out["base-x"]["p"] == pytest.approx(2 / 256) and out["base-x"]["p_holm"] == pytest.approx(4 / 256)
+    assert out["base-y"]["p_holm"] == pytest.approx(6 / 1024)
+    assert out["x-y"]["p_holm"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="not paired"):
+        compare_set({"a": rec(ids, [1] * 10), "b": rec(ids[::-1], [1] * 10)}, 0.95, 10, 0)
