@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test bench
+.PHONY: setup repro test bench profile-paper
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -20,3 +20,8 @@ test: setup
 
 bench: setup
 	python benchmarks/generation.py
+
+# Switch the whole parameter set to the paper profile (GPUs + network); `git checkout params.yaml`
+# returns to the tiny default. `dvc params diff` shows the switch.
+profile-paper:
+	cp profiles/paper.yaml params.yaml

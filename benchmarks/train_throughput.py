@@ -38,7 +38,7 @@ def main() -> None:
     rows = load_table(args.rollouts)[: args.batch * args.steps]
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets)
-    cfg = config.Train(seed=0, steps=args.steps, compare_step=None, batch_size=args.batch,
+    cfg = config.Train(launcher="python", seed=0, steps=args.steps, compare_step=None, batch_size=args.batch,
                        micro_batch_size=args.batch, warmup_ratio=0.05, weight_decay=0.01, grad_clip=1.0, max_length=192,
                        bf16=False, gradient_checkpointing=False,
                        lora=config.Lora(r=8, alpha=16, dropout=0.0, target_modules=tuple(targets), use_rslora=False))

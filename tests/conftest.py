@@ -58,3 +58,13 @@ def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True) -> subprocess.
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory):
+    """One real `dvc repro` of the tiny default in a fresh copy of the repository, shared by the
+    pipeline and remote tests: (repo root, scratch folder)."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    root = copy_repo(tmp / "repo")
+    run(["dvc", "repro"], root, tmp)
+    return root, tmp

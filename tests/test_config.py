@@ -81,3 +81,35 @@ def test_stage_rejects_bad_params_before_writing(tmp_path):
     with pytest.raises(ParamsError, match="prepare.generator.n_pretrain"):
         prepare.main(["--params", str(bad), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "profiles").glob("*.yaml")) + [REPO / "params.yaml"],
+                         ids=lambda p: p.name)
+def test_every_profile_validates(path):
+    p = config.load(path)
+    assert p.profile in ("tiny", "paper")
+    assert set(p.methods) == set(config.METHODS)
+
+
+def test_paper_profile_is_the_papers_protocol():
+    p = config.load(REPO / "profiles/paper.yaml")
+    assert p.base.hub.model_id == "Qwen/Qwen3-4B-Instruct-2507"
+    assert p.prepare.train.path == "agentica-org/DeepScaleR-Preview-Dataset"
+    assert {k: v.path for k, v in p.prepare.eval.items()} == {"gsm8k": "openai/gsm8k", "aime26": "MathArena/aime_2026"}
+    assert p.rollouts.k == 4 and p.rollouts.generation.engine == "openai"
+    t = p.train
+    assert (t.lora.r, t.lora.alpha, t.lora.dropout) == (32, 64, 0.0)
+    assert set(t.lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert (t.batch_size, t.warmup_ratio, t.weight_decay, t.grad_clip, t.seed) == (32, 0.05, 0.01, 1.0, 42)
+    assert (t.steps, t.compare_step, t.bf16) == (1500, 1000, True)
+    assert all(p.method(m).lr == 5e-6 for m in ("sft", "rft", "dft", "rift", "grpo")) and p.dpo.lr == 5e-7
+    assert p.rift.neg_lambda == 0.2 and p.grpo.bias == 0.1 and p.dpo.beta == 0.1
+    assert p.geometry.top_k == 10 and p.cka.n == 100
+    assert p.prompt.render("Q").endswith("within \\boxed{}.")
+
+
+def test_profile_switch_is_visible(tmp_path):
+    # `make profile-paper` copies the profile over params.yaml; the `profile` key names what is in force
+    assert yaml.safe_load((REPO / "params.yaml").read_text())["profile"] == "tiny"
+    assert yaml.safe_load((REPO / "profiles/paper.yaml").read_text())["profile"] == "paper"
+    assert "cp profiles/paper.yaml params.yaml" in (REPO / "Makefile").read_text()

@@ -1,6 +1,6 @@
 """The real stages, run by `dvc repro` on the tiny default in a temporary copy of the repository.
 
-One run of the whole pipeline (module fixture) feeds every assertion here; each asserts behaviour
+One run of the whole pipeline (the session fixture ``repo`` in conftest.py) feeds every assertion here; each asserts behaviour
 (what the artifacts do and satisfy), not only that files exist.
 """
 
@@ -10,18 +10,10 @@ import json
 
 import pytest
 
-from conftest import copy_repo, run
+from conftest import run
 from weightspace.rollouts import load_table
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pipeline")
-    root = copy_repo(tmp / "repo")
-    run(["dvc", "repro"], root, tmp)
-    return root, tmp
 
 
 def test_dvc_status_clean_after_repro(repo):
@@ -109,7 +101,7 @@ def test_training_is_byte_identical_and_survives_a_kill(repo):
     from conftest import env
 
     root, tmp = repo
-    ref = (root / "models/sft/adapter_model.safetensors").read_bytes()
+    ref = {f.name: f.read_bytes() for f in (root / "models/sft").iterdir()}
     out = tmp / "killed"
     p = subprocess.Popen(["python", *train_cmd("sft", out, tmp)], cwd=root, env=env(tmp, root),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,8 +112,8 @@ def test_training_is_byte_identical_and_survives_a_kill(repo):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not out.exists()  # a killed run leaves no adapter behind, only a partial folder
-    run(["python", *train_cmd("sft", out, tmp)], root, tmp)
-    assert (out / "adapter_model.safetensors").read_bytes() == ref
+    run(["python", *train_cmd("sft", out, tmp)], root, tmp)  # another process: another hash seed
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == ref  # every file, the config included
 
 
 def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
@@ -183,3 +175,41 @@ def test_geometry_metrics_match_the_adapters(repo):
         assert (root / f"plots/figures/geometry/{name}.png").read_bytes()[:4] == b"\x89PNG"
     rows = (root / "plots/geometry/cosine_per_layer.csv").read_text().splitlines()
     assert rows[0].startswith("layer,sft-rft") and len(rows) == 1 + 4
+
+
+def test_claims_report_lists_every_claim(repo):
+    from weightspace.claims import CLAIMS
+
+    root, _ = repo
+    claims = json.loads((root / "metrics/claims.json").read_text())
+    assert set(claims["claims"]) == {c.id for c in CLAIMS} and claims["profile"] == "tiny"
+    md = (root / "metrics/report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| (") or line.startswith("| headline")]
+    assert len(rows) == len(CLAIMS)
+    for line in rows:  # each row has exactly 5 cells: escaped pipes do not split a cell
+        assert len(line.replace("\\|", "").strip("|").split("|")) == 5, line
+    assert "does not hold" in md and "tiny default" in md
+    assert "![geometry/cosine_matrix.png](../plots/figures/geometry/cosine_matrix.png)" in md
+
+
+def test_lr_matched_dpo_control_reruns_only_the_dpo_branch(repo, tmp_path):
+    """The README's control, for real: `dvc exp run -S dpo.lr=1e-3` (the other methods' LR)."""
+    import shutil
+    import subprocess
+
+    root, tmp = repo
+    exp = tmp_path / "exp"
+    shutil.copytree(root, exp, symlinks=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "add", "-A"], cwd=exp, check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline run"], cwd=exp, check=True)
+    out = run(["dvc", "exp", "run", "-S", "dpo.lr=1e-3"], exp, tmp).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train@dpo", "deltas@dpo", "evaluate@dpo", "geometry", "compare", "connectivity", "cka",
+                   "report"}, ran
+    before = json.loads((root / "metrics/train/dpo.json").read_text())
+    after = json.loads((exp / "metrics/train/dpo.json").read_text())
+    assert after["lr"] == 1e-3 and before["lr"] == 1e-4
+    assert after["delta_frobenius"] > 2 * before["delta_frobenius"]  # 10x the LR moves the weights further
+    shown = run(["dvc", "exp", "show", "--csv"], exp, tmp).stdout
+    assert "dpo.lr" in shown and "0.001" in shown

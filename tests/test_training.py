@@ -46,7 +46,7 @@ def peft_model(tok, seed=0):
 def train_cfg(**kw):
     lora = config.Lora(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                        use_rslora=False)
-    base = dict(seed=0, steps=4, compare_step=None, batch_size=8, micro_batch_size=8, warmup_ratio=0.0,
+    base = dict(launcher="python", seed=0, steps=4, compare_step=None, batch_size=8, micro_batch_size=8, warmup_ratio=0.0,
                 weight_decay=0.01, grad_clip=1.0, max_length=64, bf16=False, gradient_checkpointing=False, lora=lora)
     base.update(kw)
     return config.Train(**base)

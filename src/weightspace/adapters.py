@@ -134,3 +134,16 @@ def read_deltas(path: str | Path) -> dict[str, Factor]:
             out[m["name"]] = Factor(f.get_tensor(f"{m['name']}.A"), f.get_tensor(f"{m['name']}.B"), m["scale"],
                                     m["layer"], m["proj"])
     return out
+
+
+def save_adapter(peft_model, path: str | Path) -> None:
+    """``save_pretrained`` plus a canonical ``adapter_config.json``: PEFT stores ``target_modules`` as a
+    Python set, written in hash-randomised order, so the same adapter would get a different file
+    (and DVC hash) in every process. Lists are sorted; keys sorted as PEFT writes them."""
+    path = Path(path)
+    peft_model.save_pretrained(path)
+    cfg_file = path / "adapter_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True))

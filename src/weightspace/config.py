@@ -190,6 +190,7 @@ class Lora:
 @dataclass(frozen=True)
 class Train:
     """Shared by every method: the loss is the only thing that differs between runs."""
+    launcher: str  # how dvc.yaml starts the train script: "python" or "accelerate launch ..."
     seed: int
     steps: int
     compare_step: Optional[int]  # adapter compared by the analyses; null = steps
@@ -205,6 +206,8 @@ class Train:
 
     def check(self, prefix):
         _positive(self, prefix, "steps", "batch_size", "micro_batch_size", "grad_clip", "max_length")
+        if not (self.launcher == "python" or self.launcher.startswith("accelerate launch")):
+            raise ParamsError(f"{prefix}.launcher: 'python' or 'accelerate launch ...', got {self.launcher!r}")
         if self.batch_size % self.micro_batch_size:
             raise ParamsError(f"{prefix}.batch_size: {self.batch_size} is not a multiple of micro_batch_size "
                               f"{self.micro_batch_size}")
@@ -324,6 +327,11 @@ class CKA:
             raise ParamsError(f"{prefix}.n: the debiased estimator needs at least 4 prompts, got {self.n}")
 
 
+@dataclass(frozen=True)
+class Report:
+    accuracy_set: str  # the evaluation set whose accuracy the claims read (paper: gsm8k)
+
+
 METHOD_TYPES = {"sft": SFT, "rft": RFT, "dft": DFT, "rift": RIFT, "grpo": GRPO, "dpo": DPO}
 
 
@@ -348,8 +356,11 @@ class Params:
     compare: Compare
     connectivity: Connectivity
     cka: CKA
+    report: Report
 
     def check(self, prefix):
+        if self.report.accuracy_set not in self.prepare.eval:
+            raise ParamsError(f"report.accuracy_set: {self.report.accuracy_set!r} is not an evaluation set")
         for sec in ("connectivity", "cka"):
             name = getattr(self, sec).set
             if name not in self.prepare.eval:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..adapters import save_adapter
 from ..models import load_base
 from ..rollouts import load_table
 from .common import parse, set_threads
@@ -47,7 +48,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
-    peft_model.save_pretrained(out)
+    save_adapter(peft_model, out)
     (out / "order.json").write_text(json.dumps(order) + "\n")
     log.info("init: %d LoRA modules (%d layers x %d), %d rows ordered", n_modules, n_layers,
              len(cfg.lora.target_modules), len(order))

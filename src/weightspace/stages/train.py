@@ -75,9 +75,9 @@ def main(argv=None) -> None:
         if not accelerator.is_main_process:
             return
         if step == compare:
-            unwrapped.save_pretrained(tmp)
+            adapters.save_adapter(unwrapped, tmp)
         if step == cfg.steps and step != compare:
-            unwrapped.save_pretrained(tmp / "final")
+            adapters.save_adapter(unwrapped, tmp / "final")
 
     t0 = time.time()
     summary = train(model, accelerator, method, units, items, loss_fn, cfg, mcfg.lr, tok.pad_token_id,
