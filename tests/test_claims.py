@@ -18,7 +18,8 @@ def paper_metrics() -> dict:
     geometry = {"cosine": {"global": cos}, "angle_top1": angles, "u1_alignment": u1,
                 "frobenius": {"sft": 2.9, "rft": 2.82, "dft": 2.95, "rift": 3.04, "grpo": 2.9, "dpo": 0.22},
                 "effective_rank": {"sft": 16, "rft": 16, "dft": 16, "rift": 16, "grpo": 14.8, "dpo": 24.5},
-                "orthogonal_fraction": {"direction": {"grpo": 0.67}}}
+                "orthogonal_fraction": {"direction": {"grpo": 0.67}},
+                "noise_floor": {"cosine": 0.2, "u1_alignment": 0.99}}
     acc = {m: {"acc": a} for m, a in zip(M, (0.875, 0.873, 0.878, 0.882, 0.876, 0.935))}
     for i, a in enumerate(M):
         for b in M[i + 1:]:
@@ -34,7 +35,7 @@ def test_every_measurable_claim_holds_on_the_papers_numbers():
     assert len(results) == len(CLAIMS)
     bad = [r["id"] for r in results if r["holds"] is False]
     assert bad == []
-    assert {r["id"] for r in results if r["holds"] is None} == {"seeds", "lr"}
+    assert {r["id"] for r in results if r["holds"] is None} == {"lr"}
 
 
 def test_claims_fail_on_contradicting_numbers():
@@ -44,7 +45,8 @@ def test_claims_fail_on_contradicting_numbers():
     m["geometry"]["frobenius"]["dpo"] = 2.0
     m["accuracy"]["sft-rft"]["p_holm"] = 0.001
     m["connectivity"]["rift-dpo"]["barrier"] = 0.0
+    m["geometry"]["noise_floor"]["cosine"] = 0.9
     got = {r["id"]: r["holds"] for r in check(m)}
-    for cid in ("family_cosine", "dpo_orthogonal", "dpo_small", "accuracy_same", "lmc_rift_dpo"):
+    for cid in ("family_cosine", "dpo_orthogonal", "dpo_small", "accuracy_same", "lmc_rift_dpo", "seeds"):
         assert got[cid] is False, cid
     assert got["dft_cosine"] is True

@@ -213,3 +213,20 @@ def test_lr_matched_dpo_control_reruns_only_the_dpo_branch(repo, tmp_path):
     assert after["delta_frobenius"] > 2 * before["delta_frobenius"]  # 10x the LR moves the weights further
     shown = run(["dvc", "exp", "show", "--csv"], exp, tmp).stdout
     assert "dpo.lr" in shown and "0.001" in shown
+
+
+def test_noise_floor_is_the_same_method_from_another_seed(repo):
+    import torch
+
+    from weightspace.adapters import read_adapter
+
+    root, _ = repo
+    nf = json.loads((root / "metrics/geometry.json").read_text())["noise_floor"]
+    assert nf["method"] == "sft" and nf["seeds"] == [42, 123]
+    main = json.loads((root / "metrics/train/sft.json").read_text())
+    twin = json.loads((root / "metrics/train/seed_control.json").read_text())
+    assert twin["init_sha256"] != main["init_sha256"] and twin["method"] == "sft"
+    a = torch.cat([(f.scale * f.B @ f.A).flatten() for f in read_adapter(root / "models/sft").values()])
+    b = torch.cat([(f.scale * f.B @ f.A).flatten() for f in read_adapter(root / "models/seed_control/adapter").values()])
+    assert abs(nf["cosine"] - (a @ b / (a.norm() * b.norm())).item()) < 1e-10
+    assert "Noise floor" in (root / "metrics/report.md").read_text()

@@ -119,6 +119,13 @@ def _cka(m):
     return [round(fam, 3), round(grpo, 3), round(dpo, 3)], fam >= 0.99 and grpo <= 0.95 and dpo <= 0.7
 
 
+def _seeds(m):
+    nf = m["geometry"].get("noise_floor")
+    if nf is None:
+        return None, None
+    return [round(nf["cosine"], 3), round(nf["u1_alignment"], 3)], nf["cosine"] <= 0.5 and nf["u1_alignment"] >= 0.9
+
+
 def _not_measured(m):
     return None, None
 
@@ -152,8 +159,8 @@ CLAIMS = [
           "3.82 -> 7.06 -> 8.64 (barrier 0.83)", _lmc_dpo),
     Claim("cka_late", "headline", "late-layer debiased CKA: SFT-RIFT >= 0.99, SFT-GRPO <= 0.95, DPO-GRPO/DFT <= 0.7",
           "> 0.99; about 0.85; about 0.45", _cka),
-    Claim("seeds", "headline", "same loss, two seeds: cosine only 0.07-0.36 while u1 agrees at 0.99",
-          "0.07-0.36; 0.99", _not_measured),
+    Claim("seeds", "headline", "same loss, two seeds: global cosine <= 0.5 while mean |<u1,u1'>| >= 0.9",
+          "0.07-0.36; 0.99", _seeds),
     Claim("lr", "headline", "a 10x LR step rotates Delta W (cosine about 0.55) and grows its norm about 3x",
           "0.55; 3x", _not_measured),
 ]

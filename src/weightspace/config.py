@@ -328,6 +328,14 @@ class CKA:
 
 
 @dataclass(frozen=True)
+class SeedControl:
+    """The noise floor the paper lacks: ``method`` retrained from ``seed`` (LoRA init and row order),
+    compared with itself by the geometry."""
+    method: Literal[METHODS]
+    seed: int
+
+
+@dataclass(frozen=True)
 class Report:
     accuracy_set: str  # the evaluation set whose accuracy the claims read (paper: gsm8k)
 
@@ -357,8 +365,13 @@ class Params:
     connectivity: Connectivity
     cka: CKA
     report: Report
+    seed_control: SeedControl
 
     def check(self, prefix):
+        if self.seed_control.method not in self.methods:
+            raise ParamsError(f"seed_control.method: {self.seed_control.method!r} is not in methods")
+        if self.seed_control.seed == self.train.seed:
+            raise ParamsError(f"seed_control.seed: must differ from train.seed={self.train.seed}")
         if self.report.accuracy_set not in self.prepare.eval:
             raise ParamsError(f"report.accuracy_set: {self.report.accuracy_set!r} is not an evaluation set")
         for sec in ("connectivity", "cka"):

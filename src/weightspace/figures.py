@@ -76,8 +76,12 @@ def geometry_figures(metrics_path, tables_dir, out_dir, methods: list[str]) -> N
     pairs = [f"{ref}-{x}" if f"{ref}-{x}" in rows[0] else f"{x}-{ref}" for x in methods if x != ref]
     renamed = [{"layer": r["layer"], **{p.replace(f"{ref}-", "").replace(f"-{ref}", ""): r[p] for p in pairs}}
                for r in rows]
-    lines(out / "cosine_per_layer.png", renamed, [x for x in methods if x != ref], f"cosine to {ref.upper()} per layer",
-          "cosine")
+    series = [x for x in methods if x != ref]
+    if "noise_floor" in rows[0]:  # the same method from another seed
+        for r, src in zip(renamed, rows):
+            r["noise_floor"] = src["noise_floor"]
+        series.append("noise_floor")
+    lines(out / "cosine_per_layer.png", renamed, series, f"cosine to {ref.upper()} per layer", "cosine")
     rows = read_csv(tables / "orthogonal_fraction_per_layer.csv")
     lines(out / "orthogonal_fraction_per_layer.png", rows, [x for x in methods if x != ref],
           f"orthogonal fraction off {ref.upper()} per layer", "||dW - P dW|| / ||dW||")

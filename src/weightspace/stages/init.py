@@ -1,6 +1,7 @@
 """Stage init: what every method shares -> ``<out>/`` = the LoRA initialisation (a PEFT adapter,
 B = 0 so Delta W starts at 0) and ``order.json``, the row order of the rollout table, both from
-``train.seed``. Params: ``train.seed``, ``train.lora``, ``threads``."""
+``train.seed`` (or ``seed_control.seed`` with ``--seed-from seed_control``: the noise-floor run).
+Params: ``train.seed``, ``train.lora``, ``threads`` (``seed_control``)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,19 @@ def lora_config(lora):
 def main(argv=None) -> None:
     from peft import get_peft_model
 
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--seed-from", choices=("train", "seed_control"), default="train")
+    known, rest = pre.parse_known_args(argv)
     args, params = parse(__doc__, {"base": "base model folder", "rollouts": "rollout table",
-                                   "out": "output folder"}, argv)
+                                   "out": "output folder"}, rest)
     cfg = params.train
+    seed = cfg.seed if known.seed_from == "train" else params.seed_control.seed
     set_threads(params.threads)
     rows = load_table(args.rollouts)
     model, _ = load_base(args.base)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     peft_model = get_peft_model(model, lora_config(cfg.lora))
     n_layers = model.config.num_hidden_layers
     n_modules = sum(1 for n, _ in peft_model.named_modules() if n.endswith(tuple(cfg.lora.target_modules))
@@ -44,13 +51,13 @@ def main(argv=None) -> None:
     if n_modules != n_layers * len(cfg.lora.target_modules):
         raise RuntimeError(f"init: {n_modules} LoRA modules, expected layers x targets = "
                            f"{n_layers} x {len(cfg.lora.target_modules)}")
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     save_adapter(peft_model, out)
     (out / "order.json").write_text(json.dumps(order) + "\n")
-    log.info("init: %d LoRA modules (%d layers x %d), %d rows ordered", n_modules, n_layers,
+    log.info("init (seed %d): %d LoRA modules (%d layers x %d), %d rows ordered", seed, n_modules, n_layers,
              len(cfg.lora.target_modules), len(order))
 
 

@@ -22,7 +22,8 @@ def verdict(holds) -> str:
     return {True: "holds", False: "does not hold", None: "not measured"}[holds]
 
 
-def markdown(claims: list[dict], profile: str, acc_set: str, acc: dict, figures: Path, out: Path) -> str:
+def markdown(claims: list[dict], profile: str, acc_set: str, acc: dict, noise: dict | None, figures: Path,
+             out: Path) -> str:
     n_hold = sum(c["holds"] is True for c in claims)
     n_fail = sum(c["holds"] is False for c in claims)
     lines = [f"# Claims of the paper against this run (profile: {profile})", "",
@@ -38,6 +39,13 @@ def markdown(claims: list[dict], profile: str, acc_set: str, acc: dict, figures:
         claim = c["claim"].replace("|", "\\|")  # a bare | would end the table cell
         lines.append(f"| {c['group']} | {claim} | {c['paper']} | `{json.dumps(c['this_run'])}` | "
                      f"**{verdict(c['holds'])}** |")
+    if noise is not None:
+        k = [key for key in noise if key.startswith("angle_top") and key != "angle_top1"][0]
+        lines += ["", f"**Noise floor.** {noise['method'].upper()} trained from seed {noise['seeds'][1]} instead of "
+                  f"{noise['seeds'][0]} (its own LoRA init and row order), same data and loss: global cosine "
+                  f"{noise['cosine']:.3f}, median top-1 angle {noise['angle_top1']['median']:.1f} deg, median "
+                  f"{k.replace('angle_top', 'top-')} angle {noise[k]['median']:.1f} deg, mean |<u1,u1'>| "
+                  f"{noise['u1_alignment']:.3f}. Between-method values inside this range are within seed noise."]
     models = [k for k in acc if "-" not in k]
     lines += ["", f"## Accuracy on `{acc_set}` (greedy pass@1, 95% Wilson interval)", "",
               "| model | accuracy | interval | n |", "|---|---|---|---|"]
@@ -68,7 +76,8 @@ def main(argv=None) -> None:
                              "does_not_hold": sum(c["holds"] is False for c in claims),
                              "claims": {c["id"]: c for c in claims}})
     out = Path(args.out)
-    out.write_text(markdown(claims, params.profile, acc_set, accuracy[acc_set], Path(args.figures), out))
+    out.write_text(markdown(claims, params.profile, acc_set, accuracy[acc_set], metrics["geometry"].get("noise_floor"),
+                            Path(args.figures), out))
     log.info("report: %d claims, %d hold", len(claims), sum(c["holds"] is True for c in claims))
 
 
