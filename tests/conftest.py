@@ -53,6 +53,22 @@ def copy_repo(dst: Path) -> Path:
     return dst
 
 
+def fresh_clone(src: Path, dst: Path) -> Path:
+    """What a reviewer has after `git clone` of ``src``: its git-visible files and dvc.lock, committed;
+    no DVC cache, no outputs."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=src, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for f in files:
+        if (src / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / f, dst / f)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
+    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dst, check=True)
+    return dst
+
+
 def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, cwd=cwd, env=env(tmp, cwd), capture_output=True, text=True)
     if check and p.returncode != 0:

@@ -192,10 +192,12 @@ def test_claims_report_lists_every_claim(repo):
     assert "![geometry/cosine_matrix.png](../plots/figures/geometry/cosine_matrix.png)" in md
 
 
-def test_lr_matched_dpo_control_reruns_only_the_dpo_branch(repo, tmp_path):
-    """The README's control, for real: `dvc exp run -S dpo.lr=1e-3` (the other methods' LR)."""
+def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
+    """The README's experiments, for real: `dvc exp run -S dpo.lr=1e-3` (the other methods' LR),
+    then `dvc metrics diff` / `dvc params diff`, then a queued grid run by one worker."""
     import shutil
     import subprocess
+    import time
 
     root, tmp = repo
     exp = tmp_path / "exp"
@@ -211,8 +213,51 @@ def test_lr_matched_dpo_control_reruns_only_the_dpo_branch(repo, tmp_path):
     after = json.loads((exp / "metrics/train/dpo.json").read_text())
     assert after["lr"] == 1e-3 and before["lr"] == 1e-4
     assert after["delta_frobenius"] > 2 * before["delta_frobenius"]  # 10x the LR moves the weights further
+    diff = run(["dvc", "metrics", "diff", "--md"], exp, tmp).stdout
+    assert "metrics/train/dpo.json" in diff and "delta_frobenius" in diff and "cosine.global.sft-dpo" in diff
+    assert "dpo.lr" in run(["dvc", "params", "diff"], exp, tmp).stdout
+    assert "delta_frobenius" in run(["dvc", "metrics", "show"], exp, tmp).stdout
+
+    subprocess.run(["git", "checkout", "-q", "--", "params.yaml"], cwd=exp, check=True)
+    run(["dvc", "checkout", "-q"], exp, tmp)
+    run(["dvc", "exp", "run", "--queue", "-S", "dpo.lr=3e-4,3e-3"], exp, tmp)
+    run(["dvc", "queue", "start", "-j", "1"], exp, tmp)
+    deadline = time.time() + 600
+    status = ""
+    while time.time() < deadline:
+        time.sleep(5)
+        status = run(["dvc", "queue", "status"], exp, tmp).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+    assert "Failed" not in status and status.count("Success") == 2, status
     shown = run(["dvc", "exp", "show", "--csv"], exp, tmp).stdout
-    assert "dpo.lr" in shown and "0.001" in shown
+    assert "0.0003" in shown and "0.003" in shown, shown
+
+
+def test_profile_switch_shows_in_params_diff(tmp_path):
+    from conftest import copy_repo
+
+    root = copy_repo(tmp_path / "p")
+    subprocess_run = run(["make", "profile-paper"], root, tmp_path)
+    assert subprocess_run.returncode == 0
+    assert (root / "params.yaml").read_text() == (root / "profiles/paper.yaml").read_text()
+    diff = run(["dvc", "params", "diff", "--md"], root, tmp_path).stdout
+    assert "| params.yaml | profile" in diff and "tiny" in diff and "paper" in diff, diff
+
+
+def test_default_local_remote_push_and_pull(repo, tmp_path):
+    """`dvc push` / `dvc pull` work out of the box: the default remote is a folder beside the repo."""
+    from conftest import fresh_clone
+
+    root, tmp = repo
+    run(["dvc", "push"], root, tmp)
+    storage = root.parent / "weightspace-dvc-storage"
+    assert storage.is_dir() and any(storage.rglob("*"))
+    clone = fresh_clone(root, tmp / "clone-local")  # beside the repo copy: the same ../weightspace-dvc-storage
+    assert not (clone / "models/sft").exists()
+    run(["dvc", "pull", "train@sft"], clone, tmp)
+    assert (clone / "models/sft/adapter_model.safetensors").read_bytes() == (
+        root / "models/sft/adapter_model.safetensors").read_bytes()
 
 
 def test_noise_floor_is_the_same_method_from_another_seed(repo):

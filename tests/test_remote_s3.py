@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VENV_BIN, env, run
+from conftest import VENV_BIN, fresh_clone, run
 
 pytestmark = pytest.mark.slow
 KEY, SECRET, BUCKET = "reviewer", "s3cret-for-tests", "dvc"
@@ -82,21 +82,6 @@ def use_s3(root: Path, tmp: Path, url: str, secret: str = SECRET) -> None:
     run(["dvc", "remote", "modify", "s3", "endpointurl", url], root, tmp)
     run(["dvc", "remote", "modify", "--local", "s3", "access_key_id", KEY], root, tmp)
     run(["dvc", "remote", "modify", "--local", "s3", "secret_access_key", secret], root, tmp)
-
-
-def fresh_clone(src: Path, dst: Path) -> Path:
-    """What a reviewer has after `git clone`: git-tracked files and dvc.lock, no cache, no outputs."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=src, check=True,
-                           capture_output=True, text=True).stdout.split()
-    for f in files:
-        if (src / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / f, dst / f)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
-    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dst, check=True)
-    return dst
 
 
 TRACKED = ["data/prepared/train.jsonl", "data/rollouts.jsonl", "models/base/model.safetensors",

@@ -23,10 +23,10 @@ class Merger:
     @torch.no_grad()
     def set(self, terms: list[tuple[float, dict[str, Factor]]]) -> None:
         for name, w0 in self.w0.items():
-            delta = torch.zeros(w0.shape, dtype=torch.float64)
+            delta = torch.zeros(w0.shape, dtype=torch.float64, device=w0.device)
             for c, factors in terms:
                 f = factors[name]
-                delta += (c * f.scale) * (f.B @ f.A)  # (d_out, r) @ (r, d_in)
+                delta += (c * f.scale) * (f.B.to(w0.device) @ f.A.to(w0.device))  # (d_out, r) @ (r, d_in)
             self.model.get_submodule(name).weight.copy_((w0.to(torch.float64) + delta).to(w0.dtype))
 
     def reset(self) -> None:
@@ -66,13 +66,14 @@ def pooled_hidden_states(model, tok, prompts: list[str], batch: int) -> list[tor
                  for p in prompts[i : i + batch]]
         items = [Item(j, tuple(tok(t, add_special_tokens=False)["input_ids"]), ()) for j, t in enumerate(texts)]
         b = collate(items, tok.pad_token_id)
-        hs = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True,
-                   use_cache=False).hidden_states[1:]  # L x (B, T, d)
-        keep = b["attention_mask"].clone().to(torch.float64)
+        device = next(model.parameters()).device
+        hs = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
+                   output_hidden_states=True, use_cache=False).hidden_states[1:]  # L x (B, T, d)
+        keep = b["attention_mask"].clone().to(torch.float64).to(device)
         keep[:, 0] = 0
         for L, h in enumerate(hs):
             pooled = (h.to(torch.float64) * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
             if len(layers) <= L:
                 layers.append([])
-            layers[L].append(pooled)
+            layers[L].append(pooled.cpu())
     return [torch.cat(x) for x in layers]

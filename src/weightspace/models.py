@@ -37,6 +37,11 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
+def default_device() -> tuple[str, torch.dtype]:
+    """("cuda", bfloat16) on a GPU machine, ("cpu", float32) elsewhere: inference stages use this."""
+    return ("cuda", torch.bfloat16) if torch.cuda.is_available() else ("cpu", torch.float32)
+
+
 def load_base(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
     """(model, tokenizer) of the base in ``path``, in eval mode."""
     name, revision = base_ref(path)

@@ -90,9 +90,12 @@ def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def sequence_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token log-probs (B, T-1), completion mask (B, T-1)) of ``model`` on a collated batch."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    return L.token_logps(logits, batch["input_ids"]), batch["completion_mask"]
+    """(token log-probs (B, T-1), completion mask (B, T-1)) of ``model`` on a collated batch, on the
+    model's device."""
+    device = next(model.parameters()).device
+    ids = batch["input_ids"].to(device)
+    logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
+    return L.token_logps(logits, ids), batch["completion_mask"].to(device)
 
 
 @torch.no_grad()
@@ -142,20 +145,22 @@ class LossFn:
         if m == "dpo":
             P = len(unit_rows)
             seq = (logp * mask).sum(-1)
-            ref = torch.tensor([self.ref[r] for pair in unit_rows for r in pair], dtype=seq.dtype).view(P, 2)
+            ref = torch.tensor([self.ref[r] for pair in unit_rows for r in pair], dtype=seq.dtype,
+                               device=seq.device).view(P, 2)
             seq = seq.view(P, 2)  # rows interleaved chosen, rejected
             return L.dpo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], self.mcfg.beta).sum() / normaliser
         idx = torch.tensor(unit_rows)
         if m == "sft":
             return L.sft_loss(logp, mask, normaliser)
         if m == "rft":
-            return L.rft_loss(logp, mask, self.reward[idx], normaliser)
+            return L.rft_loss(logp, mask, self.reward[idx].to(logp.device), normaliser)
         if m == "dft":
             return L.dft_loss(logp, mask, normaliser)
         if m == "rift":
-            return L.rift_loss(logp, mask, self.reward[idx], normaliser, self.mcfg.neg_lambda, self.mcfg.variant)
+            return L.rift_loss(logp, mask, self.reward[idx].to(logp.device), normaliser, self.mcfg.neg_lambda,
+                               self.mcfg.variant)
         if m == "grpo":
-            return L.grpo_loss(logp, mask, self.adv[idx], normaliser)
+            return L.grpo_loss(logp, mask, self.adv[idx].to(logp.device), normaliser)
         raise TrainingError(f"method {m}: no loss")
 
 
@@ -187,7 +192,7 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
         tokens += sum(len(it.completion) for u in batch for it in unit_items(u, items))
         mine = batch[rank::world]
         chunks = [mine[i : i + micro] for i in range(0, len(mine), micro)]
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=accelerator.device)
         for c, chunk in enumerate(chunks):
             flat = [it for u in chunk for it in unit_items(u, items)]
             ctx = accelerator.no_sync(model) if c < len(chunks) - 1 else _null()

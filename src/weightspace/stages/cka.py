@@ -16,7 +16,7 @@ from ..adapters import read_deltas
 from ..cka import cka
 from ..datasets import read_jsonl
 from ..function_space import Merger, pooled_hidden_states
-from ..models import load_base
+from ..models import default_device, load_base
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ def main(argv=None) -> None:
     set_threads(params.threads)
     rows = read_jsonl(Path(args.data) / f"{cfg.set}.jsonl")[: cfg.n]
     prompts = [params.prompt.render(r["question"]) for r in rows]
-    model, tok = load_base(args.base)
+    device, dtype = default_device()
+    model, tok = load_base(args.base, dtype=dtype, device=device)
     reps = {"base": pooled_hidden_states(model, tok, prompts, cfg.batch_size)}
     deltas = {m: read_deltas(Path(args.deltas) / f"{m}.safetensors") for m in params.methods}
     merger = Merger(model, list(deltas[params.methods[0]]))

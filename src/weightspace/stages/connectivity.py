@@ -13,7 +13,7 @@ from .. import figures
 from ..adapters import read_deltas
 from ..datasets import read_jsonl
 from ..function_space import Merger, answer_ce, answer_items
-from ..models import load_base
+from ..models import default_device, load_base
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ def main(argv=None) -> None:
     cfg = params.connectivity
     set_threads(params.threads)
     rows = read_jsonl(Path(args.data) / f"{cfg.set}.jsonl")[: cfg.n]
-    model, tok = load_base(args.base)
+    device, dtype = default_device()
+    model, tok = load_base(args.base, dtype=dtype, device=device)
     items = answer_items(tok, [params.prompt.render(r["question"]) for r in rows], [r["answer"] for r in rows])
     methods = sorted({m for p in cfg.pairs for m in p.split("-")})
     deltas = {m: read_deltas(Path(args.deltas) / f"{m}.safetensors") for m in methods}

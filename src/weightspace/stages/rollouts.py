@@ -20,20 +20,21 @@ log = logging.getLogger(__name__)
 def make_engine(gen: config.Generation, base: str | Path, teacher: str | None = None, lora: str | None = None):
     """The generation engine of ``gen.engine`` on ``teacher`` (a hub id) or the base in ``base``."""
     from ..generation import HFEngine, OpenAIEngine, VLLMEngine
-    from ..models import base_ref, load_base
+    from ..models import base_ref, default_device, load_base
 
     if gen.engine == "openai":
         return OpenAIEngine(gen)
     if gen.engine == "vllm":
         name, revision = (teacher, None) if teacher else base_ref(base)
         return VLLMEngine(name, gen, revision=revision, lora_path=lora)
+    device, dtype = default_device()
     if teacher:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(teacher, trust_remote_code=False).eval()
+        model = AutoModelForCausalLM.from_pretrained(teacher, dtype=dtype, trust_remote_code=False).to(device).eval()
         tok = AutoTokenizer.from_pretrained(teacher, trust_remote_code=False, padding_side="left")
     else:
-        model, tok = load_base(base)
+        model, tok = load_base(base, dtype=dtype, device=device)
     if lora:
         from peft import PeftModel
 
