@@ -213,13 +213,16 @@ def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     after = json.loads((exp / "metrics/train/dpo.json").read_text())
     assert after["lr"] == 1e-3 and before["lr"] == 1e-4
     assert after["delta_frobenius"] > 2 * before["delta_frobenius"]  # 10x the LR moves the weights further
-    diff = run(["dvc", "metrics", "diff", "--md"], exp, tmp).stdout
+    subprocess.run(["git", "add", "-A"], cwd=exp, check=True)
+    subprocess.run([*git, "commit", "-qm", "LR-matched DPO"], cwd=exp, check=True)
+    diff = run(["dvc", "metrics", "diff", "HEAD~1", "--md"], exp, tmp).stdout
     assert "metrics/train/dpo.json" in diff and "delta_frobenius" in diff and "cosine.global.sft-dpo" in diff
-    assert "dpo.lr" in run(["dvc", "params", "diff"], exp, tmp).stdout
+    assert "dpo.lr" in run(["dvc", "params", "diff", "HEAD~1"], exp, tmp).stdout
     assert "delta_frobenius" in run(["dvc", "metrics", "show"], exp, tmp).stdout
+    run(["dvc", "plots", "diff", "HEAD~1", "-o", str(tmp_path / "plots-diff")], exp, tmp)
+    html = (tmp_path / "plots-diff/index.html").read_text()
+    assert "vegaEmbed(" in html and "cdn.jsdelivr" not in html
 
-    subprocess.run(["git", "checkout", "-q", "--", "params.yaml"], cwd=exp, check=True)
-    run(["dvc", "checkout", "-q"], exp, tmp)
     run(["dvc", "exp", "run", "--queue", "-S", "dpo.lr=3e-4,3e-3"], exp, tmp)
     run(["dvc", "queue", "start", "-j", "1"], exp, tmp)
     deadline = time.time() + 600
@@ -232,6 +235,7 @@ def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     assert "Failed" not in status and status.count("Success") == 2, status
     shown = run(["dvc", "exp", "show", "--csv"], exp, tmp).stdout
     assert "0.0003" in shown and "0.003" in shown, shown
+    assert "dpo.lr" in run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--md"], exp, tmp).stdout
 
 
 def test_profile_switch_shows_in_params_diff(tmp_path):
@@ -275,3 +279,15 @@ def test_noise_floor_is_the_same_method_from_another_seed(repo):
     b = torch.cat([(f.scale * f.B @ f.A).flatten() for f in read_adapter(root / "models/seed_control/adapter").values()])
     assert abs(nf["cosine"] - (a @ b / (a.norm() * b.norm())).item()) < 1e-10
     assert "Noise floor" in (root / "metrics/report.md").read_text()
+
+
+@pytest.mark.parametrize("script, args", [
+    ("benchmarks/generation.py", ["--prompts", "8", "--batch", "8"]),
+    ("benchmarks/train_throughput.py", ["--steps", "3", "--batch", "8"]),
+    ("benchmarks/geometry_scale.py", ["--layers", "1", "--sample", "1"]),
+])
+def test_benchmarks_run_and_print_a_ratio(repo, script, args):
+    """The README's benchmark commands, shrunk: each prints its ratio against an in-run baseline."""
+    root, tmp = repo
+    out = run(["python", script, *args], root, tmp).stdout
+    assert "ratio" in out and "x" in out.split("ratio")[-1], out
