@@ -8,22 +8,16 @@ naming the dotted key. Numbers that ``dvc exp run -S`` writes in a form PyYAML r
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
 
+from .validation import ParamsError, require_positive, build
+
 METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-class ParamsError(ValueError):
-    """A params.yaml problem; the message names the dotted key."""
+__all__ = ["ParamsError", "build", "load", "METHODS"]
 
 
 # ---------------------------------------------------------------- sections
@@ -93,7 +87,7 @@ class TinyModel:
     max_acc: float
 
     def check(self, prefix):
-        _positive(self, prefix, "vocab_size", "hidden_size", "layers", "heads", "kv_heads", "head_dim",
+        require_positive(self, prefix, "vocab_size", "hidden_size", "layers", "heads", "kv_heads", "head_dim",
                   "intermediate_size", "max_positions", "steps", "batch_size", "lr", "eval_every", "eval_n")
 
 
@@ -136,7 +130,7 @@ class Generation:
     openai: Optional[OpenAIEngine]
 
     def check(self, prefix):
-        _positive(self, prefix, "max_new_tokens", "batch_size", "top_p")
+        require_positive(self, prefix, "max_new_tokens", "batch_size", "top_p")
         if self.temperature < 0:
             raise ParamsError(f"{prefix}.temperature: must be >= 0, got {self.temperature}")
         if self.engine == "openai" and self.openai is None:
@@ -167,7 +161,7 @@ class Rollouts:
     generation: Generation
 
     def check(self, prefix):
-        _positive(self, prefix, "k")
+        require_positive(self, prefix, "k")
 
 
 @dataclass(frozen=True)
@@ -180,7 +174,7 @@ class Lora:
     use_rslora: bool
 
     def check(self, prefix):
-        _positive(self, prefix, "r", "alpha")
+        require_positive(self, prefix, "r", "alpha")
         if not self.target_modules or len(set(self.target_modules)) != len(self.target_modules):
             raise ParamsError(f"{prefix}.target_modules: empty or repeated entries")
         if not 0 <= self.dropout < 1:
@@ -205,7 +199,7 @@ class Train:
     lora: Lora
 
     def check(self, prefix):
-        _positive(self, prefix, "steps", "batch_size", "micro_batch_size", "grad_clip", "max_length")
+        require_positive(self, prefix, "steps", "batch_size", "micro_batch_size", "grad_clip", "max_length")
         if not (self.launcher == "python" or self.launcher.startswith("accelerate launch")):
             raise ParamsError(f"{prefix}.launcher: 'python' or 'accelerate launch ...', got {self.launcher!r}")
         if self.batch_size % self.micro_batch_size:
@@ -260,7 +254,7 @@ class Geometry:
     top_k: int  # principal angles between the top-k left singular subspaces (paper: 10 of r=32)
 
     def check(self, prefix):
-        _positive(self, prefix, "top_k")
+        require_positive(self, prefix, "top_k")
 
 
 @dataclass(frozen=True)
@@ -272,7 +266,7 @@ class AvgK:
     sets: tuple[str, ...]
 
     def check(self, prefix):
-        _positive(self, prefix, "k", "temperature", "top_p")
+        require_positive(self, prefix, "k", "temperature", "top_p")
 
 
 @dataclass(frozen=True)
@@ -294,7 +288,7 @@ class Compare:
     def check(self, prefix):
         if not 0 < self.level < 1:
             raise ParamsError(f"{prefix}.level: must lie in (0, 1), got {self.level}")
-        _positive(self, prefix, "bootstrap")
+        require_positive(self, prefix, "bootstrap")
 
 
 @dataclass(frozen=True)
@@ -306,7 +300,7 @@ class Connectivity:
     batch_size: int
 
     def check(self, prefix):
-        _positive(self, prefix, "n", "batch_size")
+        require_positive(self, prefix, "n", "batch_size")
         if self.points < 3:
             raise ParamsError(f"{prefix}.points: need at least 3 grid points, got {self.points}")
         for i, pair in enumerate(self.pairs):
@@ -322,7 +316,7 @@ class CKA:
     batch_size: int
 
     def check(self, prefix):
-        _positive(self, prefix, "batch_size")
+        require_positive(self, prefix, "batch_size")
         if self.n < 4:
             raise ParamsError(f"{prefix}.n: the debiased estimator needs at least 4 prompts, got {self.n}")
 
@@ -395,7 +389,7 @@ class Params:
         if len(set(self.methods)) != len(self.methods):
             raise ParamsError(f"methods: duplicate entries in {list(self.methods)}")
         for m in METHODS:
-            _positive(getattr(self, m), m, "lr")
+            require_positive(getattr(self, m), m, "lr")
         if self.dpo.beta <= 0:
             raise ParamsError(f"dpo.beta: must be positive, got {self.dpo.beta}")
 
@@ -404,80 +398,6 @@ class Params:
         if name not in METHOD_TYPES:
             raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(METHODS)})")
         return getattr(self, name)
-
-
-# ---------------------------------------------------------------- validation
-def _coerce(value, tp, key: str):
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if value is None:
-        raise ParamsError(f"{key}: must not be null")
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ParamsError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
-        return value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ParamsError(f"{key}: expected a mapping, got {type(value).__name__}")
-        _, vt = typing.get_args(tp)
-        return types.MappingProxyType({str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()})
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise ParamsError(f"{key}: expected a list, got {type(value).__name__}")
-        (et, *_) = typing.get_args(tp)
-        return tuple(_coerce(v, et, f"{key}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ParamsError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _NUMBER.match(value.strip()):
-            return float(value)  # `dvc exp run -S x=1e-05` writes a string PyYAML will not parse
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ParamsError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported field type {tp} at {key}")
-
-
-def build(cls, raw, prefix: str = ""):
-    """Build dataclass ``cls`` from mapping ``raw``; every field required, no unknown keys."""
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{prefix or 'params'}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    dot = f"{prefix}." if prefix else ""
-    for k in raw:
-        if k not in hints:
-            raise ParamsError(f"{dot}{k}: unknown key (expected one of {', '.join(names)})")
-    for k in names:
-        if k not in raw:
-            raise ParamsError(f"{dot}{k}: missing key")
-    obj = cls(**{k: _coerce(raw[k], hints[k], f"{dot}{k}") for k in names})
-    check = getattr(cls, "check", None)
-    if check is not None:
-        check(obj, prefix)
-    return obj
-
-
-def _positive(obj, prefix: str, *names: str) -> None:
-    for name in names:
-        if getattr(obj, name) <= 0:
-            raise ParamsError(f"{prefix}.{name}: must be positive, got {getattr(obj, name)!r}")
 
 
 def load(path: str | Path = "params.yaml") -> Params:
