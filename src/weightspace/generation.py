@@ -15,6 +15,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -141,3 +142,27 @@ class OpenAIEngine:
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
             flat = list(tqdm(pool.map(lambda js: self._one(*js), jobs), total=len(jobs), desc=desc, leave=False))
         return [flat[i * n : (i + 1) * n] for i in range(len(messages))]
+
+
+def make_engine(gen: Generation, base: str | Path, teacher: str | None = None, lora: str | None = None):
+    """The generation engine of ``gen.engine`` on ``teacher`` (a hub id) or the base in ``base``."""
+    from .models import base_ref, default_device, load_base
+
+    if gen.engine == "openai":
+        return OpenAIEngine(gen)
+    if gen.engine == "vllm":
+        name, revision = (teacher, None) if teacher else base_ref(base)
+        return VLLMEngine(name, gen, revision=revision, lora_path=lora)
+    device, dtype = default_device()
+    if teacher:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(teacher, dtype=dtype, trust_remote_code=False).to(device).eval()
+        tok = AutoTokenizer.from_pretrained(teacher, trust_remote_code=False, padding_side="left")
+    else:
+        model, tok = load_base(base, dtype=dtype, device=device)
+    if lora:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, lora).merge_and_unload().eval()
+    return HFEngine(model, tok, gen)

@@ -11,6 +11,7 @@ the process count because DDP averages gradients.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -195,7 +196,7 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
         loss_sum = torch.zeros((), device=accelerator.device)
         for c, chunk in enumerate(chunks):
             flat = [it for u in chunk for it in unit_items(u, items)]
-            ctx = accelerator.no_sync(model) if c < len(chunks) - 1 else _null()
+            ctx = accelerator.no_sync(model) if c < len(chunks) - 1 else contextlib.nullcontext()
             with ctx:
                 with accelerator.autocast():
                     logp, mask = sequence_logps(model, collate(flat, pad_id))
@@ -216,10 +217,3 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
     return {"final_loss": loss_total, "processes": world, "steps": cfg.steps, "tokens": tokens, "units": len(units),
             "wall_s": round(time.time() - t0, 2)}
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .. import grading
 from ..datasets import read_jsonl, write_jsonl
+from ..generation import make_engine
 from .common import parse, set_threads
-from .rollouts import make_engine
 
 log = logging.getLogger(__name__)
 
