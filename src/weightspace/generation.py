@@ -161,8 +161,10 @@ def make_engine(gen: Generation, base: str | Path, teacher: str | None = None, l
         tok = AutoTokenizer.from_pretrained(teacher, trust_remote_code=False, padding_side="left")
     else:
         model, tok = load_base(base, dtype=dtype, device=device)
-    if lora:
-        from peft import PeftModel
+    if lora:  # merged exactly (float32 target modules), not bf16(W0 + dW): see function_space.Merger
+        from .adapters import read_adapter
+        from .function_space import Merger
 
-        model = PeftModel.from_pretrained(model, lora).merge_and_unload().eval()
+        factors = read_adapter(lora)
+        Merger(model, list(factors)).set([(1.0, factors)])
     return HFEngine(model, tok, gen)

@@ -1,18 +1,34 @@
 """Answer extraction and grading: one rule for rollouts, evaluation and every metric.
 
+The reward is the paper's: r = 1 when math-verify verifies the extracted answer against the gold.
+
 ``extract``: drop ``<think>...</think>`` (and an unclosed ``<think>`` tail), take the LAST
-brace-matched ``\\boxed{...}`` (or ``\\fbox{...}``), normalise. ``normalize``: strip ``$``, ``\\$``,
-``%``, ``\\%``, commas in numbers, ``\\text{...}`` units, spaces, a trailing period, trailing ``.0``
-zeros and leading zeros. Reward = normalised extraction equals normalised gold. math-verify is a
-second opinion whose disagreements are counted, never used for the reward.
+brace-matched ``\\boxed{...}`` (or ``\\fbox{...}``). No closed box: r = 0 (rule ``no_answer``).
+``grade`` then decides, in this order:
+
+1. ``string``: the normalised answer equals the normalised gold (``normalize``: strip ``$``, ``\\$``,
+   ``%``, ``\\%``, commas in numbers, ``\\text{...}`` units, spaces, a trailing period, trailing
+   ``.0`` zeros and leading zeros). Equal strings are equal answers, so math-verify is not asked.
+2. ``math_verify``: otherwise math-verify's verdict on the boxed content, ``verify(parse($gold$),
+   parse($answer$))``: ``0.5`` = ``\\frac{1}{2}``, ``x=3`` = ``3``, ``\\sqrt{8}`` = ``2\\sqrt{2}``,
+   reordered sets, ``90^\\circ`` = ``90`` (inside ``$...$`` it reads ``50\\%`` as 50; inside
+   ``\\boxed{}`` it does not).
+3. ``fallback``: math-verify has no verdict (it parses nothing, raises, or times out): the string
+   rule's 0 stands. These rows are counted in ``metrics/rollouts.json`` (``reward_rules``).
+
+math-verify's timeouts use ``signal.alarm``: call ``grade`` from a main thread; ``grade_many``
+spreads a large table over processes (each one's main thread), never threads.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass
 
 _THINK = re.compile(r"<think>.*?</think>", re.S)
 _NUM = re.compile(r"^[+-]?\d+(\.\d+)?$")
+RULES = ("string", "math_verify", "fallback", "no_answer")
 
 
 def strip_think(text: str) -> str:
@@ -55,9 +71,19 @@ def normalize(ans: str) -> str:
         s = s.lstrip("+-")
         if "." in s:
             s = s.rstrip("0").rstrip(".")
-        s = s.lstrip("0") or "0"
+        whole, dot, frac = s.partition(".")
+        s = (whole.lstrip("0") or "0") + dot + frac  # 007 -> 7, 0.5 stays 0.5
         s = "0" if s == "0" else sign + s
     return s
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The grade of one output: reward r in {0, 1}, the rule that decided it (one of ``RULES``) and
+    the normalised extracted answer (None without a closed box)."""
+    reward: int
+    rule: str
+    extracted: str | None
 
 
 def extract(text: str) -> str | None:
@@ -66,22 +92,64 @@ def extract(text: str) -> str | None:
     return None if boxed is None else normalize(boxed)
 
 
-def is_correct(text: str, gold: str) -> bool:
-    """Reward r in {0, 1}: the extracted answer equals the normalised gold answer."""
-    got = extract(text)
-    return got is not None and got == normalize(gold)
-
-
-def math_verify_correct(text: str, gold: str) -> bool | None:
-    """math-verify's verdict on the same output (None where it cannot parse). Main thread only:
-    its timeout uses ``signal.alarm``."""
+def math_verify_equal(answer: str, gold: str, timeout_s: int = 5) -> bool | None:
+    """math-verify's verdict on a boxed ``answer`` against ``gold`` (both LaTeX or plain), None where it
+    has none: either side parses to nothing, it raises, or it times out. Main thread only."""
     from math_verify import parse, verify
 
     try:
-        pred = parse(strip_think(text))
-        ref = parse(f"\\boxed{{{gold}}}")
-        if not pred or not ref:
+        ref = parse(f"${gold}$", parsing_timeout=timeout_s)
+        pred = parse(f"${answer}$", parsing_timeout=timeout_s)
+        if not ref or not pred:
             return None
-        return bool(verify(ref, pred))
-    except Exception:  # noqa: BLE001 -- a second opinion that fails is counted as "no verdict"
+        return bool(verify(ref, pred, timeout_seconds=timeout_s))
+    except Exception:  # noqa: BLE001 -- counted as rule "fallback" by grade(), never silent
         return None
+
+
+def grade(text: str, gold: str) -> Verdict:
+    """The reward of ``text`` against ``gold`` and the rule that decided it (module docstring)."""
+    boxed = last_boxed(strip_think(text))
+    if boxed is None:
+        return Verdict(0, "no_answer", None)
+    got = normalize(boxed)
+    if got == normalize(gold):
+        return Verdict(1, "string", got)
+    verdict = math_verify_equal(boxed, gold)
+    if verdict is None:
+        return Verdict(0, "fallback", got)
+    return Verdict(int(verdict), "math_verify", got)
+
+
+def is_correct(text: str, gold: str) -> bool:
+    """Reward r in {0, 1} as a bool: ``grade(text, gold).reward``."""
+    return bool(grade(text, gold).reward)
+
+
+def _grade_pair(pair: tuple[str, str]) -> Verdict:
+    return grade(*pair)
+
+
+def grade_many(texts: list[str], golds: list[str], processes: int | None = None, chunksize: int = 256,
+               min_pool: int = 4096) -> list[Verdict]:
+    """``grade`` over a table, in order. Tables of at least ``min_pool`` rows are spread over a process
+    pool of ``processes`` workers (default: every core; math-verify's ``signal.alarm`` timeouts need
+    each worker's main thread, so never threads); smaller ones are graded in this process."""
+    import os
+
+    if len(texts) != len(golds):
+        raise ValueError(f"grade_many: {len(texts)} outputs but {len(golds)} gold answers")
+    pairs = list(zip(texts, golds))
+    processes = processes or os.cpu_count() or 1
+    if processes <= 1 or len(pairs) < min_pool:
+        return [grade(t, g) for t, g in pairs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes) as pool:
+        return list(pool.map(_grade_pair, pairs, chunksize=chunksize))
+
+
+def rule_counts(verdicts: list[Verdict]) -> dict[str, int]:
+    """How many rewards each rule decided, every rule present (0 where unused)."""
+    c = Counter(v.rule for v in verdicts)
+    return {r: c.get(r, 0) for r in RULES}

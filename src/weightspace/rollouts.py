@@ -3,11 +3,13 @@
 Row schema (JSONL, one object per line, in prompt order then sample order):
 ``row`` (int, table index), ``prompt_id`` (str), ``group`` (int, prompt index), ``prompt`` (the
 rendered user message), ``completion`` (str), ``n_tokens`` (int), ``extracted`` (str | null),
-``gold`` (str), ``reward`` (0 | 1), ``truncated`` (bool).
+``gold`` (str), ``reward`` (0 | 1), ``reward_rule`` (which rule of ``grading.grade`` decided it:
+string | math_verify | fallback | no_answer), ``truncated`` (bool).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from . import grading
@@ -15,36 +17,35 @@ from .datasets import DataError, read_jsonl
 from .generation import Completion
 
 COLUMNS = {"row": int, "prompt_id": str, "group": int, "prompt": str, "completion": str, "n_tokens": int,
-           "extracted": (str, type(None)), "gold": str, "reward": int, "truncated": bool}
+           "extracted": (str, type(None)), "gold": str, "reward": int, "reward_rule": str, "truncated": bool}
 
 
 def grade_rows(prompts: list[dict], messages: list[str], completions: list[list[Completion]]) -> list[dict]:
     """Table rows for ``completions[i][j]`` = sample j of prompt i."""
-    rows = []
-    for g, (p, msg, comps) in enumerate(zip(prompts, messages, completions)):
-        for c in comps:
-            rows.append({"row": len(rows), "prompt_id": p["id"], "group": g, "prompt": msg, "completion": c.text,
-                         "n_tokens": c.n_tokens, "extracted": grading.extract(c.text), "gold": p["answer"],
-                         "reward": int(grading.is_correct(c.text, p["answer"])), "truncated": c.truncated})
-    return rows
+    flat = [(g, p, msg, c) for g, (p, msg, comps) in enumerate(zip(prompts, messages, completions)) for c in comps]
+    verdicts = grading.grade_many([c.text for *_, c in flat], [p["answer"] for _, p, _, _ in flat])
+    return [{"row": i, "prompt_id": p["id"], "group": g, "prompt": msg, "completion": c.text, "n_tokens": c.n_tokens,
+             "extracted": v.extracted, "gold": p["answer"], "reward": v.reward, "reward_rule": v.rule,
+             "truncated": c.truncated} for i, ((g, p, msg, c), v) in enumerate(zip(flat, verdicts))]
 
 
 def summarize(rows: list[dict]) -> dict:
     """accuracy, group mix (both right and wrong / all right / all wrong), extraction failures,
-    truncations, tokens, and how often math-verify disagrees with the reward."""
+    truncations, tokens, and how many rewards each grading rule decided (``reward_rules``; ``fallback``
+    counts the rows where math-verify had no verdict and the string rule's 0 stood)."""
     groups: dict[int, list[int]] = {}
     for r in rows:
         groups.setdefault(r["group"], []).append(r["reward"])
     n, ng = len(rows), len(groups)
-    disagree = sum(grading.math_verify_correct(r["completion"], r["gold"]) not in (None, bool(r["reward"]))
-                   for r in rows)
+    rules = Counter(r["reward_rule"] for r in rows)
     return {"rows": n, "groups": ng, "accuracy": sum(r["reward"] for r in rows) / n,
             "mixed_group_share": sum(0 < sum(v) < len(v) for v in groups.values()) / ng,
             "all_correct_group_share": sum(sum(v) == len(v) for v in groups.values()) / ng,
             "all_wrong_group_share": sum(sum(v) == 0 for v in groups.values()) / ng,
             "extraction_failures": sum(r["extracted"] is None for r in rows),
             "truncations": sum(r["truncated"] for r in rows), "tokens_generated": sum(r["n_tokens"] for r in rows),
-            "math_verify_disagreements": disagree}
+            "reward_rules": {k: rules.get(k, 0) for k in grading.RULES},
+            "math_verify_upgrades": sum(r["reward_rule"] == "math_verify" and r["reward"] == 1 for r in rows)}
 
 
 def load_table(path: str | Path) -> list[dict]:

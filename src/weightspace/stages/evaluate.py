@@ -33,15 +33,17 @@ def main(argv=None) -> None:
     for name, rows in sets.items():
         messages = [params.prompt.render(r["question"]) for r in rows]
         greedy = [c[0] for c in engine.generate(messages, 1, desc=f"eval {name}")]
-        records = [{"id": r["id"], "output": c.text, "extracted": grading.extract(c.text), "gold": r["answer"],
-                    "correct": grading.is_correct(c.text, r["answer"]), "tokens": c.n_tokens,
-                    "truncated": c.truncated} for r, c in zip(rows, greedy)]
+        verdicts = grading.grade_many([c.text for c in greedy], [r["answer"] for r in rows])
+        records = [{"id": r["id"], "output": c.text, "extracted": v.extracted, "gold": r["answer"],
+                    "correct": bool(v.reward), "reward_rule": v.rule, "tokens": c.n_tokens,
+                    "truncated": c.truncated} for r, c, v in zip(rows, greedy, verdicts)]
         if cfg.avg_k is not None and name in cfg.avg_k.sets:
             engine.gen = dataclasses.replace(cfg.generation, temperature=cfg.avg_k.temperature, top_p=cfg.avg_k.top_p)
             samples = engine.generate(messages, cfg.avg_k.k, desc=f"avg@k {name}")
             engine.gen = cfg.generation
             for rec, r, cs in zip(records, rows, samples):
-                rec["samples_correct"] = [grading.is_correct(c.text, r["answer"]) for c in cs]
+                rec["samples_correct"] = [bool(v.reward) for v in
+                                          grading.grade_many([c.text for c in cs], [r["answer"]] * len(cs))]
         write_jsonl(out / f"{name}.jsonl", records)
         log.info("evaluate %s on %s: pass@1 %.3f (n=%d)", lora or "base", name,
                  sum(r["correct"] for r in records) / len(records), len(records))
