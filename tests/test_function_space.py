@@ -103,3 +103,66 @@ def test_compare_set_pairs_holm_and_intervals():
     assert out["x-y"]["p_holm"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="not paired"):
         compare_set({"a": rec(ids, [1] * 10), "b": rec(ids[::-1], [1] * 10)}, 0.95, 10, 0)
+
+
+def dpo_sized_factors(model, r=8, seed=0, size=2e-5):
+    """A rank-r delta per target module whose entries (~``size``) sit below bf16's rounding step at
+    |W0| ~ 0.02 (about 6e-5): DPO's update next to a 4B model's attention weights."""
+    from weightspace.adapters import Factor
+
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, mod in model.named_modules():
+        if name.endswith(("q_proj", "k_proj", "v_proj", "o_proj")):
+            d_out, d_in = mod.weight.shape
+            A = torch.randn(r, d_in, generator=g, dtype=torch.float64) / d_in**0.5
+            B = torch.randn(d_out, r, generator=g, dtype=torch.float64) * size / r**0.5
+            out[name] = Factor(A, B, 2.0, int(name.split(".")[2]), name.rsplit(".", 1)[-1])
+    return out
+
+
+def test_bf16_merge_keeps_a_dpo_sized_delta_exact(tok):
+    model = small_model(tok)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if name.endswith(("q_proj", "k_proj", "v_proj", "o_proj")):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * 0.02)  # W0 ~ N(0, 0.02^2)
+    model = model.to(torch.bfloat16).eval()
+    factors = dpo_sized_factors(model)
+    name = next(iter(factors))
+    w0 = model.get_submodule(name).weight.detach().to(torch.float64).clone()
+    dw = factors[name].scale * factors[name].B @ factors[name].A
+    # the defect this guards against: bf16(W0 + dW) - W0 keeps almost none of dW
+    naive = (w0 + dw).to(torch.bfloat16).to(torch.float64) - w0
+    assert (naive == 0).double().mean() > 0.8
+    merger = Merger(model, list(factors))
+    merger.set([(1.0, factors)])
+    for n, f in factors.items():
+        landed = model.get_submodule(n).weight.detach().to(torch.float64) - merger.w0[n].to(torch.float64)
+        true = f.scale * f.B @ f.A
+        assert model.get_submodule(n).weight.dtype == torch.float32
+        assert (landed - true).abs().max() <= 4e-9  # fp32 rounding of W0 + dW at |W| ~ 0.1: ulp 7.5e-9
+        assert torch.nn.functional.cosine_similarity(landed.flatten(), true.flatten(), dim=0) > 0.9999
+    # the bf16 model still runs end to end, in bf16 outside the adapted modules
+    items = answer_items(tok, [r["prompt"] for r in rows_table()[:4]], ["5", "6", "7", "8"])
+    ce_merged = answer_ce(model, items, tok.pad_token_id, 4)
+    merger.reset()
+    assert torch.equal(model.get_submodule(name).weight.detach().to(torch.float64), w0)
+    assert ce_merged != answer_ce(model, items, tok.pad_token_id, 4)  # the delta reaches the function
+
+
+def test_hf_engine_merges_an_adapter_exactly_into_a_bf16_base(tok, tmp_path, monkeypatch):
+    from weightspace import config, generation, models
+
+    model = small_model(tok).to(torch.bfloat16)
+    peft = trained_adapter(tok, tmp_path, "a", 3)
+    monkeypatch.setattr(models, "load_base", lambda base, dtype, device: (model, tok))
+    gen = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=4, batch_size=2, seed=0,
+                            openai=None)
+    monkeypatch.setattr(tok, "padding_side", "left")
+    engine = generation.make_engine(gen, "unused", lora=str(tmp_path / "a"))
+    for name, f in read_adapter(tmp_path / "a").items():
+        w = engine.model.get_submodule(name).weight.detach().to(torch.float64)
+        w0 = peft.get_submodule(f"base_model.model.{name}").base_layer.weight.detach().to(torch.bfloat16)
+        assert torch.allclose(w - w0.to(torch.float64), f.scale * f.B @ f.A, atol=1e-7)

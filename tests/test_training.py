@@ -61,10 +61,7 @@ def run_method(tok, method, mcfg, cfg=None, model=None, lr=1e-2):
     cfg = cfg or train_cfg()
     items = encode_rows(tok, rows, cfg.max_length)
     units = select(method, rows, order, getattr(mcfg, "pairing", "one"))
-    ref = None
-    if method == "dpo":
-        ref = reference_logps(model, items, sorted({r for p in units for r in p}), 4, tok.pad_token_id)
-    summary = train(model, Accelerator(cpu=True), method, units, items, LossFn(method, mcfg, rows, ref), cfg, lr,
+    summary = train(model, Accelerator(cpu=True), method, units, items, LossFn(method, mcfg, rows), cfg, lr,
                     tok.pad_token_id)
     return model, summary
 
@@ -138,29 +135,44 @@ def test_same_init_same_data_different_loss_different_delta(tok):
     assert not torch.equal(deltas["sft"], deltas["dft"]) and not torch.equal(deltas["sft"], deltas["rift"])
 
 
-def test_dpo_reference_is_the_base_and_first_loss_is_log2(tok):
+def test_dpo_reference_is_the_base(tok):
     model = peft_model(tok)
     with torch.no_grad():  # give the adapter a non-zero delta, so "adapter disabled" matters
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.5)
-    rows = rows_table()
-    items = encode_rows(tok, rows, 64)
-    ref = reference_logps(model, items, [0, 1, 2], 2, tok.pad_token_id)
+    items = encode_rows(tok, rows_table(), 64)
+    batch = collate([items[i] for i in (0, 1, 2)], tok.pad_token_id)
+    ref = reference_logps(model, batch)
     base = small_model(tok).eval()
     with torch.no_grad():
-        lp, mask = sequence_logps(base, collate([items[i] for i in (0, 1, 2)], tok.pad_token_id))
-    assert [ref[i] for i in (0, 1, 2)] == pytest.approx((lp * mask).sum(-1).tolist(), abs=1e-5)
-    # at the shared init (B = 0) policy == reference, so the first DPO loss is exactly log 2
-    fresh = peft_model(tok)
-    logged = []
-    units = select("dpo", rows, list(range(16)))
-    ref = reference_logps(fresh, items, sorted({r for p in units for r in p}), 4, tok.pad_token_id)
-    from accelerate import Accelerator
+        lp, mask = sequence_logps(base, batch)
+        pol, _ = sequence_logps(model, batch)
+    assert ref.tolist() == pytest.approx((lp * mask).sum(-1).tolist(), abs=1e-5)
+    assert abs(((pol - lp) * mask).sum().item()) > 1e-2  # the adapter does change the policy
 
-    train(fresh, Accelerator(cpu=True), "dpo", units, items, LossFn("dpo", config.DPO(lr=1e-3, beta=0.1, pairing="one"),
-          rows, ref), train_cfg(steps=1, batch_size=2, micro_batch_size=2), 1e-3, tok.pad_token_id,
+
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_first_dpo_loss_at_the_shared_init_is_log2(tok, precision):
+    # At the shared init (B = 0) policy == reference, so every pair's loss is -log sigmoid(0) = log 2.
+    # Under bf16 autocast this holds only if the reference runs at the policy's precision on its batch.
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # the state is a process-wide singleton; each case sets its precision
+    rows = rows_table()
+    logged = []
+    units = select("dpo", rows, list(range(16)), "all")
+    if precision == "bf16":  # the test can fail: an fp32 reference beside a bf16 policy is not the policy
+        model, batch = peft_model(tok), collate(list(encode_rows(tok, rows, 64).values())[:4], tok.pad_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pol = reference_logps(model, batch)
+        assert (pol - reference_logps(model, batch)).abs().max().item() > 1e-3
+    train(peft_model(tok), Accelerator(cpu=True, mixed_precision=precision), "dpo", units, encode_rows(tok, rows, 64),
+          LossFn("dpo", config.DPO(lr=1e-3, beta=0.1, pairing="all"), rows),
+          train_cfg(steps=1, batch_size=4, micro_batch_size=2), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
+    AcceleratorState._reset_state(True)
     assert logged[0] == pytest.approx(math.log(2), abs=1e-6)
 
 

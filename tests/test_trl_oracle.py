@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from test_training import rows_table, small_model
+from weightspace import config
 from weightspace import losses as L
+from weightspace.training import Item, LossFn, collate, reference_logps, sequence_logps
 from weightspace import tiny
 
 
@@ -60,15 +62,22 @@ def test_dpo_equals_trl_dpo_trainer_sigmoid(tok, tmp_path):
     batch = next(iter(trainer.get_train_dataloader()))
     model.train()
     theirs = trainer.compute_loss(model, batch)
-    ids, attn, comp = batch["input_ids"], batch["attention_mask"], batch["completion_mask"][:, 1:].float()
-
-    def seq(m):
-        return (L.token_logps(m(input_ids=ids, attention_mask=attn).logits, ids) * comp).sum(-1)
-
-    pol = seq(model)
-    with torch.no_grad(), model.disable_adapter():
-        ref = seq(model)
+    ids, attn, comp = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    # TRL's tokens, re-entered through the project's own path: Items, pairs interleaved (chosen,
+    # rejected), collate, policy log-probs, reference_logps (adapter disabled) and LossFn's pair reshape
     P = len(pairs)
-    ours = L.dpo_loss(pol[:P], pol[P:], ref[:P], ref[P:], beta=0.1).mean()
+    items = []
+    for i in range(2 * P):
+        seq = ids[i][attn[i].bool()].tolist()
+        start = int(comp[i][attn[i].bool()].nonzero()[0])
+        items.append(Item(i, tuple(seq[:start]), tuple(seq[start:])))
+    interleaved = [items[k] for j in range(P) for k in (j, P + j)]
+    ours_batch = collate(interleaved, tok.pad_token_id)
+    with torch.no_grad():
+        ref = reference_logps(model, ours_batch)
+    logp, mask = sequence_logps(model, ours_batch)
+    rows = [{"reward": 0}] * (2 * P)
+    ours = LossFn("dpo", config.DPO(lr=1e-3, beta=0.1, pairing="one"), rows)(
+        logp, mask, [(2 * j, 2 * j + 1) for j in range(P)], float(P), ref)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
     assert abs(ours.item() - 0.693147) > 1e-3  # a non-trivial batch

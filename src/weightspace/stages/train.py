@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import adapters
 from ..models import load_base
 from ..rollouts import load_table
-from ..training import LossFn, encode_rows, lora_sha256, reference_logps, select, train
+from ..training import LossFn, encode_rows, lora_sha256, select, train
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,7 @@ def main(argv=None) -> None:
     model.to(accelerator.device)
     init_sha = lora_sha256(model)  # identical across methods: one shared initialisation
     items = encode_rows(tok, rows, cfg.max_length)
-    ref = None
-    if method == "dpo":
-        needed = sorted({r for pair in units for r in pair})
-        ref = reference_logps(model, items, needed, cfg.micro_batch_size, tok.pad_token_id)
-    loss_fn = LossFn(method, mcfg, rows, ref)
+    loss_fn = LossFn(method, mcfg, rows)
 
     out, compare = Path(args.out), cfg.compare_step or cfg.steps
     tmp = out.with_name(out.name + ".partial")
