@@ -166,3 +166,17 @@ def test_hf_engine_merges_an_adapter_exactly_into_a_bf16_base(tok, tmp_path, mon
         w = engine.model.get_submodule(name).weight.detach().to(torch.float64)
         w0 = peft.get_submodule(f"base_model.model.{name}").base_layer.weight.detach().to(torch.bfloat16)
         assert torch.allclose(w - w0.to(torch.float64), f.scale * f.B @ f.A, atol=1e-7)
+
+
+def test_cka_layers_are_block_outputs_the_last_one_before_the_final_norm(tok):
+    from weightspace.function_space import block_outputs
+
+    model = small_model(tok).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        hf = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True).hidden_states
+        ours = block_outputs(model, ids, torch.ones_like(ids))
+    assert len(ours) == model.config.num_hidden_layers == len(hf) - 1
+    assert all(torch.equal(a, b) for a, b in zip(ours[:-1], hf[1:-1]))
+    # HF's last hidden state is after the final norm; ours is the block output that the norm receives
+    assert not torch.allclose(ours[-1], hf[-1]) and torch.allclose(model.model.norm(ours[-1]), hf[-1])

@@ -84,10 +84,29 @@ def answer_ce(model, items: list[Item], pad_id: int, batch: int) -> float:
     return total / count
 
 
+def block_outputs(model, input_ids, attention_mask) -> list[torch.Tensor]:
+    """The residual stream after each decoder block 1..L: L tensors (B, T, d). All are raw block
+    outputs, the last one included (``output_hidden_states`` would give the last one after the
+    final norm, a different convention from every other layer)."""
+    captured: list[torch.Tensor] = []
+
+    def keep(module, args, out):
+        captured.append(out[0] if isinstance(out, tuple) else out)
+
+    hooks = [layer.register_forward_hook(keep) for layer in model.get_decoder().layers]
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return captured
+
+
 @torch.no_grad()
 def pooled_hidden_states(model, tok, prompts: list[str], batch: int) -> list[torch.Tensor]:
-    """Per layer (outputs of blocks 1..L), the mean over each prompt's tokens, the first token dropped
-    (BOS / ``<|im_start|>``): a list of L tensors (n, d). Right padding; pads are excluded."""
+    """Per layer (outputs of blocks 1..L, before the final norm), the mean over each prompt's tokens,
+    the first token dropped (BOS / ``<|im_start|>``): a list of L tensors (n, d). Right padding; pads
+    are excluded."""
     layers: list[list[torch.Tensor]] = []
     for i in range(0, len(prompts), batch):
         texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
@@ -95,8 +114,7 @@ def pooled_hidden_states(model, tok, prompts: list[str], batch: int) -> list[tor
         items = [Item(j, tuple(tok(t, add_special_tokens=False)["input_ids"]), ()) for j, t in enumerate(texts)]
         b = collate(items, tok.pad_token_id)
         device = next(model.parameters()).device
-        hs = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
-                   output_hidden_states=True, use_cache=False).hidden_states[1:]  # L x (B, T, d)
+        hs = block_outputs(model, b["input_ids"].to(device), b["attention_mask"].to(device))  # L x (B, T, d)
         keep = b["attention_mask"].clone().to(torch.float64).to(device)
         keep[:, 0] = 0
         for L, h in enumerate(hs):

@@ -42,7 +42,9 @@ def main(argv=None) -> None:
     n_layers = len(reps["base"])
     late = list(range(n_layers - max(1, n_layers // 4), n_layers))  # last quarter of the layers
     metrics: dict = {"n": len(rows), "layers": n_layers, "late_layers": [L + 1 for L in late],
-                     "pooling": "mean over prompt tokens, first token dropped", "debiased": {}, "biased": {}}
+                     "pooling": "mean over prompt tokens, first token dropped",
+                     "layer_convention": "output of decoder block l = 1..L (residual stream), the last one "
+                                         "before the final norm", "debiased": {}, "biased": {}}
     table: dict[str, dict[str, list[float]]] = {"debiased": {}, "biased": {}}
     for a, b in itertools.combinations(reps, 2):
         pair = f"{a}-{b}"
