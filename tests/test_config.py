@@ -41,6 +41,12 @@ def test_committed_params_load():
     (lambda r: r["prompt"].update(template="no placeholder"), r"^prompt\.template: must contain"),
     (lambda r: r["base"].update(tiny=None), r"^base\.tiny: required when kind is tiny"),
     (lambda r: r.update(extra=1), r"^extra: unknown key"),
+    (lambda r: r["controls"].update(seed=42), r"^controls\.seed: must differ from train\.seed=42"),
+    (lambda r: r["controls"].update(lr_sweep=[10, 1]), r"^controls\.lr_sweep\[1\]: a multiplier must be positive"),
+    (lambda r: r["controls"]["lr_matched"].update(lr_of="dpo"), r"^controls\.lr_matched\.lr_of: must differ"),
+    (lambda r: r["controls"]["lr_matched"].update(method="ppo"), r"^controls\.lr_matched\.method: 'ppo'"),
+    (lambda r: r["connectivity"].update(pairs=["sft-ppo_seed"]), r"^connectivity\.pairs\[0\]: 'sft-ppo_seed'"),
+    (lambda r: r["report"].update(aime_set="aime26"), r"^report\.aime_set: 'aime26' is not an evaluation set"),
 ])
 def test_bad_params_name_the_key(tmp_path, mutate, message):
     with pytest.raises(ParamsError) as e:

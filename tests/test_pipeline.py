@@ -61,7 +61,7 @@ METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")
 def train_cmd(method: str, out, tmp, params="params.yaml") -> list[str]:
     return ["-m", "weightspace.stages.train", "--params", str(params), "--method", method, "--base", "models/base",
             "--init", "models/init", "--rollouts", "data/rollouts.jsonl", "--out", str(out),
-            "--metrics", str(tmp / f"{out.name}.json"), "--plots", str(tmp / f"{out.name}-plots")]
+            "--deltas", str(tmp / f"{out.name}.safetensors"), "--metrics", str(tmp / f"{out.name}.json"), "--plots", str(tmp / f"{out.name}-plots")]
 
 
 def test_six_adapters_share_one_init_and_load_in_peft(repo):
@@ -114,6 +114,7 @@ def test_training_is_byte_identical_and_survives_a_kill(repo):
     assert not out.exists()  # a killed run leaves no adapter behind, only a partial folder
     run(["python", *train_cmd("sft", out, tmp)], root, tmp)  # another process: another hash seed
     assert {f.name: f.read_bytes() for f in out.iterdir()} == ref  # every file, the config included
+    assert (tmp / "killed.safetensors").read_bytes() == (root / "models/deltas/sft.safetensors").read_bytes()
 
 
 def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
@@ -127,8 +128,8 @@ def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
         assert params.read_text() != saved
         out = run(["dvc", "status"], root, tmp).stdout
         stale = {line.split(":")[0] for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
-        assert "train@dpo" in stale
-        assert not any(s.startswith("train@") and s != "train@dpo" for s in stale), out
+        assert {"train@dpo", "train_seed@dpo", "train_lr_matched"} <= stale, out
+        assert not any(s.startswith(("train@", "train_seed@")) and not s.endswith("@dpo") for s in stale), out
         assert not {"prepare", "base", "rollouts", "init"} & stale, out
     finally:
         params.write_text(saved)
@@ -184,11 +185,14 @@ def test_claims_report_lists_every_claim(repo):
     claims = json.loads((root / "metrics/claims.json").read_text())
     assert set(claims["claims"]) == {c.id for c in CLAIMS} and claims["profile"] == "tiny"
     md = (root / "metrics/report.md").read_text()
-    rows = [line for line in md.splitlines() if line.startswith("| (") or line.startswith("| headline")]
+    rows = [line for line in md.splitlines() if line.startswith(("| (", "| headline", "| controls"))]
     assert len(rows) == len(CLAIMS)
     for line in rows:  # each row has exactly 5 cells: escaped pipes do not split a cell
         assert len(line.replace("\\|", "").strip("|").split("|")) == 5, line
-    assert "does not hold" in md and "tiny default" in md
+    assert "tiny default" in md and "seed band" in md and "RIFT form: `token`" in md and "CKA layers" in md
+    assert claims["not_measured"] == sum(c["holds"] is None for c in claims["claims"].values())
+    # the tiny default measures every claim but the AIME one (it has no AIME set)
+    assert {k for k, c in claims["claims"].items() if c["holds"] is None} == {"aime_dpo"}
     assert "![geometry/cosine_matrix.png](../plots/figures/geometry/cosine_matrix.png)" in md
 
 
@@ -207,8 +211,8 @@ def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     subprocess.run([*git, "commit", "-qm", "baseline run"], cwd=exp, check=True)
     out = run(["dvc", "exp", "run", "-S", "dpo.lr=1e-3"], exp, tmp).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@dpo", "deltas@dpo", "evaluate@dpo", "geometry", "compare", "connectivity", "cka",
-                   "report"}, ran
+    assert ran == {"train@dpo", "train_seed@dpo", "train_lr_matched", "lr_sweep", "evaluate@dpo", "geometry",
+                   "compare", "connectivity", "cka", "report"}, ran
     before = json.loads((root / "metrics/train/dpo.json").read_text())
     after = json.loads((exp / "metrics/train/dpo.json").read_text())
     assert after["lr"] == 1e-3 and before["lr"] == 1e-4
@@ -264,21 +268,34 @@ def test_default_local_remote_push_and_pull(repo, tmp_path):
         root / "models/sft/adapter_model.safetensors").read_bytes()
 
 
-def test_noise_floor_is_the_same_method_from_another_seed(repo):
+def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
     import torch
 
     from weightspace.adapters import read_adapter
 
     root, _ = repo
-    nf = json.loads((root / "metrics/geometry.json").read_text())["noise_floor"]
-    assert nf["method"] == "sft" and nf["seeds"] == [42, 123]
-    main = json.loads((root / "metrics/train/sft.json").read_text())
-    twin = json.loads((root / "metrics/train/seed_control.json").read_text())
-    assert twin["init_sha256"] != main["init_sha256"] and twin["method"] == "sft"
-    a = torch.cat([(f.scale * f.B @ f.A).flatten() for f in read_adapter(root / "models/sft").values()])
-    b = torch.cat([(f.scale * f.B @ f.A).flatten() for f in read_adapter(root / "models/seed_control/adapter").values()])
-    assert abs(nf["cosine"] - (a @ b / (a.norm() * b.norm())).item()) < 1e-10
-    assert "Noise floor" in (root / "metrics/report.md").read_text()
+    g = json.loads((root / "metrics/geometry.json").read_text())
+    assert set(g["seeds"]) == set(METHODS) and g["noise_floor"]["method"] == "sft"
+
+    def dense(path):
+        return torch.cat([(f.scale * f.B @ f.A).flatten() for f in read_adapter(path).values()])
+
+    for m in METHODS:
+        main = json.loads((root / f"metrics/train/{m}.json").read_text())
+        twin = json.loads((root / f"metrics/train/seeds/{m}.json").read_text())
+        assert twin["init_sha256"] != main["init_sha256"] and twin["method"] == m and twin["lr"] == main["lr"]
+        a, b = dense(root / f"models/{m}"), dense(root / f"models/seeds/{m}")
+        assert abs(g["seeds"][m]["cosine"] - (a @ b / (a.norm() * b.norm())).item()) < 1e-10
+        assert g["seeds"][m]["seeds"] == [42, 123]
+    lm = json.loads((root / "metrics/train/lr_matched.json").read_text())
+    assert lm["method"] == "dpo" and lm["lr"] == 1e-3 and lm["lr_of"] == "sft"
+    assert lm["init_sha256"] == json.loads((root / "metrics/train/dpo.json").read_text())["init_sha256"]
+    step = g["lr_step"]["lr_matched"]
+    a, b = dense(root / "models/dpo"), dense(root / "models/controls/lr_matched")
+    assert step["lr_ratio"] == pytest.approx(10) and step["norm_ratio"] == pytest.approx((b.norm() / a.norm()).item())
+    assert json.loads((root / "metrics/train/lr_sweep.json").read_text()) == {"multipliers": [], "runs": {}}
+    conn = json.loads((root / "metrics/connectivity.json").read_text())
+    assert {"grpo-rift", "sft-sft_seed"} <= set(conn)
 
 
 @pytest.mark.parametrize("script, args", [
@@ -291,3 +308,28 @@ def test_benchmarks_run_and_print_a_ratio(repo, script, args):
     root, tmp = repo
     out = run(["python", script, *args], root, tmp).stdout
     assert "ratio" in out and "x" in out.split("ratio")[-1], out
+
+
+def test_lr_sweep_trains_every_method_at_each_multiplier_and_geometry_reads_it(repo):
+    """controls.lr_sweep on (shortened to 4 steps): the stage trains every method at 10x its LR in one
+    process, and the geometry's lr_step has each run against the same method at its own LR."""
+    root, tmp = repo
+    params = tmp / "params-sweep.yaml"
+    text = (root / "params.yaml").read_text().replace("  lr_sweep: []", "  lr_sweep: [10]")
+    params.write_text(text.replace("\n  steps: ", "\n  steps: 4 #", 1))
+    sweep = tmp / "lr_sweep"
+    run(["python", "-m", "weightspace.stages.lr_sweep", "--params", str(params), "--base", "models/base", "--init",
+         "models/init", "--rollouts", "data/rollouts.jsonl", "--out", str(sweep), "--metrics", str(tmp / "sweep.json")],
+        root, tmp)
+    runs = json.loads((tmp / "sweep.json").read_text())["runs"]
+    assert set(runs) == {f"{m}_x10" for m in METHODS}
+    for m in METHODS:
+        base_lr = json.loads((root / f"metrics/train/{m}.json").read_text())["lr"]
+        assert runs[f"{m}_x10"]["lr"] == pytest.approx(10 * base_lr) and runs[f"{m}_x10"]["steps"] == 4
+        assert (sweep / f"{m}_x10.safetensors").is_file() and (sweep / f"{m}_x10/adapter_config.json").is_file()
+    run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--deltas", "models/deltas",
+         "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots"),
+         "--figures", str(tmp / "geo-fig")], root, tmp)
+    steps = json.loads((tmp / "geo.json").read_text())["lr_step"]
+    assert set(steps) == {"lr_matched"} | {f"{m}_x10" for m in METHODS}
+    assert all(s["lr_ratio"] == 10 for s in steps.values())

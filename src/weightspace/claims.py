@@ -1,176 +1,217 @@
-"""The paper's claims, each set beside this run's value and checked under a stated threshold.
+"""The paper's claims, each declared once and checked against this run's metric files.
 
-A claim reads only metric files (``geometry``, ``accuracy``, ``connectivity``, ``cka``); it
-returns ``holds`` True/False, or None where this run did not measure it. Thresholds are loose
-versions of the paper's numbers (../shared/PAPER.md), stated in each claim's text.
+A claim is data: (id, group, the quantity in words, how its value is read from the metric files,
+a comparison, a threshold, the paper's value). Its sentence is rendered from that declaration, so
+the text and the check cannot drift apart. ``holds`` is True/False, or None ("not measured") where
+this run lacks the data (e.g. no AIME set). Thresholds are loose versions of the paper's numbers
+(../shared/PAPER.md), fixed before any run: "about x" for a cosine is x +- about 0.2, for a ratio
+x / 2 .. x * 2; they are never tuned to a run.
+
+Comparisons apply to every element of a list value: ``>=``, ``<=``, ``<``, ``>``, ``in`` (closed
+interval), ``|x| <=``; ``rises`` (strictly increasing list); ``largest`` / ``smallest`` (the key of
+a dict value that must hold the extreme).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 FAMILY = ("sft", "rft", "rift")
+FIVE = ("sft", "rft", "dft", "rift", "grpo")  # the paper's non-DPO methods
+ORDER = ("rft", "rift", "grpo", "dft", "dpo")  # the paper's angle order away from SFT
 
 
-def _pair(d: dict, a: str, b: str):
-    return d.get(f"{a}-{b}", d.get(f"{b}-{a}"))
+class NotMeasured(LookupError):
+    """This run's metric files lack what a claim reads."""
+
+
+def pair(d: dict, a: str, b: str):
+    """``d["a-b"]`` or ``d["b-a"]``; NotMeasured when neither exists."""
+    for k in (f"{a}-{b}", f"{b}-{a}"):
+        if k in d:
+            return d[k]
+    raise NotMeasured(f"pair {a}-{b}")
+
+
+def _r(x):
+    if isinstance(x, dict):
+        return {k: _r(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_r(v) for v in x]
+    return round(x, 4) if isinstance(x, float) else x
 
 
 @dataclass(frozen=True)
 class Claim:
     id: str
-    group: str  # (i) .. (iv) or "headline"
-    text: str  # the claim and its threshold
+    group: str  # (i) .. (iv), "headline", "controls"
+    quantity: str  # what is measured, in words
+    value: Callable[[dict], object]  # metrics -> a number, a list of numbers or a dict
+    op: str  # see the module docstring
+    threshold: object
     paper: str
-    measure: Callable[[dict], tuple[object, bool | None]]  # metrics -> (value, holds)
+
+    def sentence(self) -> str:
+        t = self.threshold
+        cond = {"in": lambda: f"lies in [{t[0]}, {t[1]}]", "|x| <=": lambda: f"has |value| <= {t}",
+                "rises": lambda: "rises strictly in that order", "largest": lambda: f"is largest for {t}",
+                "smallest": lambda: f"is smallest for {t}"}.get(self.op, lambda: f"{self.op} {t}")()
+        return f"{self.quantity} {cond}"
+
+    def decide(self, v) -> bool:
+        t, op = self.threshold, self.op
+        if op in ("largest", "smallest"):
+            return (max if op == "largest" else min)(v, key=v.get) == t
+        if op == "rises":
+            return all(a < b for a, b in zip(v, v[1:]))
+        xs = v if isinstance(v, (list, tuple)) else [v]
+        test = {">=": lambda x: x >= t, "<=": lambda x: x <= t, "<": lambda x: x < t, ">": lambda x: x > t,
+                "in": lambda x: t[0] <= x <= t[1], "|x| <=": lambda x: abs(x) <= t}[op]
+        return all(test(x) for x in xs)
+
+    def check(self, metrics: dict) -> dict:
+        try:
+            v = self.value(metrics)
+        except NotMeasured as e:
+            return {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper,
+                    "this_run": None, "holds": None, "missing": str(e)}
+        return {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper,
+                "this_run": _r(v), "holds": bool(self.decide(v))}
+
+
+# ---------------------------------------------------------------- readers of the metric files
+def _g(m, *keys):
+    d = m["geometry"]
+    for k in keys:
+        if k not in d:
+            raise NotMeasured(".".join(("geometry",) + keys))
+        d = d[k]
+    return d
 
 
 def _cos(m, a, b):
-    return _pair(m["geometry"]["cosine"]["global"], a, b)
+    return pair(_g(m, "cosine", "global"), a, b)
 
 
-def _family_cosines(m):
-    v = [_cos(m, a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))]
-    return [round(x, 3) for x in v], min(v) >= 0.9
+def _acc(m, name: str):
+    """The accuracy metrics of the set the report names ``name`` (``accuracy_set`` / ``aime_set``)."""
+    s = m["sets"].get(name)
+    if s is None or s not in m["accuracy"]:
+        raise NotMeasured(f"no {name.replace('_', ' ')} configured (report.{name})")
+    return m["accuracy"][s]
 
 
-def _dft(m):
-    v = _cos(m, "sft", "dft")
-    return round(v, 3), 0.3 <= v <= 0.8
+def _barrier(m, p):
+    c = m["connectivity"]
+    if p not in c:
+        raise NotMeasured(f"connectivity pair {p} (connectivity.pairs)")
+    return c[p]["barrier"]
 
 
-def _grpo(m):
-    v = sum(_cos(m, "grpo", x) for x in FAMILY) / 3
-    return round(v, 3), 0.5 <= v <= 0.9
+def _lr_steps(m):
+    steps = [s for s in _g(m, "lr_step").values() if math.isclose(s["lr_ratio"], 10.0)]
+    if not steps:
+        raise NotMeasured("no run at 10x a method's LR (controls.lr_matched / controls.lr_sweep)")
+    return steps
 
 
-def _dpo_orth(m):
-    v = [_cos(m, "dpo", x) for x in FAMILY]
-    return [round(x, 3) for x in v], max(abs(x) for x in v) <= 0.15
-
-
-def _dpo_small(m):
-    f = m["geometry"]["frobenius"]
-    ratio = min(f[x] for x in f if x != "dpo") / f["dpo"]
-    return round(ratio, 2), ratio >= 5
-
-
-def _angle_order(m):
-    order = ("rft", "rift", "grpo", "dft", "dpo")
-    med = [_pair(m["geometry"]["angle_top1"], "sft", x)["median"] for x in order]
-    return [round(x, 1) for x in med], all(a < b for a, b in zip(med, med[1:]))
-
-
-def _angle_gap(m):
-    a = m["geometry"]["angle_top1"]
-    rft, dpo = _pair(a, "sft", "rft")["median"], _pair(a, "sft", "dpo")["median"]
-    return [round(rft, 1), round(dpo, 1)], rft <= 15 and dpo >= 30
-
-
-def _erank(m):
-    e = m["geometry"]["effective_rank"]
-    return {k: round(v, 2) for k, v in e.items()}, max(e, key=e.get) == "dpo"
-
-
-def _orth_grpo(m):
-    v = m["geometry"]["orthogonal_fraction"]["direction"]["grpo"]
-    return round(v, 3), 0.5 <= v <= 0.8
-
-
-def _u1(m):
-    u = m["geometry"]["u1_alignment"]
-    fam = min(_pair(u, a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift")))
-    dpo = _pair(u, "sft", "dpo")
-    return [round(fam, 3), round(dpo, 3)], fam >= 0.9 and dpo <= 0.3
-
-
-def _acc_same(m):
-    acc = m["accuracy"]
-    others = ("sft", "rft", "dft", "rift", "grpo")
-    ps = [_pair(acc, a, b)["p_holm"] for i, a in enumerate(others) for b in others[i + 1 :]]
-    return round(min(ps), 4), min(ps) >= 0.05
-
-
-def _acc_dpo(m):
-    acc = m["accuracy"]
-    others = ("sft", "rft", "dft", "rift", "grpo")
-    better = all(acc["dpo"]["acc"] > acc[x]["acc"] for x in others)
-    ps = [_pair(acc, "dpo", x)["p_holm"] for x in others]
-    return {"dpo": round(acc["dpo"]["acc"], 3), "best_other": round(max(acc[x]["acc"] for x in others), 3),
-            "max_p_holm": round(max(ps), 4)}, better and max(ps) < 0.05
-
-
-def _lmc_grpo(m):
-    v = m["connectivity"].get("sft-grpo")
-    return (None, None) if v is None else (round(v["barrier"], 4), v["barrier"] < 0.05)
-
-
-def _lmc_dpo(m):
-    v = m["connectivity"].get("rift-dpo")
-    return (None, None) if v is None else (round(v["barrier"], 4), v["barrier"] >= 0.25)
-
-
-def _cka(m):
-    d = m["cka"]["debiased"]
-    fam = _pair(d, "sft", "rift")["late_mean"]
-    grpo = _pair(d, "sft", "grpo")["late_mean"]
-    dpo = max(_pair(d, "dpo", "grpo")["late_mean"], _pair(d, "dpo", "dft")["late_mean"])
-    return [round(fam, 3), round(grpo, 3), round(dpo, 3)], fam >= 0.99 and grpo <= 0.95 and dpo <= 0.7
-
-
-def _seeds(m):
-    nf = m["geometry"].get("noise_floor")
-    if nf is None:
-        return None, None
-    return [round(nf["cosine"], 3), round(nf["u1_alignment"], 3)], nf["cosine"] <= 0.5 and nf["u1_alignment"] >= 0.9
-
-
-def _not_measured(m):
-    return None, None
+def _dpo_better(m, name):
+    acc = _acc(m, name)
+    return {"dpo": acc["dpo"]["acc"], "best_other": max(acc[x]["acc"] for x in FIVE),
+            "margin": min(acc["dpo"]["acc"] - acc[x]["acc"] for x in FIVE)}
 
 
 CLAIMS = [
-    Claim("family_cosine", "(i)", "SFT, RFT and RIFT make one update: all three global cosines >= 0.9",
-          "0.977 / 0.967 / 0.969", _family_cosines),
-    Claim("family_u1", "(i)", "their top singular directions agree (mean |<u1,u1'>| >= 0.9) while DPO's do not "
-          "(SFT-DPO <= 0.3)", "0.97-0.98; DPO 0.11", _u1),
-    Claim("dft_cosine", "(ii)", "DFT moves partly elsewhere: cosine SFT-DFT in [0.3, 0.8]", "0.572", _dft),
-    Claim("grpo_cosine", "(ii)", "offline GRPO sits near the SFT family: mean cosine to SFT/RFT/RIFT in [0.5, 0.9]",
-          "about 0.74", _grpo),
-    Claim("grpo_orthogonal", "(ii)", "GRPO's orthogonal fraction off SFT (direction form) in [0.5, 0.8]", "0.67",
-          _orth_grpo),
-    Claim("dpo_orthogonal", "(iii)", "DPO's update is near-orthogonal to SFT/RFT/RIFT: |cosine| <= 0.15",
-          "0.057 to 0.065", _dpo_orth),
-    Claim("dpo_small", "(iii)", "DPO's update is much smaller: min other ||dW|| / DPO's ||dW|| >= 5", "about 13",
-          _dpo_small),
-    Claim("angle_order", "headline", "median top-1 principal angle to SFT rises RFT < RIFT < GRPO < DFT < DPO",
-          "6.7 < 8.2 < 18.5 < 26.7 < 54.6 deg", _angle_order),
-    Claim("angle_gap", "headline", "top-1 angle SFT-RFT <= 15 deg and SFT-DPO >= 30 deg", "6.7 and 54.6 deg",
-          _angle_gap),
-    Claim("effective_rank", "headline", "DPO's delta has the highest effective rank", "24.5 vs about 16",
-          _erank),
-    Claim("accuracy_same", "(iv)", "SFT, RFT, DFT, RIFT and GRPO do not differ in accuracy: every pairwise "
-          "McNemar p (Holm) >= 0.05", "p >= 0.15", _acc_same),
-    Claim("accuracy_dpo", "(iv)", "DPO is more accurate than each of them, Holm p < 0.05", "93.5% vs 87.3-88.2%, "
-          "p < 1e-9", _acc_dpo),
-    Claim("lmc_sft_grpo", "headline", "SFT <-> GRPO lie in one basin: barrier < 0.05 nats", "monotone", _lmc_grpo),
-    Claim("lmc_rift_dpo", "headline", "RIFT <-> DPO are separated by a barrier >= 0.25 nats",
-          "3.82 -> 7.06 -> 8.64 (barrier 0.83)", _lmc_dpo),
-    Claim("cka_late", "headline", "late-layer debiased CKA: SFT-RIFT >= 0.99, SFT-GRPO <= 0.95, DPO-GRPO/DFT <= 0.7",
-          "> 0.99; about 0.85; about 0.45", _cka),
-    Claim("seeds", "headline", "same loss, two seeds: global cosine <= 0.5 while mean |<u1,u1'>| >= 0.9",
-          "0.07-0.36; 0.99", _seeds),
-    Claim("lr", "headline", "a 10x LR step rotates Delta W (cosine about 0.55) and grows its norm about 3x",
-          "0.55; 3x", _not_measured),
+    # (i) SFT, RFT and RIFT make one update
+    Claim("family_cosine", "(i)", "global cosine SFT-RFT / SFT-RIFT / RFT-RIFT",
+          lambda m: [_cos(m, a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))], ">=", 0.9,
+          "0.977 / 0.967 / 0.969"),
+    Claim("family_u1", "(i)", "mean |<u1,u1'>| within SFT/RFT/RIFT",
+          lambda m: [pair(_g(m, "u1_alignment"), a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))],
+          ">=", 0.9, "0.97-0.98"),
+    # (ii) DFT and offline GRPO move partly elsewhere
+    Claim("dft_cosine", "(ii)", "global cosine SFT-DFT", lambda m: _cos(m, "sft", "dft"), "in", (0.3, 0.8), "0.572"),
+    Claim("rift_dft_cosine", "(ii)", "global cosine RIFT-DFT", lambda m: _cos(m, "rift", "dft"), "in", (0.3, 0.8),
+          "0.536"),
+    Claim("grpo_cosine", "(ii)", "mean global cosine of offline GRPO to SFT/RFT/RIFT",
+          lambda m: sum(_cos(m, "grpo", x) for x in FAMILY) / 3, "in", (0.5, 0.9), "about 0.74"),
+    Claim("grpo_orthogonal", "(ii)", "GRPO's orthogonal fraction off SFT (direction form, global)",
+          lambda m: _g(m, "orthogonal_fraction", "direction", "grpo"), "in", (0.5, 0.8), "0.67"),
+    Claim("grpo_orthogonal_depth", "(ii)", "GRPO's orthogonal fraction, late-layer mean minus mid-layer mean",
+          lambda m: (_g(m, "orthogonal_fraction_depth", "grpo", "late")
+                     - _g(m, "orthogonal_fraction_depth", "grpo", "mid")), ">=", 0.1,
+          "0.55 mid layers to 0.79-0.86 in the last five"),
+    # (iii) DPO is small and near-orthogonal
+    Claim("dpo_orthogonal", "(iii)", "global cosine of DPO to SFT / RFT / RIFT",
+          lambda m: [_cos(m, "dpo", x) for x in FAMILY], "|x| <=", 0.15, "0.057 to 0.065"),
+    Claim("dpo_small", "(iii)", "smallest non-DPO ||dW||_F divided by DPO's",
+          lambda m: min(_g(m, "frobenius", x) for x in FIVE) / _g(m, "frobenius", "dpo"), ">=", 5, "about 13"),
+    Claim("frobenius_range", "(iii)", "largest / smallest ||dW||_F among SFT, RFT, DFT, RIFT, GRPO",
+          lambda m: max(_g(m, "frobenius", x) for x in FIVE) / min(_g(m, "frobenius", x) for x in FIVE), "<=", 1.5,
+          "RFT 2.82 ... RIFT 3.04 (1.08)"),
+    Claim("dpo_u1", "(iii)", "mean |<u1,u1'>| SFT-DPO", lambda m: pair(_g(m, "u1_alignment"), "sft", "dpo"),
+          "<=", 0.3, "0.11"),
+    Claim("dpo_v1", "(iii)", "mean |<v1,v1'>| SFT-DPO", lambda m: pair(_g(m, "v1_alignment"), "sft", "dpo"),
+          "in", (0.5, 0.85), "0.66-0.70"),
+    # headline geometry
+    Claim("angle_order", "headline", "median top-1 principal angle to SFT of RFT, RIFT, GRPO, DFT, DPO",
+          lambda m: [pair(_g(m, "angle_top1"), "sft", x)["median"] for x in ORDER], "rises", None,
+          "6.7, 8.2, 18.5, 26.7, 54.6 deg"),
+    Claim("angle_order_topk", "headline", "median top-k (last) principal angle to SFT of RFT, RIFT, GRPO, DFT, DPO",
+          lambda m: [pair(_g(m, f"angle_top{_g(m, 'top_k')}"), "sft", x)["median"] for x in ORDER], "rises", None,
+          "36, 40, 76, 85, 90 deg (10th of r=32)"),
+    Claim("angle_rft", "headline", "median top-1 angle SFT-RFT (deg)",
+          lambda m: pair(_g(m, "angle_top1"), "sft", "rft")["median"], "<=", 15, "6.7"),
+    Claim("angle_dpo", "headline", "median top-1 angle SFT-DPO (deg)",
+          lambda m: pair(_g(m, "angle_top1"), "sft", "dpo")["median"], ">=", 30, "54.6"),
+    Claim("effective_rank_dpo", "headline", "mean effective rank per module", lambda m: _g(m, "effective_rank"),
+          "largest", "dpo", "24.5 (DPO) vs about 16"),
+    Claim("effective_rank_grpo", "headline", "mean effective rank per module, DPO left out",
+          lambda m: {k: v for k, v in _g(m, "effective_rank").items() if k != "dpo"}, "smallest", "grpo",
+          "14.8 (GRPO) vs about 16"),
+    Claim("lmc_sft_grpo", "headline", "LMC barrier SFT <-> GRPO (nats)", lambda m: _barrier(m, "sft-grpo"), "<",
+          0.05, "monotone: one basin"),
+    Claim("lmc_grpo_rift", "headline", "LMC barrier GRPO <-> RIFT (nats)", lambda m: _barrier(m, "grpo-rift"), "<",
+          0.05, "monotone 4.93 -> 2.25"),
+    Claim("lmc_rift_dpo", "headline", "LMC barrier RIFT <-> DPO (nats)", lambda m: _barrier(m, "rift-dpo"), ">=",
+          0.25, "3.82 -> 7.06 -> 8.64 (barrier 0.83)"),
+    Claim("cka_family", "headline", "late-layer debiased CKA SFT-RIFT",
+          lambda m: pair(m["cka"]["debiased"], "sft", "rift")["late_mean"], ">=", 0.99, "above 0.99"),
+    Claim("cka_grpo", "headline", "late-layer debiased CKA SFT-GRPO",
+          lambda m: pair(m["cka"]["debiased"], "sft", "grpo")["late_mean"], "<=", 0.95, "about 0.85"),
+    Claim("cka_dpo", "headline", "late-layer debiased CKA DPO-GRPO / DPO-DFT",
+          lambda m: [pair(m["cka"]["debiased"], "dpo", x)["late_mean"] for x in ("grpo", "dft")], "<=", 0.7,
+          "about 0.45 from layer 25"),
+    # (iv) accuracy
+    Claim("accuracy_same", "(iv)", "smallest raw pairwise exact-McNemar p among SFT, RFT, DFT, RIFT, GRPO",
+          lambda m: min(pair(_acc(m, "accuracy_set"), a, b)["p"] for i, a in enumerate(FIVE) for b in FIVE[i + 1:]),
+          ">=", 0.15, "p >= 0.15"),
+    Claim("accuracy_dpo_margin", "(iv)", "DPO's accuracy minus the best of the other five (accuracy set)",
+          lambda m: _dpo_better(m, "accuracy_set")["margin"], ">", 0, "93.5% vs 87.3-88.2%"),
+    Claim("accuracy_dpo_p", "(iv)", "largest raw exact-McNemar p of DPO against each of the other five",
+          lambda m: max(pair(_acc(m, "accuracy_set"), "dpo", x)["p"] for x in FIVE), "<", 0.05, "p < 1e-9"),
+    Claim("aime_dpo", "(iv)", "DPO's AIME accuracy minus the best of the other five",
+          lambda m: _dpo_better(m, "aime_set")["margin"], ">", 0, "30.0% vs 3.3-10.0% (SFT-DPO p = 0.07)"),
+    # controls: seeds and LR
+    Claim("seeds_cosine", "controls", "global cosine between a method's two seeds, every method",
+          lambda m: [v["cosine"] for v in _g(m, "seeds").values()], "<=", 0.5, "0.07-0.36"),
+    Claim("seeds_u1", "controls", "mean |<u1,u1'>| between a method's two seeds, every method",
+          lambda m: [v["u1_alignment"] for v in _g(m, "seeds").values()], ">=", 0.9, "0.99"),
+    Claim("lmc_seeds", "controls", "LMC barrier between SFT's two seeds (nats)",
+          lambda m: _barrier(m, "sft-sft_seed"), "<", 0.05, "no barrier (midpoint +0.004)"),
+    Claim("lr_cosine", "controls", "global cosine between a method at its LR and at 10x its LR",
+          lambda m: [s["cosine"] for s in _lr_steps(m)], "in", (0.35, 0.75), "about 0.55"),
+    Claim("lr_norm", "controls", "||dW|| at 10x the LR divided by ||dW|| at the method's LR",
+          lambda m: [s["norm_ratio"] for s in _lr_steps(m)], "in", (1.5, 6.0), "about 3x"),
 ]
 
 
 def check(metrics: dict) -> list[dict]:
-    """Every claim against ``metrics`` = {"geometry": ..., "accuracy": <one set>, "connectivity": ..., "cka": ...}."""
-    out = []
-    for c in CLAIMS:
-        value, holds = c.measure(metrics)
-        out.append({"id": c.id, "group": c.group, "claim": c.text, "paper": c.paper, "this_run": value,
-                    "holds": holds})
-    return out
+    """Every claim against ``metrics`` = {"geometry", "accuracy" (all sets), "connectivity", "cka",
+    "sets": {"accuracy_set": name, "aime_set": name or None}}."""
+    ids = [c.id for c in CLAIMS]
+    if len(set(ids)) != len(ids):
+        raise ValueError("claims: duplicate ids")
+    return [c.check(metrics) for c in CLAIMS]

@@ -17,6 +17,7 @@ import yaml
 from .validation import ParamsError, require_positive, build
 
 METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")
+SEED_SUFFIX = "_seed"  # "sft_seed": SFT retrained from controls.seed (connectivity pairs may name it)
 __all__ = ["ParamsError", "build", "load", "METHODS"]
 
 
@@ -293,7 +294,7 @@ class Compare:
 
 @dataclass(frozen=True)
 class Connectivity:
-    pairs: tuple[str, ...]  # "a-b": merge alpha dW_a + (1 - alpha) dW_b
+    pairs: tuple[str, ...]  # "a-b": merge alpha dW_a + (1 - alpha) dW_b; "sft_seed" is SFT from controls.seed
     points: int  # alpha grid: linspace(0, 1, points)
     set: str  # evaluation set whose gold answers score the merged models
     n: int  # first n problems
@@ -305,7 +306,8 @@ class Connectivity:
             raise ParamsError(f"{prefix}.points: need at least 3 grid points, got {self.points}")
         for i, pair in enumerate(self.pairs):
             parts = pair.split("-")
-            if len(parts) != 2 or parts[0] == parts[1] or any(x not in METHODS for x in parts):
+            if (len(parts) != 2 or parts[0] == parts[1]
+                    or any(x.removesuffix(SEED_SUFFIX) not in METHODS for x in parts)):
                 raise ParamsError(f"{prefix}.pairs[{i}]: {pair!r} is not 'a-b' with two different methods")
 
 
@@ -322,16 +324,35 @@ class CKA:
 
 
 @dataclass(frozen=True)
-class SeedControl:
-    """The noise floor the paper lacks: ``method`` retrained from ``seed`` (LoRA init and row order),
-    compared with itself by the geometry."""
+class LrMatched:
+    """``method`` retrained at ``lr_of``'s peak LR (the paper's DPO runs at 1/10 of the others' LR)."""
     method: Literal[METHODS]
+    lr_of: Literal[METHODS]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The paper's controls, run by the default pipeline: every method retrained from ``seed`` (its own
+    LoRA init and row order: the method's noise floor), the LR-matched run, and an optional LR sweep
+    (each method at ``multiplier x`` its own LR; empty = off)."""
     seed: int
+    lr_matched: LrMatched
+    lr_sweep: tuple[float, ...]
+
+    def check(self, prefix):
+        for i, x in enumerate(self.lr_sweep):
+            if x <= 0 or x == 1:
+                raise ParamsError(f"{prefix}.lr_sweep[{i}]: a multiplier must be positive and not 1, got {x}")
+        if len(set(self.lr_sweep)) != len(self.lr_sweep):
+            raise ParamsError(f"{prefix}.lr_sweep: repeated multipliers {list(self.lr_sweep)}")
+        if self.lr_matched.method == self.lr_matched.lr_of:
+            raise ParamsError(f"{prefix}.lr_matched.lr_of: must differ from lr_matched.method")
 
 
 @dataclass(frozen=True)
 class Report:
     accuracy_set: str  # the evaluation set whose accuracy the claims read (paper: gsm8k)
+    aime_set: Optional[str]  # the AIME set of the AIME claim (paper: aime26); null = not measured
 
 
 METHOD_TYPES = {"sft": SFT, "rft": RFT, "dft": DFT, "rift": RIFT, "grpo": GRPO, "dpo": DPO}
@@ -359,21 +380,25 @@ class Params:
     connectivity: Connectivity
     cka: CKA
     report: Report
-    seed_control: SeedControl
+    controls: Controls
 
     def check(self, prefix):
-        if self.seed_control.method not in self.methods:
-            raise ParamsError(f"seed_control.method: {self.seed_control.method!r} is not in methods")
-        if self.seed_control.seed == self.train.seed:
-            raise ParamsError(f"seed_control.seed: must differ from train.seed={self.train.seed}")
-        if self.report.accuracy_set not in self.prepare.eval:
-            raise ParamsError(f"report.accuracy_set: {self.report.accuracy_set!r} is not an evaluation set")
+        if self.controls.seed == self.train.seed:
+            raise ParamsError(f"controls.seed: must differ from train.seed={self.train.seed}")
+        for key in ("method", "lr_of"):
+            if getattr(self.controls.lr_matched, key) not in self.methods:
+                raise ParamsError(f"controls.lr_matched.{key}: {getattr(self.controls.lr_matched, key)!r} is not in "
+                                  "methods")
+        for key in ("accuracy_set", "aime_set"):
+            name = getattr(self.report, key)
+            if name is not None and name not in self.prepare.eval:
+                raise ParamsError(f"report.{key}: {name!r} is not an evaluation set")
         for sec in ("connectivity", "cka"):
             name = getattr(self, sec).set
             if name not in self.prepare.eval:
                 raise ParamsError(f"{sec}.set: {name!r} is not an evaluation set in prepare.eval")
         for i, pair in enumerate(self.connectivity.pairs):
-            if any(x not in self.methods for x in pair.split("-")):
+            if any(x.removesuffix(SEED_SUFFIX) not in self.methods for x in pair.split("-")):
                 raise ParamsError(f"connectivity.pairs[{i}]: {pair!r} uses a method not in methods")
         if self.evaluate.avg_k is not None:
             for name in self.evaluate.avg_k.sets:

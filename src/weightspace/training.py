@@ -220,3 +220,76 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
     return {"final_loss": loss_total, "processes": world, "steps": cfg.steps, "tokens": tokens, "units": len(units),
             "wall_s": round(time.time() - t0, 2)}
 
+
+
+def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, rows: list[dict], out: str,
+        deltas: str | None = None, plots: str | None = None) -> dict:
+    """Train one method from the shared init on the rollout table and write its adapter.
+
+    ``init`` holds the LoRA init and ``order.json`` (the persisted row order). The adapter at
+    ``train.compare_step`` goes to ``out`` (the final one to ``out/final`` when later), written to a
+    ``.partial`` folder and renamed, so it appears whole or not at all; ``deltas``, if given, gets its
+    per-module factors (``adapters.write_deltas``); ``plots`` gets dvclive curves. Runs unchanged
+    under ``accelerate launch``. Returns the summary (main process; others return ``{}``)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from accelerate import Accelerator
+    from peft import PeftModel
+
+    from . import adapters
+    from .models import load_base
+
+    order = json.loads((Path(init) / "order.json").read_text())
+    if sorted(order) != list(range(len(rows))):
+        raise TrainingError(f"{init}/order.json is not a permutation of the {len(rows)} rollout rows")
+    units = select(method, rows, order, getattr(mcfg, "pairing", "one"))
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if cfg.bf16 else "no")
+    base_model, tok = load_base(base)
+    model = PeftModel.from_pretrained(base_model, init, is_trainable=True)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.to(accelerator.device)
+    init_sha = lora_sha256(model)  # identical across methods: one shared initialisation
+    items = encode_rows(tok, rows, cfg.max_length)
+    out_p, compare = Path(out), cfg.compare_step or cfg.steps
+    tmp = out_p.with_name(out_p.name + ".partial")
+    for d in (out_p, tmp):
+        if d.exists():
+            shutil.rmtree(d)
+    live = None
+    if plots is not None and accelerator.is_main_process:
+        from dvclive import Live
+
+        live = Live(dir=plots, dvcyaml=False, save_dvc_exp=False, report=None)
+
+    def on_step(step, loss, lr_now):
+        if live is not None:
+            live.log_metric("loss", loss)
+            live.log_metric("lr", lr_now)
+            live.next_step()
+
+    def save_at(step, unwrapped):
+        if not accelerator.is_main_process:
+            return
+        if step == compare:
+            adapters.save_adapter(unwrapped, tmp)
+        if step == cfg.steps and step != compare:
+            adapters.save_adapter(unwrapped, tmp / "final")
+
+    t0 = time.time()
+    summary = train(model, accelerator, method, units, items, LossFn(method, mcfg, rows), cfg, lr, tok.pad_token_id,
+                    on_step=on_step, save_at=save_at)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return {}
+    tmp.rename(out_p)  # the adapter appears whole or not at all
+    if live is not None:
+        live.end()
+    factors = adapters.read_adapter(out_p)
+    if deltas is not None:
+        adapters.write_deltas(deltas, factors)
+    return {**summary, "method": method, "lr": lr, "compare_step": compare, "init_sha256": init_sha,
+            "modules": len(factors), "delta_frobenius": adapters.frobenius(factors), "wall_s": round(time.time() - t0, 2)}

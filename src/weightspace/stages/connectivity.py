@@ -1,5 +1,6 @@
 """Stage connectivity: linear mode connectivity in Delta W space. For each pair a-b in params, the
-masked-answer CE of W0 + alpha dW_a + (1 - alpha) dW_b on a grid of alpha; barrier = max over alpha
+masked-answer CE of W0 + alpha dW_a + (1 - alpha) dW_b on a grid of alpha (``sft_seed``: SFT from
+``controls.seed``); barrier = max over alpha
 of L(alpha) - [(1 - alpha) L(0) + alpha L(1)] -> ``<metrics>``, ``<plots>/curves.csv``, a PNG.
 Params: ``connectivity``, ``prompt``, ``threads``."""
 
@@ -11,12 +12,21 @@ from pathlib import Path
 
 from .. import figures
 from ..adapters import read_deltas
+from ..config import SEED_SUFFIX
 from ..datasets import read_jsonl
 from ..function_space import Merger, answer_ce, answer_items
 from ..models import default_device, load_base
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
+
+
+def delta_file(folder: Path, name: str) -> Path:
+    """``sft`` -> ``<folder>/sft.safetensors``; ``sft_seed`` (SFT from ``controls.seed``) ->
+    ``<folder>/seeds/sft.safetensors``."""
+    if name.endswith(SEED_SUFFIX):
+        return folder / "seeds" / f"{name.removesuffix(SEED_SUFFIX)}.safetensors"
+    return folder / f"{name}.safetensors"
 
 
 def barrier(alphas: list[float], losses: list[float]) -> float:
@@ -37,7 +47,7 @@ def main(argv=None) -> None:
     model, tok = load_base(args.base, dtype=dtype, device=device)
     items = answer_items(tok, [params.prompt.render(r["question"]) for r in rows], [r["answer"] for r in rows])
     methods = sorted({m for p in cfg.pairs for m in p.split("-")})
-    deltas = {m: read_deltas(Path(args.deltas) / f"{m}.safetensors") for m in methods}
+    deltas = {m: read_deltas(delta_file(Path(args.deltas), m)) for m in methods}
     merger = Merger(model, list(deltas[methods[0]]))
     alphas = [i / (cfg.points - 1) for i in range(cfg.points)]
     metrics, curves = {"set": cfg.set, "n": len(rows), "base_ce": answer_ce(model, items, tok.pad_token_id,

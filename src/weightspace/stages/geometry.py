@@ -1,7 +1,15 @@
 """Stage geometry: every weight-space analysis over the methods' deltas -> ``<metrics>`` (JSON),
 per-layer tables in ``<plots>`` (CSV, for ``dvc plots``) and PNG figures in ``<figures>``.
-The noise floor: the same metrics between ``seed_control.method`` and its run from another seed.
-Params: ``geometry``, ``methods``, ``seed_control``, ``train.seed``."""
+
+Beside the between-method analyses (``analysis.analyse``):
+- ``seeds``: per method, the same metrics between its run from ``train.seed`` and its run from
+  ``controls.seed`` (own LoRA init and row order): that method's noise floor. ``noise_floor`` repeats
+  the reference method's, for the per-layer plot.
+- ``lr_matched``: ``controls.lr_matched.method`` retrained at ``lr_of``'s LR, against every method.
+- ``lr_step``: each run at another LR against the same method at its own LR: the LR ratio, the
+  global cosine and the norm ratio ||dW_new|| / ||dW_own|| (the paper: a 10x step gives cosine
+  about 0.55 and about 3x the norm).
+Params: ``geometry``, ``methods``, ``controls``, ``train.seed``, every method's ``lr``."""
 
 from __future__ import annotations
 
@@ -26,37 +34,79 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows([{k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
 
 
-def noise_floor(deltas, twin, params) -> tuple[dict, list[dict]]:
-    """The geometry between ``seed_control.method`` (seed ``train.seed``) and its reseeded twin."""
-    m, k = params.seed_control.method, params.geometry.top_k
-    name = f"{m}@s{params.seed_control.seed}"
-    pair = f"{m}-{name}"
-    nf, tables = analyse({m: deltas[m], name: twin}, k, m)
-    out = {"method": m, "seeds": [params.train.seed, params.seed_control.seed], "cosine": nf["cosine"]["global"][pair],
-           "angle_top1": nf["angle_top1"][pair], f"angle_top{k}": nf[f"angle_top{k}"][pair],
-           "u1_alignment": nf["u1_alignment"][pair], "v1_alignment": nf["v1_alignment"][pair],
-           "frobenius": nf["frobenius"][name], "orthogonal_fraction": nf["orthogonal_fraction"]["direction"][name]}
-    return out, [{"layer": r["layer"], "noise_floor": r[pair]} for r in tables["cosine_per_layer"]]
+def pair(fa, fb, top_k: int) -> tuple[dict, list[float]]:
+    """The pair metrics of two adapters a, b: global cosine, median top-1 / top-k angles (with IQR),
+    u1 / v1 alignment, both norms, b's orthogonal fraction off a; and the per-layer cosine."""
+    m, tables = analyse({"a": fa, "b": fb}, top_k, "a")
+    return ({"cosine": m["cosine"]["global"]["a-b"], "angle_top1": m["angle_top1"]["a-b"],
+             f"angle_top{top_k}": m[f"angle_top{top_k}"]["a-b"], "u1_alignment": m["u1_alignment"]["a-b"],
+             "v1_alignment": m["v1_alignment"]["a-b"], "frobenius": [m["frobenius"]["a"], m["frobenius"]["b"]],
+             "orthogonal_fraction": m["orthogonal_fraction"]["direction"]["b"]},
+            [r["a-b"] for r in tables["cosine_per_layer"]])
+
+
+def controls(deltas: dict, seeds: dict, lr_matched, sweep: dict, params) -> tuple[dict, dict[str, list[float]]]:
+    """``seeds``, ``lr_matched`` and ``lr_step`` metrics (module docstring) and per-layer seed cosines."""
+    k, c = params.geometry.top_k, params.controls
+    out: dict = {"seeds": {}, "lr_step": {}}
+    per_layer = {}
+    for m in params.methods:
+        out["seeds"][m], per_layer[m] = pair(deltas[m], seeds[m], k)
+        out["seeds"][m]["seeds"] = [params.train.seed, c.seed]
+    lm, of = c.lr_matched.method, c.lr_matched.lr_of
+    lr = {m: params.method(m).lr for m in params.methods}
+    out["lr_matched"] = {"method": lm, "lr_of": of, "lr": lr[of], "own_lr": lr[lm],
+                         "vs": {m: pair(deltas[m], lr_matched, k)[0] for m in params.methods}}
+    steps = {"lr_matched": (lm, lr[of] / lr[lm], lr_matched)}
+    steps.update({name: (m, mult, d) for name, (m, mult, d) in sweep.items()})
+    for name, (m, ratio, d) in steps.items():
+        p, _ = pair(deltas[m], d, k)
+        out["lr_step"][name] = {"method": m, "lr_ratio": ratio, "cosine": p["cosine"],
+                                "norm_ratio": p["frobenius"][1] / p["frobenius"][0],
+                                "angle_top1": p["angle_top1"]["median"]}
+    return out, per_layer
+
+
+def depth_profile(rows: list[dict]) -> dict:
+    """Per method, the mean per-layer orthogonal fraction over the middle third of the layers and over
+    the last quarter (the paper: GRPO 0.55 in mid layers, 0.79-0.86 in the last five of 36)."""
+    n = len(rows)
+    mid, late = rows[n // 3 : max(n // 3 + 1, 2 * n // 3)], rows[n - max(1, n // 4) :]
+    methods = [k for k in rows[0] if k != "layer" and not k.endswith("_colspace")]
+    return {m: {"mid": sum(r[m] for r in mid) / len(mid), "late": sum(r[m] for r in late) / len(late),
+                "mid_layers": [r["layer"] for r in mid], "late_layers": [r["layer"] for r in late]} for m in methods}
 
 
 def main(argv=None) -> None:
-    args, params = parse(__doc__, {"deltas": "folder of <method>.safetensors", "metrics": "metrics JSON",
-                                   "seed_control": "deltas of the seed-control run",
+    args, params = parse(__doc__, {"deltas": "folder of <method>.safetensors, seeds/ and controls/",
+                                   "lr_sweep": "lr_sweep stage folder", "metrics": "metrics JSON",
                                    "plots": "folder for per-layer CSV tables", "figures": "folder for PNG figures"},
                          argv)
     cfg = params.geometry
     t0 = time.time()
-    deltas = {m: read_deltas(Path(args.deltas) / f"{m}.safetensors") for m in params.methods}
+    d = Path(args.deltas)
+    deltas = {m: read_deltas(d / f"{m}.safetensors") for m in params.methods}
     metrics, tables = analyse(deltas, cfg.top_k, cfg.reference)
-    metrics["noise_floor"], noise_rows = noise_floor(deltas, read_deltas(args.seed_control), params)
-    for row, noise in zip(tables["cosine_per_layer"], noise_rows):
-        row["noise_floor"] = noise["noise_floor"]
+    seeds = {m: read_deltas(d / "seeds" / f"{m}.safetensors") for m in params.methods}
+    sweep = {}
+    for f in sorted(Path(args.lr_sweep).glob("*.safetensors")):
+        m, mult = f.stem.rsplit("_x", 1)
+        if m in params.methods:
+            sweep[f.stem] = (m, float(mult), read_deltas(f))
+    extra, seed_layers = controls(deltas, seeds, read_deltas(d / "controls" / "lr_matched.safetensors"), sweep, params)
+    metrics.update(extra)
+    metrics["noise_floor"] = {"method": cfg.reference, **metrics["seeds"][cfg.reference]}
+    metrics["orthogonal_fraction_depth"] = depth_profile(tables["orthogonal_fraction_per_layer"])
+    for i, row in enumerate(tables["cosine_per_layer"]):
+        row["noise_floor"] = seed_layers[cfg.reference][i]
+        row.update({f"{m}-{m}_seed": seed_layers[m][i] for m in params.methods})
     metrics["wall_s"] = round(time.time() - t0, 2)
     write_json(args.metrics, metrics)
     for name, rows in tables.items():
         write_csv(Path(args.plots) / f"{name}.csv", rows)
     figures.geometry_figures(args.metrics, args.plots, args.figures, list(params.methods))
-    log.info("geometry: %d methods, %d modules, %.2fs", len(deltas), metrics["modules"], metrics["wall_s"])
+    log.info("geometry: %d methods (+ seeds, controls, %d sweep runs), %d modules, %.2fs", len(deltas), len(sweep),
+             metrics["modules"], metrics["wall_s"])
 
 
 if __name__ == "__main__":

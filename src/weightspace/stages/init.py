@@ -1,7 +1,7 @@
 """Stage init: what every method shares -> ``<out>/`` = the LoRA initialisation (a PEFT adapter,
 B = 0 so Delta W starts at 0) and ``order.json``, the row order of the rollout table, both from
-``train.seed`` (or ``seed_control.seed`` with ``--seed-from seed_control``: the noise-floor run).
-Params: ``train.seed``, ``train.lora``, ``threads`` (``seed_control``)."""
+``train.seed`` (or ``controls.seed`` with ``--seed-from controls``: the seed twins, each method's
+noise floor). Params: ``train.seed``, ``train.lora``, ``threads`` (``controls.seed``)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,12 @@ def main(argv=None) -> None:
     import argparse
 
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--seed-from", choices=("train", "seed_control"), default="train")
+    pre.add_argument("--seed-from", choices=("train", "controls"), default="train")
     known, rest = pre.parse_known_args(argv)
     args, params = parse(__doc__, {"base": "base model folder", "rollouts": "rollout table",
                                    "out": "output folder"}, rest)
     cfg = params.train
-    seed = cfg.seed if known.seed_from == "train" else params.seed_control.seed
+    seed = cfg.seed if known.seed_from == "train" else params.controls.seed
     set_threads(params.threads)
     rows = load_table(args.rollouts)
     model, _ = load_base(args.base)

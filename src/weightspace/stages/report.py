@@ -1,15 +1,18 @@
 """Stage report: every claim of the paper beside this run's value -> ``<claims>`` (JSON) and a readable
-Markdown report ``<out>`` with the figures linked in. Reads metric files only.
-Params: ``report``, ``profile``."""
+Markdown report ``<out>``: the claims, the between-method geometry with each method's seed band
+beside it, the controls (LR-matched run, LR steps), accuracy, how the reward was decided, the RIFT
+form and the CKA layer convention, and the figures. Reads metric files only.
+Params: ``report``, ``profile``, ``rift.variant``, ``controls``, ``train.steps``, ``methods``."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 from pathlib import Path
 
-from ..claims import check
+from ..claims import check, pair
 from .common import parse, write_json
 
 log = logging.getLogger(__name__)
@@ -22,30 +25,82 @@ def verdict(holds) -> str:
     return {True: "holds", False: "does not hold", None: "not measured"}[holds]
 
 
-def markdown(claims: list[dict], profile: str, acc_set: str, acc: dict, noise: dict | None, figures: Path,
-             out: Path) -> str:
+def claims_table(claims: list[dict]) -> list[str]:
+    lines = ["| group | claim | paper | this run | verdict |", "|---|---|---|---|---|"]
+    for c in claims:
+        text = c["claim"].replace("|", "\\|")  # a bare | would end the table cell
+        value = "—" if c["holds"] is None else f"`{json.dumps(c['this_run'])}`"
+        lines.append(f"| {c['group']} | {text} | {c['paper']} | {value} | **{verdict(c['holds'])}** |")
+    return lines
+
+
+def geometry_table(geo: dict, methods: list[str]) -> list[str]:
+    """Every between-method number with the two methods' own seed values beside it: a value that is
+    no further from "same update" than a method is from itself is within seed noise."""
+    seeds, k = geo["seeds"], geo["top_k"]
+    lines = ["| pair | cosine | seed cosine (a; b) | top-1 angle | seed top-1 (a; b) | "
+             f"top-{k} angle | seed top-{k} (a; b) | u1 | seed u1 (a; b) | as close as a seed twin |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for a, b in itertools.combinations(methods, 2):
+        cos, ang1 = pair(geo["cosine"]["global"], a, b), pair(geo["angle_top1"], a, b)["median"]
+        angk, u1 = pair(geo[f"angle_top{k}"], a, b)["median"], pair(geo["u1_alignment"], a, b)
+        sa, sb = seeds[a], seeds[b]
+        noise = [name for name, within in (
+            ("cosine", cos >= min(sa["cosine"], sb["cosine"])),
+            ("top-1", ang1 <= max(sa["angle_top1"]["median"], sb["angle_top1"]["median"])),
+            (f"top-{k}", angk <= max(sa[f"angle_top{k}"]["median"], sb[f"angle_top{k}"]["median"])),
+            ("u1", u1 >= min(sa["u1_alignment"], sb["u1_alignment"]))) if within]
+        lines.append(f"| {a}-{b} | {cos:.3f} | {sa['cosine']:.3f}; {sb['cosine']:.3f} | {ang1:.1f} | "
+                     f"{sa['angle_top1']['median']:.1f}; {sb['angle_top1']['median']:.1f} | {angk:.1f} | "
+                     f"{sa[f'angle_top{k}']['median']:.1f}; {sb[f'angle_top{k}']['median']:.1f} | {u1:.3f} | "
+                     f"{sa['u1_alignment']:.3f}; {sb['u1_alignment']:.3f} | {', '.join(noise) or 'none'} |")
+    return lines
+
+
+def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path) -> str:
+    geo, acc_set = metrics["geometry"], params.report.accuracy_set
     n_hold = sum(c["holds"] is True for c in claims)
     n_fail = sum(c["holds"] is False for c in claims)
-    lines = [f"# Claims of the paper against this run (profile: {profile})", "",
+    lines = [f"# Claims of the paper against this run (profile: {params.profile})", "",
              f"{n_hold} of {len(claims)} claims hold, {n_fail} do not, {len(claims) - n_hold - n_fail} were not "
-             "measured by this pipeline run. Thresholds are stated in each claim; values come from `metrics/*.json`.",
-             ""]
-    if profile == "tiny":
-        lines += ["This is the tiny default: a 0.85M-parameter model trained here for a few minutes, 40 LoRA steps "
-                  "per method on a few hundred rollouts. It exercises every stage; it is not expected to reproduce "
-                  "the paper's numbers, and where a claim does not hold here that says nothing about Qwen3-4B.", ""]
-    lines += ["| group | claim | paper | this run | verdict |", "|---|---|---|---|---|"]
-    for c in claims:
-        claim = c["claim"].replace("|", "\\|")  # a bare | would end the table cell
-        lines.append(f"| {c['group']} | {claim} | {c['paper']} | `{json.dumps(c['this_run'])}` | "
-                     f"**{verdict(c['holds'])}** |")
-    if noise is not None:
-        k = [key for key in noise if key.startswith("angle_top") and key != "angle_top1"][0]
-        lines += ["", f"**Noise floor.** {noise['method'].upper()} trained from seed {noise['seeds'][1]} instead of "
-                  f"{noise['seeds'][0]} (its own LoRA init and row order), same data and loss: global cosine "
-                  f"{noise['cosine']:.3f}, median top-1 angle {noise['angle_top1']['median']:.1f} deg, median "
-                  f"{k.replace('angle_top', 'top-')} angle {noise[k]['median']:.1f} deg, mean |<u1,u1'>| "
-                  f"{noise['u1_alignment']:.3f}. Between-method values inside this range are within seed noise."]
+             "measured by this run (the data they need is not configured). Thresholds are declared once in "
+             "`src/weightspace/claims.py`; values come from `metrics/*.json`.", ""]
+    if params.profile == "tiny":
+        lines += [f"This is the tiny default: a small Qwen3 trained in the pipeline, {params.train.steps} LoRA steps "
+                  "per method. It exercises every stage; where a claim does not hold here that says nothing about "
+                  "Qwen3-4B.", ""]
+    lines += claims_table(claims)
+    r = metrics["rollouts"]
+    rules = r["reward_rules"]
+    lines += ["", "## How the numbers were made", "",
+              f"- Reward: math-verify's verdict on the last `\\boxed{{}}` answer against the gold (the paper's). "
+              f"Of {r['rows']} rollouts, {rules['string']} were decided by the exact normalised match (equal strings), "
+              f"{rules['math_verify']} by math-verify ({r['math_verify_upgrades']} of them correct where the string "
+              f"match alone said wrong), {rules['fallback']} by the string rule because math-verify had no verdict, "
+              f"and {rules['no_answer']} had no closed box (r = 0). Rollout accuracy {r['accuracy']:.3f}, "
+              f"mixed groups {r['mixed_group_share']:.3f}.",
+              f"- RIFT form: `{params.rift.variant}` (`rift.variant`; token = positives -log p, negatives "
+              "+lambda p per token; the paper's written sum_i (1 - r_i lambda) l_i is `written`).",
+              f"- CKA layers: {metrics['cka']['layer_convention']}; pooling: {metrics['cka']['pooling']}; "
+              f"late = layers {metrics['cka']['late_layers']}; n = {metrics['cka']['n']} prompts."]
+    lines += ["", "## Geometry with each method's seed band", "",
+              f"Each method was also trained from seed {params.controls.seed} (its own LoRA init and row order). "
+              "Beside every between-method number stand the same number between each method and its own second "
+              "seed. The last column names the metrics on which the two methods are at least as close to each other "
+              "as one of them is to its own seed twin (cosine and u1 at least, angles at most the seed value): "
+              "there the two methods cannot be told apart from seed noise.", ""]
+    lines += geometry_table(geo, list(params.methods))
+    lm = geo["lr_matched"]
+    lines += ["", "## Controls: LR", "",
+              f"LR-matched run: {lm['method'].upper()} at {lm['lr_of'].upper()}'s peak LR {lm['lr']:g} (own "
+              f"{lm['own_lr']:g}). Global cosine to each method: "
+              + ", ".join(f"{m} {v['cosine']:.3f}" for m, v in lm["vs"].items())
+              + f"; ||dW||_F {lm['vs'][lm['method']]['frobenius'][1]:.4g}.", "",
+              "| run | method | LR ratio | cosine to own-LR run | norm ratio | median top-1 angle |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {s['method']} | {s['lr_ratio']:g} | {s['cosine']:.3f} | {s['norm_ratio']:.2f} | "
+              f"{s['angle_top1']:.1f} |" for name, s in geo["lr_step"].items()]
+    acc = metrics["accuracy"][acc_set]
     models = [k for k in acc if "-" not in k]
     lines += ["", f"## Accuracy on `{acc_set}` (greedy pass@1, 95% Wilson interval)", "",
               "| model | accuracy | interval | n |", "|---|---|---|---|"]
@@ -64,20 +119,20 @@ def main(argv=None) -> None:
                                    "claims": "claims JSON", "out": "Markdown report"}, argv)
     d = Path(args.metrics_dir)
     load = lambda name: json.loads((d / f"{name}.json").read_text())  # noqa: E731
-    accuracy = load("accuracy")
-    acc_set = params.report.accuracy_set
-    if acc_set not in accuracy:
-        raise ValueError(f"report.accuracy_set: {acc_set!r} not in metrics/accuracy.json ({sorted(accuracy)})")
-    metrics = {"geometry": load("geometry"), "accuracy": accuracy[acc_set], "connectivity": load("connectivity"),
-               "cka": load("cka")}
+    metrics = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts")}
+    if params.report.accuracy_set not in metrics["accuracy"]:
+        raise ValueError(f"report.accuracy_set: {params.report.accuracy_set!r} not in metrics/accuracy.json "
+                         f"({sorted(metrics['accuracy'])})")
+    metrics["sets"] = {"accuracy_set": params.report.accuracy_set, "aime_set": params.report.aime_set}
     claims = check(metrics)
-    write_json(args.claims, {"profile": params.profile, "accuracy_set": acc_set,
+    write_json(args.claims, {"profile": params.profile, "accuracy_set": params.report.accuracy_set,
+                             "aime_set": params.report.aime_set, "rift_variant": params.rift.variant,
                              "holds": sum(c["holds"] is True for c in claims),
                              "does_not_hold": sum(c["holds"] is False for c in claims),
+                             "not_measured": sum(c["holds"] is None for c in claims),
                              "claims": {c["id"]: c for c in claims}})
     out = Path(args.out)
-    out.write_text(markdown(claims, params.profile, acc_set, accuracy[acc_set], metrics["geometry"].get("noise_floor"),
-                            Path(args.figures), out))
+    out.write_text(markdown(claims, metrics, params, Path(args.figures), out))
     log.info("report: %d claims, %d hold", len(claims), sum(c["holds"] is True for c in claims))
 
 
