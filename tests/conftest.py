@@ -84,3 +84,12 @@ def repo(tmp_path_factory):
     root = copy_repo(tmp / "repo")
     run(["dvc", "repro"], root, tmp)
     return root, tmp
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), every test that reads the one
+    real pipeline run (fixture ``repo``) goes to one worker, so the run is made once and its repo is
+    never used by two dvc commands at a time; every other test is spread over both workers."""
+    for item in items:
+        if "repo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("pipeline"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,6 +76,47 @@ def test_analysis_errors():
     broken = dict(s, dpo={k: v for k, v in list(s["dpo"].items())[1:]})
     with pytest.raises(AdapterError, match="lacks \\['model.layers.0.self_attn.q_proj'\\]"):
         analyse(broken, top_k=2, reference="sft")
+
+
+def previous_analyse():
+    """``analyse_reference`` from benchmarks/geometry_scale.py: the per-module implementation that
+    ``analyse`` replaced (one module at a time, inner products recomputed per pair and per layer)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "geometry_scale.py"
+    spec = importlib.util.spec_from_file_location("geometry_scale", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.analyse_reference, mod.max_difference
+
+
+def mixed_study(seed: int) -> dict[str, dict[str, Factor]]:
+    """Four independent random adapters; per layer modules of three shapes and two ranks (10x8 r=4,
+    6x8 r=4, 8x12 r=6), in layer 1 a rank-2 A (sft) and a rank-2 B (dpo)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for i, meth in enumerate(("sft", "rft", "dpo", "grpo")):
+        out[meth] = {}
+        for L in range(3):
+            for p, (m, n, r) in {"q_proj": (10, 8, 4), "v_proj": (6, 8, 4), "o_proj": (8, 12, 6)}.items():
+                A = torch.randn(r, n, generator=g, dtype=torch.float64)
+                B = torch.randn(m, r, generator=g, dtype=torch.float64) * (1 + L)
+                if L == 1 and meth == "sft":
+                    A = torch.randn(r, 2, generator=g, dtype=torch.float64) @ A[:2]
+                if L == 1 and meth == "dpo":
+                    B = B[:, :2] @ torch.randn(2, r, generator=g, dtype=torch.float64)
+                out[meth][f"model.layers.{L}.self_attn.{p}"] = Factor(A, B, 0.5 * (i + 1), L, p)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_analyse_equals_the_previous_per_module_implementation(seed):
+    """Every output (each metric, each per-layer row) to 1e-12; the reference is not the first method,
+    so both orders of a pair's inner product are used. top_k = 2 = the smallest rank, so the compared
+    singular subspaces are defined (beyond the rank they would be any basis of a null space)."""
+    analyse_reference, max_difference = previous_analyse()
+    s = mixed_study(seed)
+    new, old = analyse(s, top_k=2, reference="rft"), analyse_reference(s, top_k=2, reference="rft")
+    assert max_difference(new, old) < 1e-12
+    assert new[0]["effective_rank"]["sft"] < new[0]["effective_rank"]["rft"]  # the rank-2 modules count
 
 
 def write_peft(path, tensors, r=4, alpha=8, **cfg):

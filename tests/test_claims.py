@@ -20,7 +20,7 @@ def paper_metrics() -> dict:
     angles = {k: {f"sft-{m}": {"median": v, "q25": v - 1, "q75": v + 1} for m, v in t.items()}
               for k, t in (("angle_top1", top1), ("angle_top10", top10))}
     u1 = {"sft-rft": 0.98, "sft-rift": 0.97, "rft-rift": 0.975, "sft-dpo": 0.11}
-    v1 = {"sft-dpo": 0.68}
+    v1 = {"sft-rft": 0.99, "sft-rift": 1.0, "rft-rift": 0.99, "sft-dpo": 0.68}
     seeds = {m: {"cosine": c, "u1_alignment": 0.99} for m, c in zip(M, (0.07, 0.2, 0.36, 0.15, 0.3, 0.1))}
     geometry = {"cosine": {"global": cos}, **angles, "top_k": 10, "u1_alignment": u1, "v1_alignment": v1,
                 "frobenius": {"sft": 2.9, "rft": 2.82, "dft": 2.95, "rift": 3.04, "grpo": 2.9, "dpo": 0.22},
@@ -35,8 +35,8 @@ def paper_metrics() -> dict:
             acc[f"{a}-{b}"] = {"p": 1e-10 if "dpo" in (a, b) else 0.5, "p_holm": 1e-9 if "dpo" in (a, b) else 1.0}
     connectivity = {"sft-grpo": {"barrier": 0.0}, "grpo-rift": {"barrier": 0.0}, "rift-dpo": {"barrier": 0.83},
                     "sft-sft_seed": {"barrier": 0.004}}
-    cka = {"debiased": {"sft-rift": {"late_mean": 0.995}, "sft-grpo": {"late_mean": 0.85},
-                        "grpo-dpo": {"late_mean": 0.45}, "dft-dpo": {"late_mean": 0.45}}}
+    cka = {"biased": {"sft-rift": {"late_mean": 0.995}, "sft-grpo": {"late_mean": 0.85},
+                      "grpo-dpo": {"late_mean": 0.45}, "dft-dpo": {"late_mean": 0.45}}}
     return {"geometry": geometry, "accuracy": {"gsm8k": acc, "aime26": aime}, "connectivity": connectivity,
             "cka": cka, "sets": {"accuracy_set": "gsm8k", "aime_set": "aime26"}}
 
@@ -63,6 +63,7 @@ def test_claims_fail_on_contradicting_numbers():
     g["cosine"]["global"]["sft-rft"] = 0.4
     g["cosine"]["global"]["sft-dpo"] = -0.5  # |cosine| counts
     g["frobenius"]["dpo"] = 2.0
+    m["cka"]["biased"]["grpo-dpo"]["late_mean"] = 0.95
     g["angle_top10"]["sft-grpo"]["median"] = 88  # order broken at GRPO > DFT
     g["seeds"]["dpo"]["u1_alignment"] = 0.5  # one method's seeds disagree
     g["lr_step"]["lr_matched"]["norm_ratio"] = 1.0
@@ -71,7 +72,7 @@ def test_claims_fail_on_contradicting_numbers():
     m["connectivity"]["rift-dpo"]["barrier"] = 0.0
     m["accuracy"]["aime26"]["sft"]["acc"] = 0.4
     got = {r["id"]: r["holds"] for r in check(m)}
-    for cid in ("family_cosine", "dpo_orthogonal", "dpo_small", "angle_order_topk", "seeds_u1", "lr_norm",
+    for cid in ("family_cosine", "dpo_orthogonal", "dpo_small", "cka_dpo", "angle_order_topk", "seeds_u1", "lr_norm",
                 "grpo_orthogonal_depth", "accuracy_same", "lmc_rift_dpo", "aime_dpo"):
         assert got[cid] is False, cid
     assert got["dft_cosine"] is True and got["lr_cosine"] is True

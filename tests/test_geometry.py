@@ -138,3 +138,24 @@ def test_residuals_equal_dense_projections():
 
 def test_median_iqr():
     assert G.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0, 4.0)
+
+
+def test_stacked_forms_equal_the_per_module_ones():
+    """inner / thin_svd / colspace over a Stack of modules of one shape, and principal angles over a batch,
+    equal the one-module functions (to rounding)."""
+    fs = [rand_factor(seed=s, scale=0.5 + s) for s in range(3)] + [rand_factor(seed=3, rank_A=2)]
+    gs = [rand_factor(seed=10 + s) for s in range(3)] + [gauge(fs[3])]
+    F, Gs = G.stack(fs), G.stack(gs)
+    want = torch.tensor([G.inner(f, g) for f, g in zip(fs, gs)], dtype=torch.float64)
+    assert torch.allclose(G.inner_stack(F, Gs), want, rtol=1e-13)
+    U, S, V = G.thin_svd_stack(F)
+    for i, f in enumerate(fs):
+        Ui, Si, Vi = G.thin_svd(f)
+        assert torch.equal(S[i], Si) and torch.allclose(U[i], Ui, atol=1e-14) and torch.allclose(V[i], Vi, atol=1e-14)
+    Ug = G.thin_svd_stack(Gs)[0]
+    want = [G.sq_norm(g) - G.colspace_residual_sq(g, U[i]) for i, g in enumerate(gs)]
+    assert torch.allclose(G.colspace_sq_stack(Gs, U), torch.tensor(want, dtype=torch.float64), rtol=1e-12)
+    for k in (1, 3):  # module 3 is the same Delta W twice: its angles come from the sine form
+        batch = G.principal_angles(U[..., :k], Ug[..., :k])
+        assert torch.allclose(batch, torch.stack([G.principal_angles(U[i, :, :k], Ug[i, :, :k]) for i in range(4)]),
+                              atol=1e-15)

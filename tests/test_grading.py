@@ -58,6 +58,11 @@ RULE_CASES = [
     ("\\boxed{1.414}", "\\sqrt{2}", 0, "math_verify"),  # an approximation is not the number
     ("\\boxed{}", "3", 0, "fallback"),  # math-verify parses nothing from an empty box: no verdict
     ("The answer is 42.", "42", 0, "no_answer"),
+    # letters after a number are not a unit unless listed: the string rule must not say equal here
+    ("\\boxed{3x}", "3", 0, "math_verify"),
+    ("\\boxed{2a}", "2b", 0, "math_verify"),
+    ("\\boxed{10e}", "10", 0, "math_verify"),
+    ("\\boxed{18 dollars}", "18", 1, "string"),
 ]
 
 
@@ -74,7 +79,7 @@ def test_grade_many_in_a_process_pool_equals_one_process():
     pool = grading.grade_many(texts, golds, processes=2, chunksize=16, min_pool=1)
     assert one == pool and [v.reward for v in one[: len(RULE_CASES)]] == [c[2] for c in RULE_CASES]
     counts = grading.rule_counts(one)
-    assert counts == {"string": 80, "math_verify": 200, "fallback": 40, "no_answer": 40}
+    assert counts == {"string": 120, "math_verify": 320, "fallback": 40, "no_answer": 40}
     with pytest.raises(ValueError, match="2 outputs but 1 gold"):
         grading.grade_many(["a", "b"], ["1"])
 

@@ -12,6 +12,10 @@ from weightspace.generation import OpenAIEngine
 
 class FakeChat(BaseHTTPRequestHandler):
     fail_first = 0  # answer this many requests with 503 / 429 before serving
+    fail_rate = 0.0  # then answer this share of requests with 500, at random (seeded)
+    retry_after_ms = None  # header sent with the 429s
+    delay = 0.02  # seconds per request
+    rng = None
     lock = threading.Lock()
     seen: list = []
     active = 0
@@ -24,18 +28,20 @@ class FakeChat(BaseHTTPRequestHandler):
             cls.seen.append((self.headers.get("Authorization"), body))
             cls.active += 1
             cls.max_active = max(cls.max_active, cls.active)
-            fail = cls.fail_first > 0
+            fail = cls.fail_first > 0 or (cls.fail_rate > 0 and cls.rng.random() < cls.fail_rate)
             cls.fail_first -= 1
         try:
-            threading.Event().wait(0.02)
+            threading.Event().wait(cls.delay)
             if fail:
-                self.send_response(503 if len(cls.seen) % 2 else 429)
+                self.send_response(503 if len(cls.seen) % 2 and cls.retry_after_ms is None else 429)
+                if cls.retry_after_ms is not None:
+                    self.send_header("retry-after-ms", str(cls.retry_after_ms))
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(b'{"error": {"message": "busy"}}')
                 return
             question = body["messages"][0]["content"]
-            text = f"Working on '{question}'. \\boxed{{{len(question)}}}"
+            text = f"Working on '{question}' (seed {body['seed']}). \\boxed{{{len(question)}}}"
             out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                    "choices": [{"index": 0, "finish_reason": "stop",
                                 "message": {"role": "assistant", "content": text, "reasoning_content": "hmm"}}],
@@ -56,7 +62,10 @@ class FakeChat(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
+    import random
+
     FakeChat.seen, FakeChat.fail_first, FakeChat.max_active = [], 0, 0
+    FakeChat.fail_rate, FakeChat.retry_after_ms, FakeChat.rng = 0.0, None, random.Random(0)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeChat)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -77,7 +86,7 @@ def test_completions_and_request_fields(server, monkeypatch):
     out = OpenAIEngine(gen(server)).generate(["What is 2+2?", "Hi"], n=3)
     assert [len(o) for o in out] == [3, 3]
     c = out[0][0]
-    assert c.text == "<think>hmm</think>Working on 'What is 2+2?'. \\boxed{12}"
+    assert c.text.startswith("<think>hmm</think>Working on 'What is 2+2?' (seed ") and c.text.endswith("\\boxed{12}")
     assert c.n_tokens == 7 and c.truncated is False
     auth, body = FakeChat.seen[0]
     assert auth == "Bearer sk-test"
@@ -89,17 +98,34 @@ def test_completions_and_request_fields(server, monkeypatch):
 def test_retries_with_backoff_then_succeeds(server, monkeypatch):
     monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test")
     FakeChat.fail_first = 2
-    engine = OpenAIEngine(gen(server, retries=3, concurrency=1), backoff_s=0.01)
+    engine = OpenAIEngine(gen(server, retries=3, concurrency=1))
     out = engine.generate(["q"], n=1)
     assert out[0][0].text.endswith("\\boxed{1}")
     assert len(FakeChat.seen) == 3
+    assert engine.stats["http_attempts"] == 3 and engine.stats["requests_ok"] == 1
 
 
-def test_gives_up_after_max_retries(server, monkeypatch):
+def test_429_retry_after_is_honoured(server, monkeypatch):
+    import time
+
     monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test")
+    FakeChat.fail_first, FakeChat.retry_after_ms = 1, 1500
+    t = time.perf_counter()
+    OpenAIEngine(gen(server, retries=2, concurrency=1)).generate(["q"], n=1)
+    # the SDK's own first backoff is at most 0.5 s; the server asked for 1.5 s
+    assert time.perf_counter() - t >= 1.5 and len(FakeChat.seen) == 2
+
+
+def test_a_failed_request_costs_that_request_not_the_run(server, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test")
+    FakeChat.fail_first = 3  # the first job sent fails 3 times: 1 try + 2 retries
+    engine = OpenAIEngine(gen(server, retries=2, concurrency=1))
+    done = {}
+    failed = engine.run_jobs([("a", "q1", 1), ("b", "q2", 2), ("c", "q3", 3)], lambda k, c, u: done.setdefault(k, c))
+    assert [k for k, _ in failed] == ["a"] and failed[0][1].split(":")[0] in ("InternalServerError", "RateLimitError")
+    assert set(done) == {"b", "c"} and engine.stats["requests_failed"] == 1 and engine.stats["requests_ok"] == 2
     FakeChat.fail_first = 10
-    engine = OpenAIEngine(gen(server, retries=2, concurrency=1), backoff_s=0.01)
-    with pytest.raises(RuntimeError, match="gave up after 3 tries"):
+    with pytest.raises(RuntimeError, match="1 of 1 requests failed after 2 retries"):
         engine.generate(["q"], n=1)
 
 

@@ -48,11 +48,20 @@ def test_rollout_table_mixes_right_and_wrong(repo):
     assert all(r["reward"] == is_correct(r["completion"], r["gold"]) for r in rows)
 
 
-def test_rollouts_are_byte_identical_on_rerun(repo):
+def test_rollouts_are_byte_identical_on_rerun_and_from_the_journal(repo):
     root, tmp = repo
-    run(["python", "-m", "weightspace.stages.rollouts", "--data", "data/prepared", "--base", "models/base",
-         "--out", str(tmp / "again.jsonl"), "--metrics", str(tmp / "again.json")], root, tmp)
+
+    def rollouts(journal, out):
+        return run(["python", "-m", "weightspace.stages.rollouts", "--data", "data/prepared", "--base", "models/base",
+                    "--out", str(tmp / out), "--metrics", str(tmp / f"{out}.json"), "--journal", str(tmp / journal)],
+                   root, tmp)
+
+    rollouts("fresh.journal", "again.jsonl")  # a fresh journal: everything generated again
     assert (tmp / "again.jsonl").read_bytes() == (root / "data/rollouts.jsonl").read_bytes()
+    rollouts("fresh.journal", "reused.jsonl")  # the same journal: nothing generated, the same table
+    assert (tmp / "reused.jsonl").read_bytes() == (root / "data/rollouts.jsonl").read_bytes()
+    g = json.loads((tmp / "reused.jsonl.json").read_text())["generation"]
+    assert g["reused_from_journal"] == g["units"] and g["generated"] == 0
 
 
 METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")
@@ -93,7 +102,9 @@ def test_six_adapters_share_one_init_and_load_in_peft(repo):
     assert all(torch.count_nonzero(f.B) == 0 for f in init.values())  # Delta W starts at zero
 
 
-def test_training_is_byte_identical_and_survives_a_kill(repo):
+def test_training_killed_between_checkpoints_resumes_to_the_same_bytes(repo):
+    """SIGKILL at a step between checkpoints (every 10 of 40 steps): the re-run resumes from the last
+    checkpoint, runs only the remaining steps, and writes the adapter of an uninterrupted run."""
     import signal
     import subprocess
     import time
@@ -107,14 +118,21 @@ def test_training_is_byte_identical_and_survives_a_kill(repo):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     plots = tmp / "killed-plots/plots/metrics/loss.tsv"
     deadline = time.time() + 120
-    while time.time() < deadline and not (plots.exists() and len(plots.read_text().splitlines()) > 3):
-        time.sleep(0.2)
+    while time.time() < deadline and not (plots.exists() and len(plots.read_text().splitlines()) > 24):
+        time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert not out.exists()  # a killed run leaves no adapter behind, only a partial folder
-    run(["python", *train_cmd("sft", out, tmp)], root, tmp)  # another process: another hash seed
+    assert not out.exists()  # a killed run leaves no adapter behind
+    ckpts = [d.name for d in (tmp / ".checkpoints/killed").iterdir() if d.name.startswith("step-")]
+    assert ckpts in (["step-20"], ["step-30"]), ckpts
+    done = int(ckpts[0].split("-")[1])
+    r = run(["python", *train_cmd("sft", out, tmp)], root, tmp)  # another process: another hash seed
+    assert f"step {done} done, running steps {done + 1}.." in r.stderr
+    assert json.loads((tmp / "killed.json").read_text())["resumed_from_step"] == done
     assert {f.name: f.read_bytes() for f in out.iterdir()} == ref  # every file, the config included
     assert (tmp / "killed.safetensors").read_bytes() == (root / "models/deltas/sft.safetensors").read_bytes()
+    assert len(plots.read_text().splitlines()) == 1 + 40  # the curve is whole: replayed, then continued
+    assert not (tmp / ".checkpoints/killed").exists()  # cleared once the run completed
 
 
 def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
@@ -209,7 +227,9 @@ def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     subprocess.run(["git", "add", "-A"], cwd=exp, check=True)
     subprocess.run([*git, "commit", "-qm", "baseline run"], cwd=exp, check=True)
-    out = run(["dvc", "exp", "run", "-S", "dpo.lr=1e-3"], exp, tmp).stdout
+    # the README's command; connectivity and CKA made cheap through their own params (they re-run anyway)
+    cheap = ["-S", "connectivity.n=20", "-S", "cka.n=8"]
+    out = run(["dvc", "exp", "run", "-S", "dpo.lr=1e-3", *cheap], exp, tmp).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"train@dpo", "train_seed@dpo", "train_lr_matched", "lr_sweep", "evaluate@dpo", "geometry",
                    "compare", "connectivity", "cka", "report"}, ran
@@ -227,7 +247,7 @@ def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     html = (tmp_path / "plots-diff/index.html").read_text()
     assert "vegaEmbed(" in html and "cdn.jsdelivr" not in html
 
-    run(["dvc", "exp", "run", "--queue", "-S", "dpo.lr=3e-4,3e-3"], exp, tmp)
+    run(["dvc", "exp", "run", "--queue", "-S", "dpo.lr=3e-4,3e-3", *cheap], exp, tmp)
     run(["dvc", "queue", "start", "-j", "1"], exp, tmp)
     deadline = time.time() + 600
     status = ""
@@ -302,6 +322,7 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
     ("benchmarks/generation.py", ["--prompts", "8", "--batch", "8"]),
     ("benchmarks/train_throughput.py", ["--steps", "3", "--batch", "8"]),
     ("benchmarks/geometry_scale.py", ["--layers", "1", "--sample", "1"]),
+    ("benchmarks/grading.py", ["--rows", "200", "--processes", "2"]),
 ])
 def test_benchmarks_run_and_print_a_ratio(repo, script, args):
     """The README's benchmark commands, shrunk: each prints its ratio against an in-run baseline."""

@@ -47,7 +47,8 @@ def train_cfg(**kw):
     lora = config.Lora(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                        use_rslora=False)
     base = dict(launcher="python", seed=0, steps=4, compare_step=None, batch_size=8, micro_batch_size=8, warmup_ratio=0.0,
-                weight_decay=0.01, grad_clip=1.0, max_length=64, bf16=False, gradient_checkpointing=False, lora=lora)
+                weight_decay=0.01, grad_clip=1.0, max_length=64, bf16=False, gradient_checkpointing=False, checkpoint_every=None,
+                lora=lora)
     base.update(kw)
     return config.Train(**base)
 
@@ -190,3 +191,37 @@ def test_non_finite_loss_stops_with_the_step(tok, monkeypatch):
     monkeypatch.setattr(losses, "sft_loss", flaky)
     with pytest.raises(TrainingError, match="method sft: non-finite loss nan at step 3"):
         run_method(tok, "sft", config.SFT(lr=1e-2))
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_bits(tok, tmp_path):
+    from accelerate import Accelerator
+
+    from weightspace.checkpoints import Checkpoints
+
+    rows, cfg = rows_table(), train_cfg(steps=6, checkpoint_every=2, batch_size=4, micro_batch_size=4, warmup_ratio=0.2)
+    items, units = encode_rows(tok, rows, 64), select("sft", rows, list(range(16)))
+
+    def run(model, ckpt, on_step=None):
+        return train(model, Accelerator(cpu=True), "sft", units, items, LossFn("sft", config.SFT(lr=1e-2), rows), cfg,
+                     1e-2, tok.pad_token_id, on_step=on_step, checkpoints=ckpt)
+
+    whole = peft_model(tok)
+    run(whole, None)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_5(step, loss, lr):
+        if step == 5:
+            raise Killed
+    with pytest.raises(Killed):
+        run(peft_model(tok), Checkpoints(tmp_path / "ck", 2, "run"), kill_at_5)
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["step-4"]  # step 5 ran, but no checkpoint was due
+    steps = []
+    resumed = peft_model(tok)
+    summary = run(resumed, Checkpoints(tmp_path / "ck", 2, "run"), lambda s, loss, lr: steps.append(s))
+    assert steps == [1, 2, 3, 4, 5, 6] and summary["resumed_from_step"] == 4  # 1-4 replayed from the history
+    for (n, p), (_, q) in zip(whole.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(p, q), n
+    other = peft_model(tok)  # a checkpoint of another run (other fingerprint) is never resumed from
+    assert run(other, Checkpoints(tmp_path / "ck", 2, "another run"))["resumed_from_step"] == 0

@@ -5,7 +5,9 @@ a comparison, a threshold, the paper's value). Its sentence is rendered from tha
 the text and the check cannot drift apart. ``holds`` is True/False, or None ("not measured") where
 this run lacks the data (e.g. no AIME set). Thresholds are loose versions of the paper's numbers
 (../shared/PAPER.md), fixed before any run: "about x" for a cosine is x +- about 0.2, for a ratio
-x / 2 .. x * 2; they are never tuned to a run.
+x / 2 .. x * 2; they are never tuned to a run. Where the paper's point is an ordering rather than a
+value (SFT-GRPO CKA below the family's, a barrier or none), the claim is one-sided. CKA claims read the
+biased linear CKA, the statistic the paper reports; the debiased one stands beside it in the metrics.
 
 Comparisons apply to every element of a list value: ``>=``, ``<=``, ``<``, ``>``, ``in`` (closed
 interval), ``|x| <=``; ``rises`` (strictly increasing list); ``largest`` / ``smallest`` (the key of
@@ -131,6 +133,9 @@ CLAIMS = [
     Claim("family_u1", "(i)", "mean |<u1,u1'>| within SFT/RFT/RIFT",
           lambda m: [pair(_g(m, "u1_alignment"), a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))],
           ">=", 0.9, "0.97-0.98"),
+    Claim("family_v1", "(i)", "mean |<v1,v1'>| within SFT/RFT/RIFT",
+          lambda m: [pair(_g(m, "v1_alignment"), a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))],
+          ">=", 0.9, "0.97-0.98"),
     # (ii) DFT and offline GRPO move partly elsewhere
     Claim("dft_cosine", "(ii)", "global cosine SFT-DFT", lambda m: _cos(m, "sft", "dft"), "in", (0.3, 0.8), "0.572"),
     Claim("rift_dft_cosine", "(ii)", "global cosine RIFT-DFT", lambda m: _cos(m, "rift", "dft"), "in", (0.3, 0.8),
@@ -147,7 +152,8 @@ CLAIMS = [
     Claim("dpo_orthogonal", "(iii)", "global cosine of DPO to SFT / RFT / RIFT",
           lambda m: [_cos(m, "dpo", x) for x in FAMILY], "|x| <=", 0.15, "0.057 to 0.065"),
     Claim("dpo_small", "(iii)", "smallest non-DPO ||dW||_F divided by DPO's",
-          lambda m: min(_g(m, "frobenius", x) for x in FIVE) / _g(m, "frobenius", "dpo"), ">=", 5, "about 13"),
+          lambda m: min(_g(m, "frobenius", x) for x in FIVE) / _g(m, "frobenius", "dpo"), "in", (6.5, 26),
+          "about 13"),
     Claim("frobenius_range", "(iii)", "largest / smallest ||dW||_F among SFT, RFT, DFT, RIFT, GRPO",
           lambda m: max(_g(m, "frobenius", x) for x in FIVE) / min(_g(m, "frobenius", x) for x in FIVE), "<=", 1.5,
           "RFT 2.82 ... RIFT 3.04 (1.08)"),
@@ -177,12 +183,12 @@ CLAIMS = [
           0.05, "monotone 4.93 -> 2.25"),
     Claim("lmc_rift_dpo", "headline", "LMC barrier RIFT <-> DPO (nats)", lambda m: _barrier(m, "rift-dpo"), ">=",
           0.25, "3.82 -> 7.06 -> 8.64 (barrier 0.83)"),
-    Claim("cka_family", "headline", "late-layer debiased CKA SFT-RIFT",
-          lambda m: pair(m["cka"]["debiased"], "sft", "rift")["late_mean"], ">=", 0.99, "above 0.99"),
-    Claim("cka_grpo", "headline", "late-layer debiased CKA SFT-GRPO",
-          lambda m: pair(m["cka"]["debiased"], "sft", "grpo")["late_mean"], "<=", 0.95, "about 0.85"),
-    Claim("cka_dpo", "headline", "late-layer debiased CKA DPO-GRPO / DPO-DFT",
-          lambda m: [pair(m["cka"]["debiased"], "dpo", x)["late_mean"] for x in ("grpo", "dft")], "<=", 0.7,
+    Claim("cka_family", "headline", "late-layer linear CKA (biased, the paper's statistic) SFT-RIFT",
+          lambda m: pair(m["cka"]["biased"], "sft", "rift")["late_mean"], ">=", 0.99, "above 0.99"),
+    Claim("cka_grpo", "headline", "late-layer linear CKA (biased) SFT-GRPO",
+          lambda m: pair(m["cka"]["biased"], "sft", "grpo")["late_mean"], "<=", 0.95, "about 0.85"),
+    Claim("cka_dpo", "headline", "late-layer linear CKA (biased) DPO-GRPO / DPO-DFT",
+          lambda m: [pair(m["cka"]["biased"], "dpo", x)["late_mean"] for x in ("grpo", "dft")], "<=", 0.7,
           "about 0.45 from layer 25"),
     # (iv) accuracy
     Claim("accuracy_same", "(iv)", "smallest raw pairwise exact-McNemar p among SFT, RFT, DFT, RIFT, GRPO",

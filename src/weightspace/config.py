@@ -115,8 +115,10 @@ class OpenAIEngine:
     model: str
     api_key_env: str
     concurrency: int
-    max_retries: int
+    max_retries: int  # the SDK's own retries (backoff, Retry-After honoured) before a request counts as failed
     timeout_s: float
+    price_input_per_mtok: Optional[float] = None  # USD per 1M prompt tokens; null: no cost in metrics
+    price_output_per_mtok: Optional[float] = None  # USD per 1M completion tokens
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,15 @@ class Prompt:
 class Rollouts:
     teacher: Optional[str]  # hub id (hf/vllm) to sample from instead of the base; null = the base
     k: int
+    # the first n prompts each get one more row after their k samples: the gold answer written as a
+    # completion (column ``source`` = "gold"), for a base too weak to be right on its own; 0 = none
+    gold_rows: int
     generation: Generation
 
     def check(self, prefix):
         require_positive(self, prefix, "k")
+        if self.gold_rows < 0:
+            raise ParamsError(f"{prefix}.gold_rows: must be >= 0, got {self.gold_rows}")
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,7 @@ class Train:
     max_length: int
     bf16: bool
     gradient_checkpointing: bool
+    checkpoint_every: Optional[int]  # steps between resumable checkpoints; null = none (a kill restarts at 0)
     lora: Lora
 
     def check(self, prefix):
@@ -206,6 +214,8 @@ class Train:
         if self.batch_size % self.micro_batch_size:
             raise ParamsError(f"{prefix}.batch_size: {self.batch_size} is not a multiple of micro_batch_size "
                               f"{self.micro_batch_size}")
+        if self.checkpoint_every is not None and self.checkpoint_every <= 0:
+            raise ParamsError(f"{prefix}.checkpoint_every: must be positive or null, got {self.checkpoint_every}")
         if self.compare_step is not None and not 0 < self.compare_step <= self.steps:
             raise ParamsError(f"{prefix}.compare_step: must lie in 1..steps={self.steps}, got {self.compare_step}")
         if not 0 <= self.warmup_ratio < 1:

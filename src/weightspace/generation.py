@@ -3,8 +3,9 @@
 Engines (``params: *.generation.engine``):
 - ``hf``: transformers ``generate`` in batches, left padding, KV cache; CPU or one GPU.
 - ``vllm``: vLLM offline inference (GPU; imported only when chosen; LoRA through ``lora_path``).
-- ``openai``: any OpenAI-compatible chat endpoint; bounded concurrency, retries with exponential
-  backoff; the API key comes from the environment variable named in params.
+- ``openai``: any OpenAI-compatible chat endpoint; bounded concurrency, the SDK's retries with
+  exponential backoff (Retry-After honoured); the API key comes from the environment variable
+  named in params.
 Sampling uses one seed per call, so the same params give the same completions (hf on CPU: bit-equal).
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +45,13 @@ class HFEngine:
         self.model, self.tok, self.gen = model, tokenizer, gen
 
     @torch.no_grad()
-    def generate(self, messages: list[str], n: int, desc: str = "generate") -> list[list[Completion]]:
+    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None
+                 ) -> list[list[Completion]]:
+        """``n`` completions of each message; sampling seeded once per call with ``seed`` (default
+        ``gen.seed``), so one call's completions do not depend on any other call."""
         g, tok = self.gen, self.tok
         self.model.eval()
-        torch.manual_seed(g.seed)
+        torch.manual_seed(g.seed if seed is None else seed)
         sample = g.temperature > 0
         kwargs = dict(do_sample=sample, max_new_tokens=g.max_new_tokens, num_return_sequences=n,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
@@ -84,13 +87,14 @@ class VLLMEngine:
         self.llm = LLM(model=model_path, revision=revision, seed=gen.seed, enable_lora=lora_path is not None,
                        max_lora_rank=max_lora_rank, trust_remote_code=False)
 
-    def generate(self, messages: list[str], n: int, desc: str = "generate") -> list[list[Completion]]:
+    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None
+                 ) -> list[list[Completion]]:
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
 
         g = self.gen
         params = SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p if g.temperature > 0 else 1.0,
-                                max_tokens=g.max_new_tokens, seed=g.seed)
+                                max_tokens=g.max_new_tokens, seed=g.seed if seed is None else seed)
         lora = LoRARequest("adapter", 1, self.lora_path) if self.lora_path else None
         results = self.llm.chat([chat(m) for m in messages], params, lora_request=lora, use_tqdm=True)
         return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs]
@@ -98,12 +102,17 @@ class VLLMEngine:
 
 
 class OpenAIEngine:
-    """An OpenAI-compatible chat endpoint: one request per completion, ``concurrency`` at a time,
-    each retried up to ``max_retries`` times with backoff 0.5 s * 2**attempt on connection errors,
-    timeouts, 429 and 5xx answers. A reasoning model's ``reasoning_content`` is kept, wrapped in
-    ``<think>...</think>`` before the answer (the grader strips it)."""
+    """An OpenAI-compatible chat endpoint: one request per completion, ``concurrency`` at a time. The
+    SDK retries each request up to ``max_retries`` times (exponential backoff with jitter; a 429's
+    ``Retry-After`` honoured) on connection errors, timeouts, 408/409/429 and 5xx answers; a request
+    that still fails costs that request, never the run (``run_jobs``). A reasoning model's
+    ``reasoning_content`` is kept, wrapped in ``<think>...</think>`` before the answer (the grader
+    strips it). ``stats`` counts requests (ok / failed), HTTP attempts (retries = attempts - requests)
+    and tokens."""
 
-    def __init__(self, gen: Generation, backoff_s: float = 0.5):
+    def __init__(self, gen: Generation):
+        import threading
+
         import openai
 
         cfg = gen.openai
@@ -111,37 +120,92 @@ class OpenAIEngine:
         if key is None:
             raise RuntimeError(f"rollouts: environment variable {cfg.api_key_env} (generation.openai.api_key_env) "
                                "is not set")
-        self.gen, self.cfg, self.backoff_s, self.openai = gen, cfg, backoff_s, openai
-        self.client = openai.OpenAI(base_url=cfg.base_url, api_key=key, max_retries=0, timeout=cfg.timeout_s)
+        self.gen, self.cfg = gen, cfg
+        self._lock = threading.Lock()
+        self.stats = {"requests_ok": 0, "requests_failed": 0, "http_attempts": 0, "prompt_tokens": 0,
+                      "completion_tokens": 0}
 
-    def _one(self, message: str, sample: int) -> Completion:
-        g, o = self.gen, self.openai
-        retry = (o.APIConnectionError, o.APITimeoutError, o.RateLimitError, o.InternalServerError)
-        for attempt in range(self.cfg.max_retries + 1):
-            try:
-                r = self.client.chat.completions.create(
-                    model=self.cfg.model, messages=chat(message), temperature=g.temperature, top_p=g.top_p,
-                    max_tokens=g.max_new_tokens, seed=g.seed + sample, n=1)
-                break
-            except retry as e:
-                if attempt == self.cfg.max_retries:
-                    raise RuntimeError(f"openai engine: gave up after {attempt + 1} tries: {e}") from e
-                log.warning("openai engine: %s; retry %d in %.1fs", type(e).__name__, attempt + 1,
-                            self.backoff_s * 2**attempt)
-                time.sleep(self.backoff_s * 2**attempt)
+        def count(request):
+            with self._lock:
+                self.stats["http_attempts"] += 1
+
+        http = openai.DefaultHttpxClient(event_hooks={"request": [count]})  # counts every attempt
+        self.client = openai.OpenAI(base_url=cfg.base_url, api_key=key, max_retries=cfg.max_retries,
+                                    timeout=cfg.timeout_s, http_client=http)
+
+    def _one(self, message: str, seed: int) -> tuple[Completion, dict]:
+        g = self.gen
+        r = self.client.chat.completions.create(model=self.cfg.model, messages=chat(message), temperature=g.temperature,
+                                                top_p=g.top_p, max_tokens=g.max_new_tokens, seed=seed, n=1)
         choice = r.choices[0]
         text = choice.message.content or ""
         reasoning = getattr(choice.message, "reasoning_content", None)  # optional extension field
         if reasoning:
             text = f"<think>{reasoning}</think>{text}"
-        n_tokens = r.usage.completion_tokens if r.usage is not None else len(text.split())
-        return Completion(text, n_tokens, choice.finish_reason == "length")
+        usage = {"prompt_tokens": r.usage.prompt_tokens if r.usage else 0,
+                 "completion_tokens": r.usage.completion_tokens if r.usage else len(text.split())}
+        return Completion(text, usage["completion_tokens"], choice.finish_reason == "length"), usage
 
-    def generate(self, messages: list[str], n: int, desc: str = "generate") -> list[list[Completion]]:
-        jobs = [(m, s) for m in messages for s in range(n)]
+    def run_jobs(self, jobs: list[tuple[str, str, int]], on_done, desc: str = "generate") -> list[tuple[str, str]]:
+        """Send every job ``(key, message, seed)``, ``concurrency`` at a time; ``on_done(key, completion,
+        usage)`` is called (in this thread) as each one succeeds. Returns ``[(key, error)]`` of the jobs
+        that failed after the SDK's retries; the others are unaffected."""
+        from concurrent.futures import as_completed
+
+        failed = []
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-            flat = list(tqdm(pool.map(lambda js: self._one(*js), jobs), total=len(jobs), desc=desc, leave=False))
-        return [flat[i * n : (i + 1) * n] for i in range(len(messages))]
+            futures = {pool.submit(self._one, message, seed): key for key, message, seed in jobs}
+            for fut in tqdm(as_completed(futures), total=len(futures), desc=desc, leave=False):
+                key = futures[fut]
+                try:
+                    completion, usage = fut.result()
+                except self.openai_errors as e:
+                    self.stats["requests_failed"] += 1
+                    failed.append((key, f"{type(e).__name__}: {e}"))
+                    log.warning("openai engine: request %s failed after %d retries: %s", key[:12],
+                                self.cfg.max_retries, e)
+                    continue
+                self.stats["requests_ok"] += 1
+                self.stats["prompt_tokens"] += usage["prompt_tokens"]
+                self.stats["completion_tokens"] += usage["completion_tokens"]
+                on_done(key, completion, usage)
+        return failed
+
+    @property
+    def openai_errors(self):
+        import openai
+
+        return (openai.APIError,)
+
+    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None
+                 ) -> list[list[Completion]]:
+        """``n`` completions per message (sample s sent with seed ``seed + s``); raises if any request
+        failed after its retries, naming how many and the first error."""
+        base = self.gen.seed if seed is None else seed
+        jobs = [(f"{i}:{s}", m, base + s) for i, m in enumerate(messages) for s in range(n)]
+        got: dict[str, Completion] = {}
+        failed = self.run_jobs(jobs, lambda key, c, usage: got.__setitem__(key, c), desc)
+        if failed:
+            raise RuntimeError(f"openai engine: {len(failed)} of {len(jobs)} requests failed after "
+                               f"{self.cfg.max_retries} retries; first: {failed[0][1]}")
+        return [[got[f"{i}:{s}"] for s in range(n)] for i in range(len(messages))]
+
+
+def model_identity(gen: Generation, base: str | Path, teacher: str | None = None) -> str:
+    """What decides the model behind ``gen``, for journal keys: the API's endpoint and model, a hub id
+    and revision, or the sha256 of every file of a local model folder (the tiny base)."""
+    from .journal import file_sha256
+    from .models import base_ref
+
+    if gen.engine == "openai":
+        return f"openai:{gen.openai.base_url}:{gen.openai.model}"
+    if teacher:
+        return f"hub:{teacher}"
+    name, revision = base_ref(base)
+    if revision is not None:
+        return f"hub:{name}@{revision}"
+    files = sorted(p for p in Path(name).rglob("*") if p.is_file())
+    return "local:" + ",".join(f"{p.relative_to(name)}={file_sha256(p)}" for p in files)
 
 
 def make_engine(gen: Generation, base: str | Path, teacher: str | None = None, lora: str | None = None):

@@ -2,11 +2,14 @@
 
 Shapes: A (r, n), B (m, r), s a scalar; Delta W is (m, n). Everything is float64 and invariant to
 the LoRA gauge B -> B G, A -> G^-1 A (G invertible r x r): only products B A enter.
+The ``*_stack`` forms compute the same formulas for N modules of one shape at once (a ``Stack``),
+as batched linear algebra; ``principal_angles`` takes leading batch dimensions as it is.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -26,8 +29,13 @@ def sq_norm(f: Factor) -> float:
 def cosine(fs: list[Factor], gs: list[Factor]) -> float:
     """Cosine of two deltas over a set of modules, flattened together (norm-weighted, not a mean of
     per-module cosines): sum_m <F_m, G_m> / sqrt(sum_m ||F_m||^2 * sum_m ||G_m||^2)."""
-    num = sum(inner(f, g) for f, g in zip(fs, gs))
-    den = math.sqrt(sum(sq_norm(f) for f in fs) * sum(sq_norm(g) for g in gs))
+    return cosine_of_sums(sum(inner(f, g) for f, g in zip(fs, gs)), sum(sq_norm(f) for f in fs),
+                          sum(sq_norm(g) for g in gs))
+
+
+def cosine_of_sums(num: float, sq_f: float, sq_g: float) -> float:
+    """sum_m <F_m, G_m> / sqrt(sum_m ||F_m||^2 * sum_m ||G_m||^2), from the three sums."""
+    den = math.sqrt(sq_f * sq_g)
     if den == 0:
         raise ValueError("cosine of a zero delta is undefined")
     return num / den
@@ -46,15 +54,20 @@ def thin_svd(f: Factor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def principal_angles(U1: torch.Tensor, U2: torch.Tensor) -> torch.Tensor:
-    """Principal angles (radians, ascending) between span(U1) and span(U2), both (m, k) orthonormal.
+    """Principal angles (radians, ascending) between span(U1) and span(U2), both (..., m, k) orthonormal
+    -> (..., k); leading dimensions are a batch.
 
-    cos theta_i = sigma_i(U1^T U2); small angles come from the sine form, sin theta_i = sigma(U2 - U1 U1^T U2),
-    where arccos loses them (Knyazev & Argentati 2002; as scipy.linalg.subspace_angles, which returns
-    them in DEscending order)."""
-    M = U1.T @ U2
+    cos theta_i = sigma_i(U1^T U2); small angles (cos^2 >= 1/2) come from the sine form,
+    sin theta_i = sigma(U2 - U1 U1^T U2), where arccos loses them (Knyazev & Argentati 2002; as
+    scipy.linalg.subspace_angles, which returns them in DEscending order). The sine form is computed
+    only when some angle needs it."""
+    M = U1.mT @ U2
     cos = torch.linalg.svdvals(M).clamp(max=1.0)  # descending -> angles ascending
-    sin = torch.linalg.svdvals(U2 - U1 @ M).flip(0).clamp(max=1.0)  # ascending
-    return torch.where(cos**2 < 0.5, torch.arccos(cos), torch.arcsin(sin))
+    small = cos**2 >= 0.5
+    if not small.any():
+        return torch.arccos(cos)
+    sin = torch.linalg.svdvals(U2 - U1 @ M).flip(-1).clamp(max=1.0)  # ascending
+    return torch.where(small, torch.arcsin(sin), torch.arccos(cos))
 
 
 def effective_rank(S: torch.Tensor) -> float:
@@ -76,6 +89,46 @@ def colspace_residual_sq(f: Factor, U_ref: torch.Tensor) -> float:
     = ||F||^2 - s^2 trace((U^T B)^T (U^T B) (A A^T))."""
     C = U_ref.T @ f.B  # (k, r)
     return sq_norm(f) - f.scale**2 * torch.trace((C.T @ C) @ (f.A @ f.A.T)).item()
+
+
+class Stack(NamedTuple):
+    """N modules of one shape, stacked: A (N, r, n), B (N, m, r), scale (N, 1, 1)."""
+
+    A: torch.Tensor
+    B: torch.Tensor
+    scale: torch.Tensor
+
+
+def stack(fs: list[Factor]) -> Stack:
+    """The factors of modules that share (r, n) and (m, r), as one ``Stack``."""
+    return Stack(torch.stack([f.A for f in fs]), torch.stack([f.B for f in fs]),
+                 torch.tensor([f.scale for f in fs], dtype=torch.float64).view(-1, 1, 1))
+
+
+def _trace(X: torch.Tensor) -> torch.Tensor:
+    return X.diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
+def inner_stack(f: Stack, g: Stack) -> torch.Tensor:
+    """``inner`` of each module of f with the same module of g: (N,)."""
+    return (f.scale * g.scale).view(-1) * _trace((f.B.mT @ g.B) @ (g.A @ f.A.mT))
+
+
+def thin_svd_stack(f: Stack, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``thin_svd`` of each module: U (N, m, k), S (N, r) descending, V (N, n, k); only the top k singular
+    vectors are formed (all r when k is None)."""
+    Qb, Rb = torch.linalg.qr(f.B)  # (N, m, r), (N, r, r)
+    Qa, Ra = torch.linalg.qr(f.A.mT)  # (N, n, r), (N, r, r)
+    Uc, S, Vch = torch.linalg.svd(f.scale * Rb @ Ra.mT)
+    # Q comes column-major from LAPACK: U^T = Uc^T Q^T reads it row by row (several times faster than Q Uc)
+    return (Uc[..., :k].mT @ Qb.mT).mT, S, (Vch[..., :k, :] @ Qa.mT).mT
+
+
+def colspace_sq_stack(f: Stack, U_ref: torch.Tensor) -> torch.Tensor:
+    """||U U^T Delta W_f||_F^2 = s^2 trace((U^T B)^T (U^T B) (A A^T)) per module: (N,), U_ref (N, m, k) with
+    orthonormal or zero columns (zero columns drop out). ``colspace_residual_sq`` = sq_norm - this."""
+    C = U_ref.mT @ f.B  # (N, k, r)
+    return f.scale.view(-1) ** 2 * _trace((C.mT @ C) @ (f.A @ f.A.mT))
 
 
 def median_iqr(values: list[float]) -> tuple[float, float, float]:

@@ -7,8 +7,9 @@ brace-matched ``\\boxed{...}`` (or ``\\fbox{...}``). No closed box: r = 0 (rule 
 ``grade`` then decides, in this order:
 
 1. ``string``: the normalised answer equals the normalised gold (``normalize``: strip ``$``, ``\\$``,
-   ``%``, ``\\%``, commas in numbers, ``\\text{...}`` units, spaces, a trailing period, trailing
-   ``.0`` zeros and leading zeros). Equal strings are equal answers, so math-verify is not asked.
+   ``%``, ``\\%``, commas in numbers, ``\\text{...}`` wrappers, a unit word from ``UNITS`` after a
+   number, spaces, a trailing period, trailing ``.0`` zeros and leading zeros). Equal strings are
+   equal answers, so math-verify is not asked.
 2. ``math_verify``: otherwise math-verify's verdict on the boxed content, ``verify(parse($gold$),
    parse($answer$))``: ``0.5`` = ``\\frac{1}{2}``, ``x=3`` = ``3``, ``\\sqrt{8}`` = ``2\\sqrt{2}``,
    reordered sets, ``90^\\circ`` = ``90`` (inside ``$...$`` it reads ``50\\%`` as 50; inside
@@ -29,6 +30,10 @@ from dataclasses import dataclass
 _THINK = re.compile(r"<think>.*?</think>", re.S)
 _NUM = re.compile(r"^[+-]?\d+(\.\d+)?$")
 RULES = ("string", "math_verify", "fallback", "no_answer")
+# unit words that GSM8K-style answers carry after the number ("18 dollars"); never a single letter
+UNITS = frozenset("""dollar dollars cent cents euro euros pound pounds hour hours minute minutes second seconds
+day days week weeks month months year years mile miles meter meters metre metres cm mm km kg gram grams feet
+foot inch inches liter liters litre litres gallon gallons degree degrees percent people students apples""".split())
 
 
 def strip_think(text: str) -> str:
@@ -62,9 +67,10 @@ def normalize(ans: str) -> str:
     if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
     s = re.sub(r"\s+", "", s)
-    # a number followed by a word unit ("18dollars") keeps the number
-    m = re.fullmatch(r"([+-]?\d+(?:\.\d+)?)[a-zA-Z]+", s)
-    if m:
+    # a number followed by a unit word ("18dollars") keeps the number; any other letters stay, so
+    # "3x" or "2a" never equal "3" or "2" here (math-verify decides them)
+    m = re.fullmatch(r"([+-]?\d+(?:\.\d+)?)([a-zA-Z]+)", s)
+    if m and m.group(2).lower() in UNITS:
         s = m.group(1)
     if _NUM.match(s):
         sign = "-" if s.startswith("-") else ""

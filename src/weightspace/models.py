@@ -2,11 +2,16 @@
 
 ``models/base`` holds either a full HF safetensors folder, or ``hub.json`` =
 ``{"model_id", "revision"}`` with the revision resolved to a commit when the stage ran, so every later
-stage loads exactly the same weights.
+stage loads exactly the same weights. The local-path route for hub models (``base.hub.model_id`` an
+existing folder, e.g. the smollm2 profile's converted GGUF): ``model_id`` is that path and the
+revision is ``sha256:<hex>``, the folder's content hash (``folder_sha256``); every later stage checks
+the folder against it before loading, so a changed folder fails loudly instead of loading other weights.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,14 +19,44 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 HUB_FILE = "hub.json"
+LOCAL_PREFIX = "sha256:"  # revision of a local folder; a hub revision is a 40-hex commit sha
+
+
+def folder_sha256(folder: str | Path) -> str:
+    """``sha256:<hex>`` over every file under ``folder``: its relative path and bytes, in path order."""
+    from .journal import file_sha256
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{folder}: no files in the local base folder")
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.relative_to(folder).as_posix()}={file_sha256(p)}\n".encode())
+    return LOCAL_PREFIX + h.hexdigest()
+
+
+@functools.cache
+def _check_local(folder: str, revision: str, hub: str) -> None:
+    """The local folder still holds what the base stage recorded (hashed once per process)."""
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder}: local base folder recorded in {hub} is missing")
+    got = folder_sha256(folder)
+    if got != revision:
+        raise RuntimeError(f"{folder}: content {got} differs from {revision} recorded in {hub}; restore the "
+                           "folder or re-run the base stage (dvc repro -f base) and everything after it")
 
 
 def base_ref(path: str | Path) -> tuple[str, str | None]:
-    """(name_or_path, revision) to pass to ``from_pretrained`` for the base in ``path``."""
+    """(name_or_path, revision) to pass to ``from_pretrained`` for the base in ``path``; a local folder
+    recorded by the base stage gives (folder, None) after its content hash is checked."""
     path = Path(path)
     hub = path / HUB_FILE
     if hub.is_file():
         ref = json.loads(hub.read_text())
+        if ref["revision"].startswith(LOCAL_PREFIX):
+            _check_local(ref["model_id"], ref["revision"], str(hub))
+            return ref["model_id"], None
         return ref["model_id"], ref["revision"]
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: neither an HF model folder nor a {HUB_FILE}; run the base stage")

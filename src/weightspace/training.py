@@ -111,6 +111,14 @@ def reference_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return (lp * mask).sum(-1)
 
 
+def rows_sha256(rows: list[dict]) -> str:
+    """Hash of the rollout table's content (canonical JSON of every row)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
 def lora_sha256(model) -> str:
     """Hash of every LoRA parameter (name and bytes, sorted by name): equal hashes = equal init."""
     import hashlib
@@ -170,22 +178,31 @@ def unit_items(unit, items: dict[int, Item]) -> list[Item]:
 
 
 def train(model, accelerator, method: str, units: list, items: dict[int, Item], loss_fn: LossFn,
-          cfg: config.Train, lr: float, pad_id: int, on_step=None, save_at=None) -> dict:
+          cfg: config.Train, lr: float, pad_id: int, on_step=None, save_at=None, checkpoints=None) -> dict:
     """Run ``cfg.steps`` optimiser steps of ``method``; returns summary numbers.
 
     Step s trains on units [s*B, (s+1)*B) of the persisted order, wrapping around (epochs repeat the
-    order). ``on_step(step, loss)`` logs; ``save_at(step)`` is called after each step (for the compare
-    step's adapter)."""
+    order). ``on_step(step, loss, lr)`` logs; ``save_at(step, model)`` is called after each step (for
+    the compare step's adapter). ``checkpoints`` (``checkpoints.Checkpoints``): resume from its latest
+    checkpoint (the logged history is replayed through ``on_step``) and write one when due."""
     world, rank = accelerator.num_processes, accelerator.process_index
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     warmup = math.ceil(cfg.warmup_ratio * cfg.steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.steps, warmup))
+    start, history = checkpoints.restore(model, opt, sched) if checkpoints is not None else (0, [])
+    raw_opt = opt
     model, opt = accelerator.prepare(model, opt)
     unwrapped = accelerator.unwrap_model(model)
     model.train()
-    B, micro, tokens, t0, loss_total = cfg.batch_size, cfg.micro_batch_size, 0, time.time(), float("nan")
-    for step in range(cfg.steps):
+    B, micro, t0, loss_total = cfg.batch_size, cfg.micro_batch_size, time.time(), float("nan")
+    for step, loss_h, lr_h in history:
+        loss_total = loss_h
+        if on_step is not None:
+            on_step(step, loss_h, lr_h)
+    tokens = sum(len(it.completion) for step in range(start) for j in range(B)
+                 for it in unit_items(units[(step * B + j) % len(units)], items))
+    for step in range(start, cfg.steps):
         batch = [units[(step * B + j) % len(units)] for j in range(B)]
         if method == "dpo":
             normaliser = float(len(batch))  # mean over pairs
@@ -213,24 +230,30 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        history.append([step + 1, loss_total, sched.get_last_lr()[0]])
         if on_step is not None:
             on_step(step + 1, loss_total, sched.get_last_lr()[0])
         if save_at is not None:
-            save_at(step + 1, accelerator.unwrap_model(model))
+            save_at(step + 1, unwrapped)
+        if checkpoints is not None and accelerator.is_main_process and checkpoints.due(step + 1, cfg.steps):
+            checkpoints.save(step + 1, unwrapped, raw_opt, sched, history)
     return {"final_loss": loss_total, "processes": world, "steps": cfg.steps, "tokens": tokens, "units": len(units),
-            "wall_s": round(time.time() - t0, 2)}
-
+            "resumed_from_step": start, "wall_s": round(time.time() - t0, 2)}
 
 
 def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, rows: list[dict], out: str,
-        deltas: str | None = None, plots: str | None = None) -> dict:
+        deltas: str | None = None, plots: str | None = None, checkpoint_dir: str | None = None) -> dict:
     """Train one method from the shared init on the rollout table and write its adapter.
 
     ``init`` holds the LoRA init and ``order.json`` (the persisted row order). The adapter at
     ``train.compare_step`` goes to ``out`` (the final one to ``out/final`` when later), written to a
-    ``.partial`` folder and renamed, so it appears whole or not at all; ``deltas``, if given, gets its
+    ``.partial`` folder and renamed, so it appears whole or not at all. Checkpoints every
+    ``train.checkpoint_every`` steps go to ``checkpoint_dir`` (default ``<out's folder>/.checkpoints/<out's
+    name>/``); a killed run
+    resumes from the latest (``checkpoints.py``) and the folder is removed when the run completes; ``deltas``, if given, gets its
     per-module factors (``adapters.write_deltas``); ``plots`` gets dvclive curves. Runs unchanged
     under ``accelerate launch``. Returns the summary (main process; others return ``{}``)."""
+    import hashlib
     import json
     import shutil
     from pathlib import Path
@@ -239,6 +262,7 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     from peft import PeftModel
 
     from . import adapters
+    from .checkpoints import Checkpoints
     from .models import load_base
 
     order = json.loads((Path(init) / "order.json").read_text())
@@ -256,6 +280,11 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     items = encode_rows(tok, rows, cfg.max_length)
     out_p, compare = Path(out), cfg.compare_step or cfg.steps
     tmp = out_p.with_name(out_p.name + ".partial")
+    # kept across runs (DVC deletes out_p itself before a re-run)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_p.parent / ".checkpoints" / out_p.name
+    fingerprint = hashlib.sha256(json.dumps([method, lr, repr(cfg), repr(mcfg), init_sha, rows_sha256(rows),
+                                             accelerator.num_processes]).encode()).hexdigest()
+    checkpoints = Checkpoints(ckpt_dir, cfg.checkpoint_every, fingerprint)
     for d in (out_p, tmp):
         if d.exists():
             shutil.rmtree(d)
@@ -271,25 +300,34 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
             live.log_metric("lr", lr_now)
             live.next_step()
 
-    def save_at(step, unwrapped):
-        if not accelerator.is_main_process:
-            return
-        if step == compare:
-            adapters.save_adapter(unwrapped, tmp)
-        if step == cfg.steps and step != compare:
-            adapters.save_adapter(unwrapped, tmp / "final")
+    def save_at(step, unwrapped):  # into the checkpoint folder, so a resumed run still has it
+        if accelerator.is_main_process and step in (compare, cfg.steps):
+            name = "compare" if step == compare else "final"
+            part = ckpt_dir / f"{name}.partial"
+            if part.exists():
+                shutil.rmtree(part)
+            adapters.save_adapter(unwrapped, part)
+            if (ckpt_dir / name).exists():
+                shutil.rmtree(ckpt_dir / name)
+            part.rename(ckpt_dir / name)
 
     t0 = time.time()
     summary = train(model, accelerator, method, units, items, LossFn(method, mcfg, rows), cfg, lr, tok.pad_token_id,
-                    on_step=on_step, save_at=save_at)
+                    on_step=on_step, save_at=save_at, checkpoints=checkpoints)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return {}
+    shutil.copytree(ckpt_dir / "compare", tmp)
+    if compare != cfg.steps:
+        shutil.copytree(ckpt_dir / "final", tmp / "final")
     tmp.rename(out_p)  # the adapter appears whole or not at all
     if live is not None:
         live.end()
     factors = adapters.read_adapter(out_p)
     if deltas is not None:
-        adapters.write_deltas(deltas, factors)
+        part = Path(str(deltas) + ".partial")
+        adapters.write_deltas(part, factors)
+        part.replace(deltas)
+    checkpoints.clear()  # the run is complete: its adapter is the output now
     return {**summary, "method": method, "lr": lr, "compare_step": compare, "init_sha256": init_sha,
             "modules": len(factors), "delta_frobenius": adapters.frobenius(factors), "wall_s": round(time.time() - t0, 2)}

@@ -3,7 +3,10 @@
 tiny: train a byte-level BPE tokenizer on the pretraining corpus, build a small Qwen3, pretrain it on
 the worked solutions until greedy accuracy on held-out rollout prompts reaches ``stop_acc``; fail if
 it ends outside [min_acc, max_acc] (rollouts must mix right and wrong answers).
-hub: record the model id and the revision resolved to a commit; nothing is trained.
+hub: record the model id and the revision resolved to a commit; nothing is trained. When
+``base.hub.model_id`` is an existing local folder (the local-path route, e.g. a converted GGUF:
+``tools/convert_gguf.py``), record its path and its content hash ``sha256:<hex>`` instead, with no
+network; ``base.hub.revision`` is then ``local`` (whatever the folder holds) or that hash (a pin).
 Params: ``base``, ``prompt``, ``threads``, ``rollouts.generation.max_new_tokens``."""
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from .. import config, grading, tiny
 from ..datasets import read_jsonl
 from ..generation import HFEngine
-from ..models import HUB_FILE
+from ..models import HUB_FILE, folder_sha256
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -53,14 +56,23 @@ def build_tiny(cfg: config.TinyModel, prompt: config.Prompt, max_new_tokens: int
             else cfg.steps, "curve": curve, "wall_s": round(time.time() - t0, 1)}
 
 
-def record_hub(cfg: config.HubModel, out: Path) -> dict:
-    from huggingface_hub import HfApi
+LOCAL_REVISION = "local"  # base.hub.revision of a local folder: record whatever it holds
 
-    sha = HfApi().model_info(cfg.model_id, revision=cfg.revision).sha
-    ref = {"model_id": cfg.model_id, "revision": sha}
+
+def record_hub(cfg: config.HubModel, out: Path) -> dict:
+    if Path(cfg.model_id).is_dir():  # the local-path route: no hub, the content hash is the revision
+        ref, route = {"model_id": cfg.model_id, "revision": folder_sha256(cfg.model_id)}, "local"
+        if cfg.revision not in (LOCAL_REVISION, ref["revision"]):
+            raise config.ParamsError(f"base.hub.revision: {cfg.revision!r} is neither {LOCAL_REVISION!r} nor the content "
+                               f"hash of local folder {cfg.model_id} ({ref['revision']})")
+    else:
+        from huggingface_hub import HfApi
+
+        sha = HfApi().model_info(cfg.model_id, revision=cfg.revision).sha
+        ref, route = {"model_id": cfg.model_id, "revision": sha}, "hub"
     out.mkdir(parents=True)
     (out / HUB_FILE).write_text(json.dumps(ref, indent=2) + "\n")
-    return {"kind": "hub", **ref}
+    return {"kind": "hub", "route": route, **ref}
 
 
 def main(argv=None) -> None:

@@ -40,7 +40,7 @@ def main(argv=None) -> None:
         reps[m] = pooled_hidden_states(model, tok, prompts, cfg.batch_size)
     merger.reset()
     n_layers = len(reps["base"])
-    late = list(range(n_layers - max(1, n_layers // 4), n_layers))  # last quarter of the layers
+    late = list(range(max(1, round(25 * n_layers / 36)) - 1, n_layers))  # the paper's "from layer 25" of 36
     metrics: dict = {"n": len(rows), "layers": n_layers, "late_layers": [L + 1 for L in late],
                      "pooling": "mean over prompt tokens, first token dropped",
                      "layer_convention": "output of decoder block l = 1..L (residual stream), the last one "

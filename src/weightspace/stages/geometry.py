@@ -69,9 +69,9 @@ def controls(deltas: dict, seeds: dict, lr_matched, sweep: dict, params) -> tupl
 
 def depth_profile(rows: list[dict]) -> dict:
     """Per method, the mean per-layer orthogonal fraction over the middle third of the layers and over
-    the last quarter (the paper: GRPO 0.55 in mid layers, 0.79-0.86 in the last five of 36)."""
+    the last 5/36 of them (the paper: GRPO 0.55 in mid layers, 0.79-0.86 in the last five of 36)."""
     n = len(rows)
-    mid, late = rows[n // 3 : max(n // 3 + 1, 2 * n // 3)], rows[n - max(1, n // 4) :]
+    mid, late = rows[n // 3 : max(n // 3 + 1, 2 * n // 3)], rows[n - max(1, round(5 * n / 36)) :]
     methods = [k for k in rows[0] if k != "layer" and not k.endswith("_colspace")]
     return {m: {"mid": sum(r[m] for r in mid) / len(mid), "late": sum(r[m] for r in late) / len(late),
                 "mid_layers": [r["layer"] for r in mid], "late_layers": [r["layer"] for r in late]} for m in methods}

@@ -39,7 +39,8 @@ def main(argv=None) -> None:
             for mult in params.controls.lr_sweep:
                 name = run_name(m, mult)
                 runs[name] = fit(m, mcfg, mult * mcfg.lr, params.train, args.base, args.init, rows, str(out / name),
-                                 str(out / f"{name}.safetensors"))
+                                 str(out / f"{name}.safetensors"),
+                                 checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
                 runs[name]["multiplier"] = mult
                 log.info("lr_sweep %s: %s", name, runs[name])
     write_json(args.metrics, {"multipliers": list(params.controls.lr_sweep), "runs": runs})

@@ -69,6 +69,10 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
         lines += [f"This is the tiny default: a small Qwen3 trained in the pipeline, {params.train.steps} LoRA steps "
                   "per method. It exercises every stage; where a claim does not hold here that says nothing about "
                   "Qwen3-4B.", ""]
+    if params.profile == "smollm2":
+        lines += [f"This is the smollm2 smoke profile: SmolLM2-135M-Instruct (a real pretrained model) through every "
+                  f"stage on CPU, {params.train.steps} LoRA steps per method on a handful of rollouts. It shows the "
+                  "paper's path runs end to end on a real model; no number here is a result of the paper.", ""]
     lines += claims_table(claims)
     r = metrics["rollouts"]
     rules = r["reward_rules"]
@@ -78,7 +82,10 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
               f"{rules['math_verify']} by math-verify ({r['math_verify_upgrades']} of them correct where the string "
               f"match alone said wrong), {rules['fallback']} by the string rule because math-verify had no verdict, "
               f"and {rules['no_answer']} had no closed box (r = 0). Rollout accuracy {r['accuracy']:.3f}, "
-              f"mixed groups {r['mixed_group_share']:.3f}.",
+              f"mixed groups {r['mixed_group_share']:.3f}."
+              + (f" {r['gold_rows']} of the rows are gold answers written as completions, not samples "
+                 f"(`rollouts.gold_rows`; `source: gold` in the table); the model's own samples scored "
+                 f"{r['model_accuracy']:.3f}." if r["gold_rows"] else ""),
               f"- RIFT form: `{params.rift.variant}` (`rift.variant`; token = positives -log p, negatives "
               "+lambda p per token; the paper's written sum_i (1 - r_i lambda) l_i is `written`).",
               f"- CKA layers: {metrics['cka']['layer_convention']}; pooling: {metrics['cka']['pooling']}; "

@@ -1,7 +1,9 @@
 """Stage rollouts: K sampled completions per training prompt, graded -> the shared rollout table.
 
 Teacher: the base model (tiny default), ``rollouts.teacher`` (a hub id, hf/vllm engines) or the
-``openai`` engine's model. Params: ``rollouts``, ``prompt``, ``threads``."""
+``openai`` engine's model. Every finished generate call (hf, vllm) or request (openai) is appended
+to ``<journal>`` at once (``journal.py``): a killed or failed run, re-run, sends only what is missing.
+Params: ``rollouts``, ``prompt``, ``threads``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import time
 from pathlib import Path
 
 from ..datasets import read_jsonl, write_jsonl
-from ..generation import make_engine
+from ..generation import make_engine, model_identity
+from ..journal import Journal
+from ..journal import generate as journaled_generate
 from ..rollouts import grade_rows, summarize
 from .common import parse, set_threads, write_json
 
@@ -19,17 +23,24 @@ log = logging.getLogger(__name__)
 
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"data": "prepare's output folder", "base": "base model folder",
-                                   "out": "rollout table (JSONL)", "metrics": "metrics JSON"}, argv)
+                                   "out": "rollout table (JSONL)", "metrics": "metrics JSON",
+                                   "journal": "journal file (kept across runs; not a DVC output)"}, argv)
     cfg = params.rollouts
     set_threads(params.threads)
     prompts = read_jsonl(Path(args.data) / "train.jsonl")
     messages = [params.prompt.render(p["question"]) for p in prompts]
     t0 = time.time()
     engine = make_engine(cfg.generation, args.base, cfg.teacher)
-    completions = engine.generate(messages, cfg.k, desc="rollouts")
-    rows = grade_rows(prompts, messages, completions)
+    identity = model_identity(cfg.generation, args.base, cfg.teacher)
+    with Journal(args.journal) as journal:
+        completions, stats = journaled_generate(engine, messages, [p["id"] for p in prompts], cfg.k, identity, journal)
+    rows = grade_rows(prompts, messages, completions, cfg.gold_rows)
     write_jsonl(args.out, rows)
-    metrics = {**summarize(rows), "k": cfg.k, "wall_s": round(time.time() - t0, 1)}
+    o = cfg.generation.openai
+    if o is not None and o.price_input_per_mtok is not None and o.price_output_per_mtok is not None:
+        stats["cost_usd"] = (stats["table_prompt_tokens"] * o.price_input_per_mtok
+                             + stats["table_completion_tokens"] * o.price_output_per_mtok) / 1e6
+    metrics = {**summarize(rows), "k": cfg.k, "generation": stats, "wall_s": round(time.time() - t0, 1)}
     write_json(args.metrics, metrics)
     log.info("rollouts: %s", metrics)
 

