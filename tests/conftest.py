@@ -86,6 +86,7 @@ def repo(tmp_path_factory):
     return root, tmp
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), every test that reads the one
     real pipeline run (fixture ``repo``) goes to one worker, so the run is made once and its repo is
