@@ -18,7 +18,7 @@ repro: setup
 	dvc repro
 
 test: setup
-	pytest -q -n 2 --dist loadgroup
+	pytest -q
 
 bench: setup
 	python benchmarks/generation.py

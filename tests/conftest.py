@@ -85,12 +85,3 @@ def repo(tmp_path_factory):
     run(["dvc", "repro"], root, tmp)
     return root, tmp
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), every test that reads the one
-    real pipeline run (fixture ``repo``) goes to one worker, so the run is made once and its repo is
-    never used by two dvc commands at a time; every other test is spread over both workers."""
-    for item in items:
-        if "repo" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("pipeline"))

@@ -28,8 +28,7 @@ from weightspace.generation import Completion
 from weightspace.rollouts import GOLD_COMPLETION, grade_rows, load_table, summarize
 from weightspace.stages.base import record_hub
 
-# one xdist worker runs the whole module, so `make test` (-n 2 --dist loadgroup) makes the smoke run once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
+pytestmark = pytest.mark.slow
 
 MODEL_DIR = "models/smollm2-135m-instruct"  # base.hub.model_id of the profile, relative to the repo root
 LAYERS, HIDDEN, KV_DIM, R = 30, 576, 3 * 64, 32  # SmolLM2-135M: 9 query heads, 3 KV heads of 64; LoRA rank
