@@ -69,8 +69,9 @@ def fresh_clone(src: Path, dst: Path) -> Path:
     return dst
 
 
-def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, cwd=cwd, env=env(tmp, cwd), capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True, extra_env: dict | None = None
+        ) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, cwd=cwd, env={**env(tmp, cwd), **(extra_env or {})}, capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p

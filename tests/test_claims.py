@@ -28,11 +28,14 @@ def paper_metrics() -> dict:
                 "orthogonal_fraction": {"direction": {"grpo": 0.67}},
                 "orthogonal_fraction_depth": {"grpo": {"mid": 0.55, "late": 0.82}},
                 "seeds": seeds, "lr_step": {"lr_matched": {"lr_ratio": 10.0, "cosine": 0.55, "norm_ratio": 3.0}}}
-    acc = {m: {"acc": a} for m, a in zip(M, (0.875, 0.873, 0.878, 0.882, 0.876, 0.935))}
-    aime = {m: {"acc": a} for m, a in zip(M, (0.033, 0.067, 0.1, 0.067, 0.1, 0.3))}
+    acc = {m: {"acc": a, "n": 1319} for m, a in zip(M, (0.875, 0.873, 0.878, 0.882, 0.876, 0.935))}
+    aime = {m: {"acc": a, "n": 30} for m, a in zip(M, (0.033, 0.067, 0.1, 0.067, 0.1, 0.3))}
     for i, a in enumerate(M):
         for b in M[i + 1:]:
-            acc[f"{a}-{b}"] = {"p": 1e-10 if "dpo" in (a, b) else 0.5, "p_holm": 1e-9 if "dpo" in (a, b) else 1.0}
+            # discordant counts: DPO right where the other is wrong 90 times, the reverse 20 (AIME: 7 and 1)
+            acc[f"{a}-{b}"] = {"p": 1e-10 if "dpo" in (a, b) else 0.5, "p_holm": 1e-9 if "dpo" in (a, b) else 1.0,
+                               "n01": 90 if "dpo" in (a, b) else 30, "n10": 20 if "dpo" in (a, b) else 30}
+            aime[f"{a}-{b}"] = {"p": 0.07, "n01": 7 if "dpo" in (a, b) else 2, "n10": 1 if "dpo" in (a, b) else 2}
     connectivity = {"sft-grpo": {"barrier": 0.0}, "grpo-rift": {"barrier": 0.0}, "rift-dpo": {"barrier": 0.83},
                     "sft-sft_seed": {"barrier": 0.004}}
     cka = {"biased": {"sft-rift": {"late_mean": 0.995}, "sft-grpo": {"late_mean": 0.85},
@@ -94,3 +97,80 @@ def test_sentence_is_rendered_from_the_declaration():
     ("in", (0.3, 0.8), 0.3, True), ("in", (0.3, 0.8), 0.81, False)])
 def test_comparisons(op, threshold, value, holds):
     assert Claim("c", "g", "q", lambda m: value, op, threshold, "").check({})["holds"] is holds
+
+
+def with_twins(m: dict, **changes) -> dict:
+    """``m`` with ``geometry.seed_twins``: the between-method geometry copied, then ``changes`` applied
+    (dotted key -> value) to the copy."""
+    m = copy.deepcopy(m)
+    g = m["geometry"]
+    twins = copy.deepcopy({k: g[k] for k in ("cosine", "angle_top1", "angle_top10", "u1_alignment", "v1_alignment",
+                                             "frobenius", "effective_rank", "orthogonal_fraction",
+                                             "orthogonal_fraction_depth")})
+    for key, value in changes.items():
+        *path, last = key.split(".")
+        d = twins
+        for p in path:
+            d = d[p]
+        d[last] = value
+    g["seed_twins"] = twins
+    return m
+
+
+def test_identical_twins_decide_every_claim_as_before():
+    got = {r["id"]: r for r in check(with_twins(paper_metrics()))}
+    assert all(r["verdict"] == "holds" for r in got.values())
+    assert got["dft_cosine"]["band"] == 0.0
+
+
+@pytest.mark.parametrize("twin_value, verdict", [
+    (0.30, "undecided"),  # band |0.572 - 0.30| = 0.272 >= 0.228, the distance to the nearer bound 0.8
+    (0.35, "holds"),      # band 0.222 < 0.228
+    (0.50, "holds"),      # band 0.072
+])
+def test_a_value_within_its_seed_band_of_the_threshold_is_undecided(twin_value, verdict):
+    """SFT-DFT cosine 0.572 must lie in [0.3, 0.8]; its band is |0.572 - the twins' value|."""
+    r = {r["id"]: r for r in check(with_twins(paper_metrics(), **{"cosine.global.sft-dft": twin_value}))}["dft_cosine"]
+    assert r["band"] == pytest.approx(abs(0.572 - twin_value), abs=1e-4)
+    assert r["verdict"] == verdict
+    assert r["holds"] is True  # the raw comparison stays on record
+
+
+def test_undecided_for_lists_orderings_and_one_sided_thresholds():
+    m = paper_metrics()
+    # family cosine >= 0.9: one element 0.977 with twin 0.85 -> band 0.127 >= 0.077 from the threshold
+    r = {r["id"]: r for r in check(with_twins(m, **{"cosine.global.sft-rft": 0.85}))}
+    assert r["family_cosine"]["verdict"] == "undecided" and r["family_cosine"]["band"][0] == pytest.approx(0.127)
+    # dpo |cosine| <= 0.15: 0.06 with twin -0.12 -> band 0.18 >= |0.06| - 0.15 distance 0.09
+    r = {r["id"]: r for r in check(with_twins(m, **{"cosine.global.sft-dpo": -0.12}))}
+    assert r["dpo_orthogonal"]["verdict"] == "undecided"
+    # the angle order on the twins broken (GRPO above DFT): an ordering the seed can flip is undecided
+    r = {r["id"]: r for r in check(with_twins(m, **{"angle_top1.sft-grpo": {"median": 30, "q25": 0, "q75": 0}}))}
+    assert r["angle_order"]["verdict"] == "undecided" and r["angle_order"]["holds"] is True
+    # a failing claim far from its threshold stays failed; claims the twins do not change stay decided
+    bad = copy.deepcopy(m)
+    bad["geometry"]["cosine"]["global"]["sft-rft"] = 0.2
+    r = {r["id"]: r for r in check(with_twins(bad, **{"cosine.global.sft-rft": 0.25}))}
+    assert r["family_cosine"]["verdict"] == "does not hold"
+    assert r["lmc_rift_dpo"]["verdict"] == "holds" and r["seeds_u1"]["band"] == [0.0] * 6
+
+
+def test_dpo_margin_within_its_paired_sampling_band_is_undecided():
+    """DPO 0.935 vs RIFT 0.882 on 1319 items, 90 + 20 discordant: band 1.96 sqrt(110) / 1319 = 0.0156 <
+    margin 0.053: holds. With DPO at 0.89 the margin 0.008 lies within the band: undecided."""
+    m = paper_metrics()
+    r = {r["id"]: r for r in check(m)}["accuracy_dpo_margin"]
+    assert r["verdict"] == "holds" and r["band"] == pytest.approx(1.96 * 110 ** 0.5 / 1319, abs=1e-4)
+    m["accuracy"]["gsm8k"]["dpo"]["acc"] = 0.89
+    r = {r["id"]: r for r in check(m)}["accuracy_dpo_margin"]
+    assert r["verdict"] == "undecided" and r["holds"] is True
+
+
+def test_orders_with_neighbours_closer_than_their_bands_are_undecided():
+    m = paper_metrics()
+    m["geometry"]["effective_rank"]["dft"] = 14.9  # GRPO 14.8 still the smallest, by 0.1
+    twins = {"effective_rank.grpo": 14.5, "effective_rank.dft": 14.9}  # GRPO's band 0.3 > the 0.1 gap
+    r = {r["id"]: r for r in check(with_twins(m, **twins))}["effective_rank_grpo"]
+    assert r["holds"] is True and r["verdict"] == "undecided"
+    twins = {"effective_rank.grpo": 14.85, "effective_rank.dft": 14.9}  # bands 0.05 and 0: the gap stands
+    assert {r["id"]: r for r in check(with_twins(m, **twins))}["effective_rank_grpo"]["verdict"] == "holds"

@@ -86,3 +86,23 @@ def test_generated_solution_is_a_correct_worked_chain():
 def test_generator_rejects_bad_ranges():
     with pytest.raises(ValueError, match="min_ops"):
         problems.generate(1, 5, 3, 2, 40)
+
+
+def test_teacher_style_keeps_every_equation_and_the_answer():
+    from weightspace.grading import grade
+    from weightspace.problems import make_problem, restyle
+
+    for i in range(50):
+        p = make_problem(42, i, 2, 4, 40)
+        s = restyle(p.solution, "steps")
+        assert restyle(p.solution, "plain") == p.solution
+        eqs = [e for e in p.solution.split(". ")[1:-1]]
+        assert s.startswith("Start: ") and s.endswith(f"Answer: \\boxed{{{p.answer}}}")
+        assert "; ".join(eqs) in s and grade(s, p.answer).reward == 1
+        assert abs(len(s) - len(p.solution)) < 20  # about as long: it fits the same max_new_tokens
+    p = make_problem(42, 3, 2, 4, 40)
+    assert restyle(p.solution, "steps") == "Start: 2. 2 / 2 = 1; 1 * 2 = 2; 2 + 3 = 5; 5 - 3 = 2. Answer: \\boxed{2}"
+    with pytest.raises(ValueError, match="unknown style"):
+        restyle(p.solution, "fancy")
+    with pytest.raises(ValueError, match="not a generated worked solution"):
+        restyle("just text \\boxed{2}", "steps")

@@ -130,7 +130,7 @@ def slow_server():
 
 def rollouts_cmd(tmp, params, journal, out):
     return ["python", "-m", "weightspace.stages.rollouts", "--params", str(params), "--data", str(tmp / "data"),
-            "--base", str(tmp / "no-base"), "--out", str(out), "--metrics", str(out) + ".metrics.json",
+            "--teacher", str(tmp / "no-teacher"), "--out", str(out), "--metrics", str(out) + ".metrics.json",
             "--journal", str(journal)]
 
 
@@ -142,6 +142,7 @@ def test_teacher_run_killed_at_half_with_failing_requests_resumes_exactly(slow_s
     (tmp_path / "data/train.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is {i}+{i}?",
                                                                    "answer": str(2 * i)}) + "\n" for i in range(16)))
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["rollouts"]["teacher"] = {"kind": "api", "tiny": None, "hub": None}
     raw["rollouts"]["generation"].update(engine="openai", openai={
         "base_url": slow_server, "model": "teacher", "api_key_env": "TEST_TEACHER_KEY", "concurrency": 2,
         "max_retries": 4, "timeout_s": 10, "price_input_per_mtok": 1.0, "price_output_per_mtok": 2.0})

@@ -101,7 +101,7 @@ def test_hub_id_still_resolves_through_the_hub(tmp_path, monkeypatch):
 def test_gold_rows_are_marked_and_graded():
     prompts = [{"id": "p0", "answer": "72"}, {"id": "p1", "answer": "10"}]
     wrong = [[Completion("I think 5.", 4, False), Completion("so", 48, True)]] * 2
-    rows = grade_rows(prompts, ["q0", "q1"], wrong, gold_rows=1)
+    rows = grade_rows(prompts, ["q0", "q1"], wrong, gold_rows=1, model="m")
     # prompt 0: its two samples, then its gold row; prompt 1: its samples only
     assert [(r["group"], r["source"], r["reward"]) for r in rows] == [
         (0, "model", 0), (0, "model", 0), (0, "gold", 1), (1, "model", 0), (1, "model", 0)]
@@ -109,9 +109,9 @@ def test_gold_rows_are_marked_and_graded():
     assert rows[2]["n_tokens"] == 0  # nothing was generated
     s = summarize(rows)
     assert (s["gold_rows"], s["model_accuracy"], s["mixed_group_share"]) == (1, 0.0, 0.5)
-    assert [r["source"] for r in grade_rows(prompts, ["q0", "q1"], wrong)] == ["model"] * 4  # default: none
+    assert [r["source"] for r in grade_rows(prompts, ["q0", "q1"], wrong, model="m")] == ["model"] * 4  # default: none
     with pytest.raises(ValueError, match="rollouts.gold_rows: 3 exceeds the 2 training prompts"):
-        grade_rows(prompts, ["q0", "q1"], wrong, gold_rows=3)
+        grade_rows(prompts, ["q0", "q1"], wrong, gold_rows=3, model="m")
 
 
 # ---------------------------------------------------------------- the real model, every stage
@@ -219,8 +219,8 @@ def test_report_renders(smoke):
     for m in ("base", *config.METHODS):
         assert f"\n| {m} | " in md, m
     claims = json.loads((root / "metrics/claims.json").read_text())
-    assert claims["profile"] == "smollm2" and claims["holds"] + claims["does_not_hold"] + claims["not_measured"] == len(
-        claims["claims"])
+    assert claims["profile"] == "smollm2" and sum(
+        claims[k] for k in ("holds", "does_not_hold", "undecided", "not_measured")) == len(claims["claims"])
     for line in md.splitlines():
         if line.startswith("!["):
             assert (root / "metrics" / line.split("](", 1)[1].rstrip(")")).is_file(), line

@@ -225,3 +225,29 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_bits(tok, tmp_path
         assert torch.equal(p, q), n
     other = peft_model(tok)  # a checkpoint of another run (other fingerprint) is never resumed from
     assert run(other, Checkpoints(tmp_path / "ck", 2, "another run"))["resumed_from_step"] == 0
+
+
+def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_result(tok, monkeypatch):
+    """7 pairs, 2 per step: the micro-batches repeat every 7 steps, so 14 steps need 7 reference passes;
+    the adapter is bit-identical to one trained with a reference pass on every step."""
+    from accelerate import Accelerator
+
+    from weightspace import training
+
+    calls = []
+    real = training.reference_logps
+    monkeypatch.setattr(training, "reference_logps", lambda m, b: calls.append(1) or real(m, b))
+    rows, mcfg = rows_table(), config.DPO(lr=1e-2, beta=0.1, pairing="all")
+    cfg = train_cfg(steps=14, batch_size=2, micro_batch_size=2)
+    units = select("dpo", rows, list(reversed(range(len(rows)))), "all")
+    assert len(units) == 7
+    weights = {}
+    for reuse in (True, False):
+        model = peft_model(tok)
+        calls.clear()
+        train(model, Accelerator(cpu=True), "dpo", units, encode_rows(tok, rows, cfg.max_length),
+              LossFn("dpo", mcfg, rows), cfg, 1e-2, tok.pad_token_id, reuse_reference=reuse)
+        assert len(calls) == (7 if reuse else 14)
+        weights[reuse] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    assert all(torch.equal(weights[True][n], weights[False][n]) for n in weights[True])
+    assert any(weights[True][n].abs().sum() > 0 for n in weights[True] if "lora_B" in n)  # it trained

@@ -3,7 +3,11 @@
 A claim is data: (id, group, the quantity in words, how its value is read from the metric files,
 a comparison, a threshold, the paper's value). Its sentence is rendered from that declaration, so
 the text and the check cannot drift apart. ``holds`` is True/False, or None ("not measured") where
-this run lacks the data (e.g. no AIME set). Thresholds are loose versions of the paper's numbers
+this run lacks the data (e.g. no AIME set). ``verdict`` adds "undecided": the value lies within its seed
+band of the threshold (``noise.py``; the same claim on the seed twins' geometry), so the run cannot
+say, rather than flipping between holds and fails with the rounding; an order (rises, largest,
+smallest) is undecided where two neighbours are closer than their bands; DPO's accuracy margin carries
+its paired sampling band (no seed twin is evaluated). Thresholds are loose versions of the paper's numbers
 (../shared/PAPER.md), fixed before any run: "about x" for a cosine is x +- about 0.2, for a ratio
 x / 2 .. x * 2; they are never tuned to a run. Where the paper's point is an ordering rather than a
 value (SFT-GRPO CKA below the family's, a barrier or none), the claim is one-sided. CKA claims read the
@@ -54,6 +58,9 @@ class Claim:
     op: str  # see the module docstring
     threshold: object
     paper: str
+    # metrics -> the value's sampling band (same shape), where the value has one beyond the seed twins'
+    # (accuracy differences: the half-width of their 95% paired interval); None = none
+    sampling_band: Callable[[dict], object] | None = None
 
     def sentence(self) -> str:
         t = self.threshold
@@ -73,14 +80,79 @@ class Claim:
                 "in": lambda x: t[0] <= x <= t[1], "|x| <=": lambda x: abs(x) <= t}[op]
         return all(test(x) for x in xs)
 
-    def check(self, metrics: dict) -> dict:
+    def band(self, v, v_twin):
+        """|v - v_twin| elementwise (a number or a list); None where the value is not numeric."""
+        if isinstance(v, (int, float)) and isinstance(v_twin, (int, float)):
+            return abs(v - v_twin)
+        if isinstance(v, (list, tuple)) and isinstance(v_twin, (list, tuple)) and len(v) == len(v_twin) \
+                and all(isinstance(x, (int, float)) for x in (*v, *v_twin)):
+            return [abs(a - b) for a, b in zip(v, v_twin)]
+        return None
+
+    def within_band(self, v, v_twin, band=None) -> bool:
+        """True when the value lies within its band of the threshold: some element x with
+        |x - t| <= its band (t the nearest bound; for |x| <= t, | |x| - t |); the band is |x - x_twin|
+        (the seed twins), or ``band`` where given. For the orderings: when the seed twins' verdict
+        differs, or two neighbours in the order (rises: consecutive elements; largest / smallest: the
+        winner and the runner-up) are no further apart than the larger of their two bands."""
+        if self.op in ("rises", "largest", "smallest"):
+            if v_twin is None:
+                return False
+            if self.decide(v) != self.decide(v_twin):
+                return True
+            if self.op == "rises":
+                return any(abs(b - a) <= max(abs(a - at), abs(b - bt))
+                           for a, b, at, bt in zip(v, v[1:], v_twin, v_twin[1:]))
+            ranked = sorted(v, key=v.get, reverse=self.op == "largest")
+            w, r = ranked[0], ranked[1]
+            return abs(v[w] - v[r]) <= max(abs(v[w] - v_twin[w]), abs(v[r] - v_twin[r]))
+        if band is None:
+            band = self.band(v, v_twin) if v_twin is not None else None
+        if band is None:
+            return False
+        xs, bs = (v, band) if isinstance(v, (list, tuple)) else ([v], [band])
+        t = self.threshold
+
+        def dist(x):
+            if self.op == "in":
+                return min(abs(x - t[0]), abs(x - t[1]))
+            return abs(abs(x) - t) if self.op == "|x| <=" else abs(x - t)
+        return any(b > 0 and dist(x) <= b for x, b in zip(xs, bs))
+
+    def check(self, metrics: dict, twin: dict | None = None) -> dict:
+        """The verdict on ``metrics``: holds / does not hold / not measured, or undecided when ``twin`` (the
+        same metrics with the geometry of the seed twins, ``twin_metrics``) puts the value within its
+        seed band of the threshold. Claims that read nothing the twins change have band 0: decided."""
+        head = {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper}
         try:
             v = self.value(metrics)
         except NotMeasured as e:
-            return {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper,
-                    "this_run": None, "holds": None, "missing": str(e)}
-        return {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper,
-                "this_run": _r(v), "holds": bool(self.decide(v))}
+            return {**head, "this_run": None, "holds": None, "verdict": "not measured", "missing": str(e)}
+        holds = bool(self.decide(v))
+        out = {**head, "this_run": _r(v), "holds": holds}
+        v_twin = None
+        if twin is not None:
+            try:
+                v_twin = self.value(twin)
+            except NotMeasured:
+                v_twin = None
+        band = None
+        if v_twin is not None:
+            out["seed_twins"] = _r(v_twin)
+            band = self.band(v, v_twin)
+        if self.sampling_band is not None:
+            try:
+                sb = self.sampling_band(metrics)
+            except NotMeasured:
+                sb = None
+            if sb is not None:
+                band = sb if band is None else (
+                    [max(a, b) for a, b in zip(band, sb)] if isinstance(band, list) else max(band, sb))
+        if band is not None:
+            out["band"] = _r(band)
+        undecided = self.within_band(v, v_twin, band)
+        out["verdict"] = "undecided" if undecided else ("holds" if holds else "does not hold")
+        return out
 
 
 # ---------------------------------------------------------------- readers of the metric files
@@ -117,6 +189,20 @@ def _lr_steps(m):
     if not steps:
         raise NotMeasured("no run at 10x a method's LR (controls.lr_matched / controls.lr_sweep)")
     return steps
+
+
+def _paired_band(m, name: str, a: str, b: str) -> float:
+    """Half-width of the 95% interval of acc_a - acc_b on the same items: 1.96 sqrt(n01 + n10) / n
+    (the discordant pairs carry all of a paired difference's variance; normal approximation)."""
+    acc = _acc(m, name)
+    p = pair(acc, a, b)
+    return 1.96 * math.sqrt(p["n01"] + p["n10"]) / acc[a]["n"]
+
+
+def _dpo_margin_band(m, name):
+    acc = _acc(m, name)
+    closest = min(FIVE, key=lambda x: acc["dpo"]["acc"] - acc[x]["acc"])
+    return _paired_band(m, name, "dpo", closest)
 
 
 def _dpo_better(m, name):
@@ -195,11 +281,13 @@ CLAIMS = [
           lambda m: min(pair(_acc(m, "accuracy_set"), a, b)["p"] for i, a in enumerate(FIVE) for b in FIVE[i + 1:]),
           ">=", 0.15, "p >= 0.15"),
     Claim("accuracy_dpo_margin", "(iv)", "DPO's accuracy minus the best of the other five (accuracy set)",
-          lambda m: _dpo_better(m, "accuracy_set")["margin"], ">", 0, "93.5% vs 87.3-88.2%"),
+          lambda m: _dpo_better(m, "accuracy_set")["margin"], ">", 0, "93.5% vs 87.3-88.2%",
+          lambda m: _dpo_margin_band(m, "accuracy_set")),
     Claim("accuracy_dpo_p", "(iv)", "largest raw exact-McNemar p of DPO against each of the other five",
           lambda m: max(pair(_acc(m, "accuracy_set"), "dpo", x)["p"] for x in FIVE), "<", 0.05, "p < 1e-9"),
     Claim("aime_dpo", "(iv)", "DPO's AIME accuracy minus the best of the other five",
-          lambda m: _dpo_better(m, "aime_set")["margin"], ">", 0, "30.0% vs 3.3-10.0% (SFT-DPO p = 0.07)"),
+          lambda m: _dpo_better(m, "aime_set")["margin"], ">", 0, "30.0% vs 3.3-10.0% (SFT-DPO p = 0.07)",
+          lambda m: _dpo_margin_band(m, "aime_set")),
     # controls: seeds and LR
     Claim("seeds_cosine", "controls", "global cosine between a method's two seeds, every method",
           lambda m: [v["cosine"] for v in _g(m, "seeds").values()], "<=", 0.5, "0.07-0.36"),
@@ -214,10 +302,21 @@ CLAIMS = [
 ]
 
 
+def twin_metrics(metrics: dict) -> dict | None:
+    """``metrics`` with the between-method geometry replaced by the seed twins' (``geometry.seed_twins``),
+    everything else as is; None when the geometry has no twins."""
+    geo = metrics.get("geometry", {})
+    if "seed_twins" not in geo:
+        return None
+    return {**metrics, "geometry": {**geo, **geo["seed_twins"]}}
+
+
 def check(metrics: dict) -> list[dict]:
     """Every claim against ``metrics`` = {"geometry", "accuracy" (all sets), "connectivity", "cka",
-    "sets": {"accuracy_set": name, "aime_set": name or None}}."""
+    "sets": {"accuracy_set": name, "aime_set": name or None}}; undecided where the seed twins put a
+    value within its band of the threshold (``Claim.check``)."""
     ids = [c.id for c in CLAIMS]
     if len(set(ids)) != len(ids):
         raise ValueError("claims: duplicate ids")
-    return [c.check(metrics) for c in CLAIMS]
+    twin = twin_metrics(metrics)
+    return [c.check(metrics, twin) for c in CLAIMS]

@@ -158,8 +158,41 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class TinyTeacher:
+    """The tiny default's teacher: the base pretrained ``steps`` more steps on the same corpus. Its
+    strength is ``steps`` (``dvc exp run -S rollouts.teacher.tiny.steps=...`` sweeps it)."""
+    steps: int  # pretraining steps beyond the base's (0: the base's weights, a teacher as weak as the student)
+    lr: float
+    batch_size: int
+    seed: int  # batch draws (the base uses base.tiny.seed)
+    eval_every: int
+    style: Literal["plain", "steps"]  # how its worked solutions are written (problems.restyle); plain = the base's
+
+    def check(self, prefix):
+        require_positive(self, prefix, "lr", "batch_size", "eval_every")
+        if self.steps < 0:
+            raise ParamsError(f"{prefix}.steps: must be >= 0, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The model that writes the rollout table (the paper: DeepSeek-V4-Flash behind an API).
+
+    student: the base samples its own table; tiny: the base pretrained further in the pipeline (needs
+    base.kind tiny); hub: a model id (or local folder) for the hf/vllm engines; api: the openai
+    engine's model (rollouts.generation.openai)."""
+    kind: Literal["student", "tiny", "hub", "api"]
+    tiny: Optional[TinyTeacher]
+    hub: Optional[HubModel]
+
+    def check(self, prefix):
+        if self.kind in ("tiny", "hub") and getattr(self, self.kind) is None:
+            raise ParamsError(f"{prefix}.{self.kind}: required when kind is {self.kind}")
+
+
+@dataclass(frozen=True)
 class Rollouts:
-    teacher: Optional[str]  # hub id (hf/vllm) to sample from instead of the base; null = the base
+    teacher: Teacher
     k: int
     # the first n prompts each get one more row after their k samples: the gold answer written as a
     # completion (column ``source`` = "gold"), for a base too weak to be right on its own; 0 = none
@@ -425,6 +458,12 @@ class Params:
             raise ParamsError(f"methods: duplicate entries in {list(self.methods)}")
         for m in METHODS:
             require_positive(getattr(self, m), m, "lr")
+        t, engine = self.rollouts.teacher, self.rollouts.generation.engine
+        if (t.kind == "api") != (engine == "openai"):
+            raise ParamsError(f"rollouts.teacher.kind: {t.kind!r} does not go with rollouts.generation.engine "
+                              f"{engine!r} (the api teacher is the openai engine's model, and only it)")
+        if t.kind == "tiny" and self.base.kind != "tiny":
+            raise ParamsError("rollouts.teacher.kind: tiny needs base.kind tiny (it continues the base's pretraining)")
         if self.dpo.beta <= 0:
             raise ParamsError(f"dpo.beta: must be positive, got {self.dpo.beta}")
 

@@ -191,40 +191,32 @@ class OpenAIEngine:
         return [[got[f"{i}:{s}"] for s in range(n)] for i in range(len(messages))]
 
 
-def model_identity(gen: Generation, base: str | Path, teacher: str | None = None) -> str:
-    """What decides the model behind ``gen``, for journal keys: the API's endpoint and model, a hub id
-    and revision, or the sha256 of every file of a local model folder (the tiny base)."""
-    from .journal import file_sha256
-    from .models import base_ref
+def model_identity(gen: Generation, model: str | Path) -> str:
+    """Which model is behind ``gen``, for journal keys and the rollout table's ``model`` column: the
+    API's endpoint and model, a hub id and revision, or ``local:<folder>@sha256:<hex>``, the content
+    hash of a local model folder (the tiny base or teacher)."""
+    from .models import base_ref, folder_sha256
 
     if gen.engine == "openai":
         return f"openai:{gen.openai.base_url}:{gen.openai.model}"
-    if teacher:
-        return f"hub:{teacher}"
-    name, revision = base_ref(base)
+    name, revision = base_ref(model)
     if revision is not None:
         return f"hub:{name}@{revision}"
-    files = sorted(p for p in Path(name).rglob("*") if p.is_file())
-    return "local:" + ",".join(f"{p.relative_to(name)}={file_sha256(p)}" for p in files)
+    return f"local:{Path(model).name}@{folder_sha256(name)}"
 
 
-def make_engine(gen: Generation, base: str | Path, teacher: str | None = None, lora: str | None = None):
-    """The generation engine of ``gen.engine`` on ``teacher`` (a hub id) or the base in ``base``."""
+def make_engine(gen: Generation, model: str | Path, lora: str | None = None):
+    """The generation engine of ``gen.engine`` on the model folder ``model`` (an HF folder or the
+    ``hub.json`` of the base / teacher stage; unused by the openai engine), with ``lora`` merged."""
     from .models import base_ref, default_device, load_base
 
     if gen.engine == "openai":
         return OpenAIEngine(gen)
     if gen.engine == "vllm":
-        name, revision = (teacher, None) if teacher else base_ref(base)
+        name, revision = base_ref(model)
         return VLLMEngine(name, gen, revision=revision, lora_path=lora)
     device, dtype = default_device()
-    if teacher:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(teacher, dtype=dtype, trust_remote_code=False).to(device).eval()
-        tok = AutoTokenizer.from_pretrained(teacher, trust_remote_code=False, padding_side="left")
-    else:
-        model, tok = load_base(base, dtype=dtype, device=device)
+    model, tok = load_base(model, dtype=dtype, device=device)
     if lora:  # merged exactly (float32 target modules), not bf16(W0 + dW): see function_space.Merger
         from .adapters import read_adapter
         from .function_space import Merger

@@ -84,3 +84,24 @@ def generate(seed: int, n: int, min_ops: int, max_ops: int, max_value: int, excl
         seen.add(p.question)
         out.append(p)
     return out
+
+
+STYLES = ("plain", "steps")
+
+
+def restyle(solution: str, style: str) -> str:
+    """A worked solution of ``make_problem`` rewritten in another writing style, same equations and answer.
+
+    plain: unchanged ("Ben starts with 10. 10 * 2 = 20. 20 - 1 = 19. \\boxed{19}"). steps: the tiny
+    teacher's own style, as a real teacher writes unlike its student, about as long
+    ("Start: 10. 10 * 2 = 20; 20 - 1 = 19. Answer: \\boxed{19}")."""
+    if style == "plain":
+        return solution
+    if style != "steps":
+        raise ValueError(f"unknown style {style!r} (expected one of {', '.join(STYLES)})")
+    parts = solution.split(". ")
+    if len(parts) < 3 or not parts[-1].startswith("\\boxed{") or " starts with " not in parts[0]:
+        raise ValueError(f"not a generated worked solution: {solution!r}")
+    start, *eqs = parts[:-1]
+    boxed = parts[-1]
+    return f"Start: {start.split(' starts with ')[1]}. {'; '.join(eqs)}. Answer: {boxed}"

@@ -4,7 +4,8 @@ Row schema (JSONL, one object per line, in prompt order then sample order):
 ``row`` (int, table index), ``prompt_id`` (str), ``group`` (int, prompt index), ``prompt`` (the
 rendered user message), ``completion`` (str), ``n_tokens`` (int), ``extracted`` (str | null),
 ``gold`` (str), ``reward`` (0 | 1), ``reward_rule`` (which rule of ``grading.grade`` decided it:
-string | math_verify | fallback | no_answer), ``truncated`` (bool), ``source`` ("model": a sample of the
+string | math_verify | fallback | no_answer), ``truncated`` (bool), ``model`` (which model wrote the
+completion: ``generation.model_identity`` of the teacher; "gold" for gold rows), ``source`` ("model": a sample of the
 teacher; "gold": the gold answer written as a completion, ``GOLD_COMPLETION``, added after the samples
 of the first ``rollouts.gold_rows`` prompts, graded like any row, ``n_tokens`` 0 as nothing was generated).
 """
@@ -20,15 +21,16 @@ from .generation import Completion
 
 COLUMNS = {"row": int, "prompt_id": str, "group": int, "prompt": str, "completion": str, "n_tokens": int,
            "extracted": (str, type(None)), "gold": str, "reward": int, "reward_rule": str, "truncated": bool,
-           "source": str}
+           "model": str, "source": str}
 SOURCES = ("model", "gold")
 GOLD_COMPLETION = "The final answer is \\boxed{{{answer}}}."
 
 
 def grade_rows(prompts: list[dict], messages: list[str], completions: list[list[Completion]],
-               gold_rows: int = 0) -> list[dict]:
+               gold_rows: int = 0, *, model: str) -> list[dict]:
     """Table rows for ``completions[i][j]`` = sample j of prompt i; the first ``gold_rows`` prompts get
-    one more row, their gold answer as a completion (``source`` "gold"), which must grade as correct."""
+    one more row, their gold answer as a completion (``source`` "gold"), which must grade as correct.
+    ``model``: the identity of the model that wrote the samples (the ``model`` column)."""
     if gold_rows > len(prompts):
         raise ValueError(f"rollouts.gold_rows: {gold_rows} exceeds the {len(prompts)} training prompts")
     flat = []
@@ -39,7 +41,8 @@ def grade_rows(prompts: list[dict], messages: list[str], completions: list[list[
     verdicts = grading.grade_many([c.text for *_, c, _ in flat], [p["answer"] for _, p, *_ in flat])
     rows = [{"row": i, "prompt_id": p["id"], "group": g, "prompt": msg, "completion": c.text, "n_tokens": c.n_tokens,
              "extracted": v.extracted, "gold": p["answer"], "reward": v.reward, "reward_rule": v.rule,
-             "truncated": c.truncated, "source": src} for i, ((g, p, msg, c, src), v) in enumerate(zip(flat, verdicts))]
+             "truncated": c.truncated, "model": model if src == "model" else "gold", "source": src}
+            for i, ((g, p, msg, c, src), v) in enumerate(zip(flat, verdicts))]
     wrong = [r["row"] for r in rows if r["source"] == "gold" and r["reward"] != 1]
     if wrong:
         raise DataError(f"gold rows {wrong[:5]} grade as wrong against their own gold answer (grader or data bug)")

@@ -178,13 +178,16 @@ def unit_items(unit, items: dict[int, Item]) -> list[Item]:
 
 
 def train(model, accelerator, method: str, units: list, items: dict[int, Item], loss_fn: LossFn,
-          cfg: config.Train, lr: float, pad_id: int, on_step=None, save_at=None, checkpoints=None) -> dict:
+          cfg: config.Train, lr: float, pad_id: int, on_step=None, save_at=None, checkpoints=None,
+          reuse_reference: bool = True) -> dict:
     """Run ``cfg.steps`` optimiser steps of ``method``; returns summary numbers.
 
     Step s trains on units [s*B, (s+1)*B) of the persisted order, wrapping around (epochs repeat the
     order). ``on_step(step, loss, lr)`` logs; ``save_at(step, model)`` is called after each step (for
     the compare step's adapter). ``checkpoints`` (``checkpoints.Checkpoints``): resume from its latest
-    checkpoint (the logged history is replayed through ``on_step``) and write one when due."""
+    checkpoint (the logged history is replayed through ``on_step``) and write one when due.
+    ``reuse_reference``: the reference log-probs of a micro-batch seen before are taken from memory
+    (the same bits: same units, shapes and precision) instead of a second forward pass."""
     world, rank = accelerator.num_processes, accelerator.process_index
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
@@ -202,6 +205,9 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
             on_step(step, loss_h, lr_h)
     tokens = sum(len(it.completion) for step in range(start) for j in range(B)
                  for it in unit_items(units[(step * B + j) % len(units)], items))
+    # the reference's log-probs of a micro-batch depend only on its units (the adapter is off): computed
+    # once per distinct micro-batch, in the same autocast and shapes, so a cached value is the same bits
+    ref_cache: dict[tuple, torch.Tensor] = {}
     for step in range(start, cfg.steps):
         batch = [units[(step * B + j) % len(units)] for j in range(B)]
         if method == "dpo":
@@ -218,7 +224,11 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
             with ctx:
                 batch_t = collate(flat, pad_id)
                 with accelerator.autocast():  # reference and policy: one batch, one precision
-                    ref = reference_logps(unwrapped, batch_t) if loss_fn.needs_reference else None
+                    ref = None
+                    if loss_fn.needs_reference:
+                        ref = ref_cache.get(tuple(chunk)) if reuse_reference else None
+                        if ref is None:
+                            ref = ref_cache[tuple(chunk)] = reference_logps(unwrapped, batch_t)
                     logp, mask = sequence_logps(model, batch_t)
                 loss = loss_fn(logp, mask, chunk, normaliser, ref)
                 accelerator.backward(loss * world)
@@ -241,8 +251,16 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
             "resumed_from_step": start, "wall_s": round(time.time() - t0, 2)}
 
 
+def snapshot_steps(cfg: config.Train) -> list[int]:
+    """The steps whose adapters ``fit(snapshot_dir=...)`` keeps: every ``checkpoint_every``-th, the compare
+    step and the last."""
+    every = cfg.checkpoint_every or cfg.steps
+    return sorted({s for s in range(every, cfg.steps + 1, every)} | {cfg.compare_step or cfg.steps, cfg.steps})
+
+
 def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, rows: list[dict], out: str,
-        deltas: str | None = None, plots: str | None = None, checkpoint_dir: str | None = None) -> dict:
+        deltas: str | None = None, plots: str | None = None, checkpoint_dir: str | None = None,
+        snapshot_dir: str | None = None) -> dict:
     """Train one method from the shared init on the rollout table and write its adapter.
 
     ``init`` holds the LoRA init and ``order.json`` (the persisted row order). The adapter at
@@ -251,7 +269,9 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     ``train.checkpoint_every`` steps go to ``checkpoint_dir`` (default ``<out's folder>/.checkpoints/<out's
     name>/``); a killed run
     resumes from the latest (``checkpoints.py``) and the folder is removed when the run completes; ``deltas``, if given, gets its
-    per-module factors (``adapters.write_deltas``); ``plots`` gets dvclive curves. Runs unchanged
+    per-module factors (``adapters.write_deltas``); ``plots`` gets dvclive curves; ``snapshot_dir``, if
+given, gets the adapter at every checkpoint step as ``step_<n>/`` (kept: the caller reads and removes
+them; a resumed run keeps those already written). Runs unchanged
     under ``accelerate launch``. Returns the summary (main process; others return ``{}``)."""
     import hashlib
     import json
@@ -301,6 +321,12 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
             live.next_step()
 
     def save_at(step, unwrapped):  # into the checkpoint folder, so a resumed run still has it
+        if snapshot_dir is not None and accelerator.is_main_process and step in snapshot_steps(cfg):
+            snap = Path(snapshot_dir) / f"step_{step}"
+            adapters.save_adapter(unwrapped, snap.with_name(snap.name + ".partial"))
+            if snap.exists():
+                shutil.rmtree(snap)
+            snap.with_name(snap.name + ".partial").rename(snap)
         if accelerator.is_main_process and step in (compare, cfg.steps):
             name = "compare" if step == compare else "final"
             part = ckpt_dir / f"{name}.partial"

@@ -59,11 +59,13 @@ def build_tiny(cfg: config.TinyModel, prompt: config.Prompt, max_new_tokens: int
 LOCAL_REVISION = "local"  # base.hub.revision of a local folder: record whatever it holds
 
 
-def record_hub(cfg: config.HubModel, out: Path) -> dict:
+def record_hub(cfg: config.HubModel, out: Path, key: str = "base.hub") -> dict:
+    """``<out>/hub.json``: the model id and the revision resolved to a commit, or for a local folder its
+    path and content hash (``key``: the params key named in errors)."""
     if Path(cfg.model_id).is_dir():  # the local-path route: no hub, the content hash is the revision
         ref, route = {"model_id": cfg.model_id, "revision": folder_sha256(cfg.model_id)}, "local"
         if cfg.revision not in (LOCAL_REVISION, ref["revision"]):
-            raise config.ParamsError(f"base.hub.revision: {cfg.revision!r} is neither {LOCAL_REVISION!r} nor the "
+            raise config.ParamsError(f"{key}.revision: {cfg.revision!r} is neither {LOCAL_REVISION!r} nor the "
                                      f"content hash of local folder {cfg.model_id} ({ref['revision']})")
     else:
         from huggingface_hub import HfApi

@@ -5,6 +5,8 @@ Beside the between-method analyses (``analysis.analyse``):
 - ``seeds``: per method, the same metrics between its run from ``train.seed`` and its run from
   ``controls.seed`` (own LoRA init and row order): that method's noise floor. ``noise_floor`` repeats
   the reference method's, for the per-layer plot.
+- ``seed_twins``: the between-method metrics again, on the seed twins (every method from
+  ``controls.seed``): ``noise.bands`` turns the two into each number's seed band.
 - ``lr_matched``: ``controls.lr_matched.method`` retrained at ``lr_of``'s LR, against every method.
 - ``lr_step``: each run at another LR against the same method at its own LR: the LR ratio, the
   global cosine and the norm ratio ||dW_new|| / ||dW_own|| (the paper: a 10x step gives cosine
@@ -18,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from .. import figures
+from .. import figures, noise
 from ..adapters import read_deltas
 from ..analysis import analyse
 from .common import parse, write_json
@@ -97,6 +99,9 @@ def main(argv=None) -> None:
     metrics.update(extra)
     metrics["noise_floor"] = {"method": cfg.reference, **metrics["seeds"][cfg.reference]}
     metrics["orthogonal_fraction_depth"] = depth_profile(tables["orthogonal_fraction_per_layer"])
+    twins, twin_tables = analyse(seeds, cfg.top_k, cfg.reference)
+    twins["orthogonal_fraction_depth"] = depth_profile(twin_tables["orthogonal_fraction_per_layer"])
+    metrics["seed_twins"] = {k: twins[k] for k in noise.banded_keys(cfg.top_k)}
     for i, row in enumerate(tables["cosine_per_layer"]):
         row["noise_floor"] = seed_layers[cfg.reference][i]
         row.update({f"{m}-{m}_seed": seed_layers[m][i] for m in params.methods})

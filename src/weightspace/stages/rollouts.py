@@ -1,7 +1,7 @@
 """Stage rollouts: K sampled completions per training prompt, graded -> the shared rollout table.
 
-Teacher: the base model (tiny default), ``rollouts.teacher`` (a hub id, hf/vllm engines) or the
-``openai`` engine's model. Every finished generate call (hf, vllm) or request (openai) is appended
+The teacher is the teacher stage's model (``rollouts.teacher``: the tiny default's further-pretrained
+base, the student itself, a hub model, or the ``openai`` engine's model); every row records it (``model``). Every finished generate call (hf, vllm) or request (openai) is appended
 to ``<journal>`` at once (``journal.py``): a killed or failed run, re-run, sends only what is missing.
 Params: ``rollouts``, ``prompt``, ``threads``."""
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def main(argv=None) -> None:
-    args, params = parse(__doc__, {"data": "prepare's output folder", "base": "base model folder",
+    args, params = parse(__doc__, {"data": "prepare's output folder", "teacher": "teacher stage folder",
                                    "out": "rollout table (JSONL)", "metrics": "metrics JSON",
                                    "journal": "journal file (kept across runs; not a DVC output)"}, argv)
     cfg = params.rollouts
@@ -30,17 +30,18 @@ def main(argv=None) -> None:
     prompts = read_jsonl(Path(args.data) / "train.jsonl")
     messages = [params.prompt.render(p["question"]) for p in prompts]
     t0 = time.time()
-    engine = make_engine(cfg.generation, args.base, cfg.teacher)
-    identity = model_identity(cfg.generation, args.base, cfg.teacher)
+    engine = make_engine(cfg.generation, args.teacher)
+    identity = model_identity(cfg.generation, args.teacher)
     with Journal(args.journal) as journal:
         completions, stats = journaled_generate(engine, messages, [p["id"] for p in prompts], cfg.k, identity, journal)
-    rows = grade_rows(prompts, messages, completions, cfg.gold_rows)
+    rows = grade_rows(prompts, messages, completions, cfg.gold_rows, model=identity)
     write_jsonl(args.out, rows)
     o = cfg.generation.openai
     if o is not None and o.price_input_per_mtok is not None and o.price_output_per_mtok is not None:
         stats["cost_usd"] = (stats["table_prompt_tokens"] * o.price_input_per_mtok
                              + stats["table_completion_tokens"] * o.price_output_per_mtok) / 1e6
-    metrics = {**summarize(rows), "k": cfg.k, "generation": stats, "wall_s": round(time.time() - t0, 1)}
+    metrics = {**summarize(rows), "k": cfg.k, "teacher": {"kind": cfg.teacher.kind, "model": identity},
+               "generation": stats, "wall_s": round(time.time() - t0, 1)}
     write_json(args.metrics, metrics)
     log.info("rollouts: %s", metrics)
 

@@ -1,29 +1,59 @@
-"""Stage train@<method>: one LoRA adapter from the shared rollouts, init and row order.
+"""Stage train@<method>: one method's LoRA adapter from the shared rollouts, init and row order, and
+its seed twin, the same method retrained from ``controls.seed``'s init and row order (its noise floor).
 
-Writes ``<out>/`` (PEFT adapter at ``train.compare_step``; the final one in ``<out>/final`` when
-later), ``<deltas>`` (its per-module factors, the only form the geometry reads), ``<metrics>`` and
-per-step curves under ``<plots>`` (dvclive). ``--lr-of M`` trains at method M's peak LR instead of
-its own (the LR-matched control). Runs unchanged under ``accelerate launch``.
+One process trains both (a stage pays its start-up once). Writes, per run: ``<out>/`` (PEFT adapter at
+``train.compare_step``; the final one in ``<out>/final`` when later), ``<deltas>`` (its per-module
+factors, the only form the geometry reads), ``<metrics>`` and per-step curves under ``<plots>``
+(dvclive); the twin's under ``--seed-*``. Then the seed-alignment curve: at every checkpoint step, the
+two runs' mean |<u1, u1'>| and |<v1, v1'>| over modules and their global cosine
+(``<plots>/seed_alignment.csv``; also in ``<metrics>``), where a method's own direction rises above
+its seed noise, or does not. Without the ``--seed-*`` paths it trains the one run. ``--lr-of M`` trains at
+method M's peak LR (the LR-matched control). Runs unchanged under ``accelerate launch``.
 Params: ``<method>``, ``train``, ``threads`` (and ``<M>.lr`` with ``--lr-of M``)."""
 
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 from ..rollouts import load_table
-from ..training import fit
+from ..training import fit, snapshot_steps
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
+
+TWIN = ("seed-init", "seed-out", "seed-deltas", "seed-metrics", "seed-plots")
+
+
+def seed_alignment(a: Path, b: Path, steps: list[int]) -> list[dict]:
+    """Per snapshot step: u1 / v1 alignment (mean over modules), median top-1 angle and global cosine
+    between the two runs' adapters ``a/step_<n>`` and ``b/step_<n>``."""
+    from ..adapters import read_adapter
+    from ..analysis import analyse
+
+    rows = []
+    for s in steps:
+        m, _ = analyse({"a": read_adapter(a / f"step_{s}"), "b": read_adapter(b / f"step_{s}")}, 1, "a")
+        rows.append({"step": s, "u1_alignment": m["u1_alignment"]["a-b"], "v1_alignment": m["v1_alignment"]["a-b"],
+                     "angle_top1_median": m["angle_top1"]["a-b"]["median"], "cosine": m["cosine"]["global"]["a-b"]})
+    return rows
 
 
 def main(argv=None) -> None:
     import argparse
 
+    import pandas as pd
+
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", required=True)
     pre.add_argument("--lr-of", default=None)
+    for name in TWIN:
+        pre.add_argument(f"--{name}", default=None)
     known, rest = pre.parse_known_args(argv)
+    twin = [getattr(known, n.replace("-", "_")) for n in TWIN]
+    if None in twin and any(x is not None for x in twin):
+        pre.error(f"train@{known.method}: the seed twin needs every one of --{', --'.join(TWIN)}, or none")
     args, params = parse(__doc__, {"base": "base model", "init": "init stage folder", "rollouts": "rollout table",
                                    "out": "adapter folder", "deltas": "deltas file", "metrics": "metrics JSON",
                                    "plots": "curve folder"}, rest)
@@ -31,10 +61,28 @@ def main(argv=None) -> None:
     lr = params.method(known.lr_of).lr if known.lr_of else mcfg.lr
     set_threads(params.threads)
     rows = load_table(args.rollouts)
-    summary = fit(known.method, mcfg, lr, params.train, args.base, args.init, rows, args.out, args.deltas, args.plots)
-    if summary:
-        write_json(args.metrics, {**summary, "lr_of": known.lr_of or known.method})
-        log.info("train@%s: %s", known.method, summary)
+    runs = [(args.init, args.out, args.deltas, args.metrics, args.plots)]
+    if None not in twin:
+        runs.append(tuple(twin))
+    snaps = [Path(out).parent / ".checkpoints" / f"{Path(out).name}-snapshots" for _, out, *_ in runs]
+    summaries = []
+    for (init, out, deltas, metrics, plots), snap in zip(runs, snaps):
+        summary = fit(known.method, mcfg, lr, params.train, args.base, init, rows, out, deltas, plots,
+                      snapshot_dir=str(snap) if len(runs) == 2 else None)
+        summaries.append(summary)
+    if not summaries[0]:
+        return  # not the main process
+    if len(runs) == 2:
+        curve = seed_alignment(*snaps, snapshot_steps(params.train))
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(curve).to_csv(Path(args.plots) / "seed_alignment.csv", index=False)
+        at = next(r for r in curve if r["step"] == (params.train.compare_step or params.train.steps))
+        summaries[0] = {**summaries[0], "seed_alignment": {"compare_step": at, "curve": curve}}
+        for snap in snaps:
+            shutil.rmtree(snap)
+    for (_, _, _, metrics, _), summary in zip(runs, summaries):
+        write_json(metrics, {**summary, "lr_of": known.lr_of or known.method})
+        log.info("train@%s: %s", known.method, {k: v for k, v in summary.items() if k != "seed_alignment"})
 
 
 if __name__ == "__main__":
