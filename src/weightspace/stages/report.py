@@ -44,7 +44,7 @@ def geometry_table(geo: dict, methods: list[str]) -> list[str]:
     no further from "same update" than a method is from itself is within seed noise."""
     seeds, k = geo["seeds"], geo["top_k"]
     lines = ["| pair | cosine | seed cosine (a; b) | top-1 angle | seed top-1 (a; b) | "
-             f"top-{k} angle | seed top-{k} (a; b) | u1 | seed u1 (a; b) | as close as a seed twin |",
+             f"top-{k} angle | seed top-{k} (a; b) | u1 | seed u1 (a; b) | noise |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for a, b in itertools.combinations(methods, 2):
         cos, ang1 = pair(geo["cosine"]["global"], a, b), pair(geo["angle_top1"], a, b)["median"]
@@ -58,7 +58,8 @@ def geometry_table(geo: dict, methods: list[str]) -> list[str]:
         lines.append(f"| {a}-{b} | {cos:.3f} | {sa['cosine']:.3f}; {sb['cosine']:.3f} | {ang1:.1f} | "
                      f"{sa['angle_top1']['median']:.1f}; {sb['angle_top1']['median']:.1f} | {angk:.1f} | "
                      f"{sa[f'angle_top{k}']['median']:.1f}; {sb[f'angle_top{k}']['median']:.1f} | {u1:.3f} | "
-                     f"{sa['u1_alignment']:.3f}; {sb['u1_alignment']:.3f} | {', '.join(noise) or 'none'} |")
+                     f"{sa['u1_alignment']:.3f}; {sb['u1_alignment']:.3f} | "
+                     + (f"within noise ({', '.join(noise)})" if noise else "above noise") + " |")
     return lines
 
 
@@ -99,9 +100,9 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
     lines += ["", "## Geometry with each method's seed band", "",
               f"Each method was also trained from seed {params.controls.seed} (its own LoRA init and row order). "
               "Beside every between-method number stand the same number between each method and its own second "
-              "seed. The last column names the metrics on which the two methods are at least as close to each other "
-              "as one of them is to its own seed twin (cosine and u1 at least, angles at most the seed value): "
-              "there the two methods cannot be told apart from seed noise.", ""]
+              "seed. The last column says \"within noise\" and names the metrics on which the two methods are at least "
+              "as close to each other as one of them is to its own seed twin (cosine and u1 at least, angles at "
+              "most the seed value): there the two methods cannot be told apart from seed noise.", ""]
     lines += geometry_table(geo, list(params.methods))
     lines += ["", "## Is each method above its seed noise?", "",
               f"Mean |<u1,u1'>| over modules between a method's two seeds at every checkpoint step (the paper: 0.99 "
