@@ -152,7 +152,18 @@ def test_undecided_for_lists_orderings_and_one_sided_thresholds():
     bad["geometry"]["cosine"]["global"]["sft-rft"] = 0.2
     r = {r["id"]: r for r in check(with_twins(bad, **{"cosine.global.sft-rft": 0.25}))}
     assert r["family_cosine"]["verdict"] == "does not hold"
-    assert r["lmc_rift_dpo"]["verdict"] == "holds" and r["seeds_u1"]["band"] == [0.0] * 6
+    # claims reading what the twins lack (connectivity, the seed control itself) have no band at all
+    assert r["lmc_rift_dpo"]["verdict"] == "holds" and r["seeds_u1"]["band"] is None and "seed_twins" not in r["cka_family"]
+
+
+def test_a_decisive_failure_is_not_hidden_by_an_uncertain_element():
+    c = Claim("c", "g", "q", lambda m: m["v"], ">=", 0.9, "")
+    assert c.verdict([0.5, 0.91], [0.5, 0.89]) == "does not hold"  # 0.5 fails far from 0.9
+    assert c.verdict([0.95, 0.91], [0.95, 0.89]) == "undecided"   # 0.91 within its band 0.02 of 0.9
+    rises = Claim("r", "g", "q", lambda m: m["v"], "rises", None, "")
+    assert rises.verdict([1, 5, 2], [1.2, 5, 2]) == "does not hold"  # the 5 -> 2 drop is decisive
+    assert rises.verdict([1, 1.1, 2], [1.2, 1.1, 2]) == "undecided"
+    assert rises.verdict([1, 2, 3], [1, 2, 3]) == "holds"
 
 
 def test_dpo_margin_within_its_paired_sampling_band_is_undecided():

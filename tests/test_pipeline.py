@@ -48,6 +48,25 @@ def test_rollout_table_mixes_right_and_wrong(repo):
     assert all(r["reward"] == is_correct(r["completion"], r["gold"]) for r in rows)
 
 
+def test_a_stronger_teacher_writes_the_table_in_the_papers_regime(repo):
+    """The issue's targets on the default: student base 20-50% greedy, teacher clearly stronger, rollouts
+    >= 60% right with >= 30% of groups mixed; every row names the teacher and its content hash."""
+    from weightspace.models import folder_sha256
+
+    root, _ = repo
+    base = json.loads((root / "metrics/base.json").read_text())
+    teacher = json.loads((root / "metrics/teacher.json").read_text())
+    r = json.loads((root / "metrics/rollouts.json").read_text())
+    assert 0.2 <= base["heldout_acc"] <= 0.5 and teacher["base_heldout_acc"] == base["heldout_acc"]
+    assert teacher["kind"] == "tiny" and teacher["heldout_acc"] >= base["heldout_acc"] + 0.2
+    assert r["accuracy"] >= 0.6 and r["mixed_group_share"] >= 0.3, r
+    identity = f"local:teacher@{folder_sha256(root / 'models/teacher')}"
+    assert r["teacher"] == {"kind": "tiny", "model": identity}
+    rows = load_table(root / "data/rollouts.jsonl")
+    assert {row["model"] for row in rows} == {identity}
+    assert sum(row["completion"].startswith("Start: ") for row in rows) >= 0.9 * len(rows)  # the teacher's style
+
+
 def test_rollouts_are_byte_identical_on_rerun_and_from_the_journal(repo):
     root, tmp = repo
 
@@ -309,6 +328,12 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
         a, b = dense(root / f"models/{m}"), dense(root / f"models/seeds/{m}")
         assert abs(g["seeds"][m]["cosine"] - (a @ b / (a.norm() * b.norm())).item()) < 1e-10
         assert g["seeds"][m]["seeds"] == [42, 123]
+        curve = (root / f"plots/train/{m}/seed_alignment.csv").read_text().splitlines()
+        assert curve[0] == "step,u1_alignment,v1_alignment,angle_u1_median,cosine"
+        assert [int(line.split(",")[0]) for line in curve[1:]] == list(range(EVERY, STEPS + 1, EVERY))
+        last = dict(zip(curve[0].split(","), map(float, curve[-1].split(","))))
+        assert abs(last["u1_alignment"] - g["seeds"][m]["u1_alignment"]) < 1e-9
+        assert abs(last["cosine"] - g["seeds"][m]["cosine"]) < 1e-9
     lm = json.loads((root / "metrics/train/lr_matched.json").read_text())
     assert lm["method"] == "dpo" and lm["lr"] == 1e-4 and lm["lr_of"] == "sft"
     assert lm["init_sha256"] == json.loads((root / "metrics/train/dpo.json").read_text())["init_sha256"]
@@ -359,12 +384,13 @@ def test_lr_sweep_trains_every_method_at_each_multiplier_and_geometry_reads_it(r
 
 
 def test_another_float_path_reaches_the_same_verdicts_and_the_check_says_so(repo, tmp_path):
-    """Another CPU's rounding, emulated: the default again with MKL's BLAS on its generic code path
-    (MKL_CBWR=COMPATIBLE: other kernels, another summation order in every matmul), so other bits from the
-    base onwards and other sampled rollouts. (`threads: 1` against 2 was the first idea: on this machine
-    it gives the same bits, MKL splits a matmul's output, not its sums.) Every claim's verdict is the same,
-    `python -m weightspace.reproduce --against HEAD` passes, and it fails on a planted change to a number
-    and to a verdict."""
+    """Another CPU's rounding, emulated: the default again with PyTorch's kernels on their generic code
+    path (ATEN_CPU_CAPABILITY=default: no SIMD, so softmax, norms and reductions sum in another order, as on
+    a CPU without AVX), so other bits from the base onwards and other sampled rollouts. (`threads: 1`
+    against 2 was the first idea: on this machine the tiny model's matmuls, their gradients and softmax give
+    the same bits at either count.) No verdict changes between holds and does not hold, `python -m
+    weightspace.reproduce --against HEAD` passes, and it fails on a planted change to a number and to a
+    verdict."""
     import shutil
     import subprocess
 
@@ -374,12 +400,14 @@ def test_another_float_path_reaches_the_same_verdicts_and_the_check_says_so(repo
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     subprocess.run(["git", "add", "-A"], cwd=exp, check=True)
     subprocess.run([*git, "commit", "-qm", "the fixture's run"], cwd=exp, check=True)
-    run(["dvc", "repro", "-f"], exp, tmp, extra_env={"MKL_CBWR": "COMPATIBLE"})
+    run(["dvc", "repro", "-f"], exp, tmp, extra_env={"ATEN_CPU_CAPABILITY": "default"})
     two = json.loads((root / "metrics/geometry.json").read_text())
     one = json.loads((exp / "metrics/geometry.json").read_text())
     assert one["cosine"]["global"] != two["cosine"]["global"]  # other bits: the check is not vacuous
     c1, c2 = (json.loads((d / "metrics/claims.json").read_text())["claims"] for d in (exp, root))
-    assert {k: c["verdict"] for k, c in c1.items()} == {k: c["verdict"] for k, c in c2.items()}
+    assert set(c1) == set(c2)
+    flips = {k for k in c1 if {c1[k]["verdict"], c2[k]["verdict"]} == {"holds", "does not hold"}}
+    assert not flips, flips
     check = ["python", "-m", "weightspace.reproduce", "--against", "HEAD"]
     ok = run(check, exp, tmp)
     assert "REPRODUCED" in ok.stdout and "verdicts that differ: 0" in ok.stdout, ok.stdout

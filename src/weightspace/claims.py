@@ -81,60 +81,79 @@ class Claim:
         return all(test(x) for x in xs)
 
     def band(self, v, v_twin):
-        """|v - v_twin| elementwise (a number or a list); None where the value is not numeric."""
-        if isinstance(v, (int, float)) and isinstance(v_twin, (int, float)):
+        """|v - v_twin| elementwise (a number, a list or a dict of numbers); None where the shapes differ
+        or the value is not numeric."""
+        num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+        if num(v) and num(v_twin):
             return abs(v - v_twin)
         if isinstance(v, (list, tuple)) and isinstance(v_twin, (list, tuple)) and len(v) == len(v_twin) \
-                and all(isinstance(x, (int, float)) for x in (*v, *v_twin)):
+                and all(num(x) for x in (*v, *v_twin)):
             return [abs(a - b) for a, b in zip(v, v_twin)]
+        if isinstance(v, dict) and isinstance(v_twin, dict) and set(v) == set(v_twin) \
+                and all(num(x) for x in (*v.values(), *v_twin.values())):
+            return {k: abs(v[k] - v_twin[k]) for k in v}
         return None
 
-    def within_band(self, v, v_twin, band=None) -> bool:
-        """True when the value lies within its band of the threshold: some element x with
-        |x - t| <= its band (t the nearest bound; for |x| <= t, | |x| - t |); the band is |x - x_twin|
-        (the seed twins), or ``band`` where given. For the orderings: when the seed twins' verdict
-        differs, or two neighbours in the order (rises: consecutive elements; largest / smallest: the
-        winner and the runner-up) are no further apart than the larger of their two bands."""
-        if self.op in ("rises", "largest", "smallest"):
-            if v_twin is None:
-                return False
-            if self.decide(v) != self.decide(v_twin):
-                return True
-            if self.op == "rises":
-                return any(abs(b - a) <= max(abs(a - at), abs(b - bt))
-                           for a, b, at, bt in zip(v, v[1:], v_twin, v_twin[1:]))
-            ranked = sorted(v, key=v.get, reverse=self.op == "largest")
-            w, r = ranked[0], ranked[1]
-            return abs(v[w] - v[r]) <= max(abs(v[w] - v_twin[w]), abs(v[r] - v_twin[r]))
-        if band is None:
-            band = self.band(v, v_twin) if v_twin is not None else None
-        if band is None:
-            return False
-        xs, bs = (v, band) if isinstance(v, (list, tuple)) else ([v], [band])
-        t = self.threshold
+    def verdict(self, v, v_twin=None, band=None) -> str:
+        """holds / does not hold / undecided. Each element of the value (or each neighbour pair of an
+        order) is decided on its own: it passes or fails, or it is uncertain when it lies within its band
+        of the threshold (|x - t| <= band, t the nearest bound; for |x| <= t, | |x| - t |; for an order,
+        the gap between neighbours within the larger of their bands). Any decisive failure: does not
+        hold; else any uncertain element, or seed twins that reach the other verdict on an order:
+        undecided; else holds. ``band`` defaults to |v - v_twin|; no band: the plain comparison."""
+        if band is None and v_twin is not None:
+            band = self.band(v, v_twin)
+        t, op = self.threshold, self.op
+        if op in ("largest", "smallest"):
+            b = band or {}
+            ranked = sorted(v, key=v.get, reverse=op == "largest")
+            other = ranked[1] if ranked[0] == t else ranked[0]  # the runner-up, or the one that beats t
+            close = abs(v[t] - v[other]) <= max(b.get(t, 0.0), b.get(other, 0.0)) and max(b.values(), default=0) > 0
+            if not self.decide(v):
+                return "undecided" if close else "does not hold"
+            flipped = v_twin is not None and band is not None and not self.decide(v_twin)
+            return "undecided" if close or flipped else "holds"
+        if op == "rises":
+            b = band or [0.0] * len(v)
+            states = []
+            for i in range(len(v) - 1):
+                gap, width = v[i + 1] - v[i], max(b[i], b[i + 1])
+                states.append("uncertain" if width > 0 and abs(gap) <= width else ("pass" if gap > 0 else "fail"))
+            flipped = v_twin is not None and band is not None and self.decide(v_twin) != self.decide(v)
+            return self._combine(states, flipped)
+        xs = v if isinstance(v, (list, tuple)) else [v]
+        bs = band if isinstance(band, (list, tuple)) else [band or 0.0] * len(xs)
 
         def dist(x):
-            if self.op == "in":
+            if op == "in":
                 return min(abs(x - t[0]), abs(x - t[1]))
-            return abs(abs(x) - t) if self.op == "|x| <=" else abs(x - t)
-        return any(b > 0 and dist(x) <= b for x, b in zip(xs, bs))
+            return abs(abs(x) - t) if op == "|x| <=" else abs(x - t)
+        states = ["uncertain" if b > 0 and dist(x) <= b else ("pass" if self.decide(x) else "fail")
+                  for x, b in zip(xs, bs)]
+        return self._combine(states, False)
+
+    @staticmethod
+    def _combine(states: list[str], flipped: bool) -> str:
+        if "fail" in states:
+            return "does not hold"
+        return "undecided" if flipped or "uncertain" in states else "holds"
 
     def check(self, metrics: dict, twin: dict | None = None) -> dict:
-        """The verdict on ``metrics``: holds / does not hold / not measured, or undecided when ``twin`` (the
-        same metrics with the geometry of the seed twins, ``twin_metrics``) puts the value within its
-        seed band of the threshold. Claims that read nothing the twins change have band 0: decided."""
+        """The verdict on ``metrics`` (``verdict``), with ``twin`` (``twin_metrics``: the seed twins'
+        geometry) giving each value's seed band |v - v_twin|. A claim that reads anything the twins do
+        not have (accuracy, connectivity, CKA, the controls) has no seed band: decided on its value,
+        except DPO's accuracy margin, which carries its paired sampling band."""
         head = {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper}
         try:
             v = self.value(metrics)
         except NotMeasured as e:
             return {**head, "this_run": None, "holds": None, "verdict": "not measured", "missing": str(e)}
-        holds = bool(self.decide(v))
-        out = {**head, "this_run": _r(v), "holds": holds}
+        out = {**head, "this_run": _r(v), "holds": bool(self.decide(v))}
         v_twin = None
         if twin is not None:
             try:
                 v_twin = self.value(twin)
-            except NotMeasured:
+            except (NotMeasured, KeyError):
                 v_twin = None
         band = None
         if v_twin is not None:
@@ -146,12 +165,9 @@ class Claim:
             except NotMeasured:
                 sb = None
             if sb is not None:
-                band = sb if band is None else (
-                    [max(a, b) for a, b in zip(band, sb)] if isinstance(band, list) else max(band, sb))
-        if band is not None:
-            out["band"] = _r(band)
-        undecided = self.within_band(v, v_twin, band)
-        out["verdict"] = "undecided" if undecided else ("holds" if holds else "does not hold")
+                band = sb if band is None else max(band, sb)
+        out["band"] = _r(band)
+        out["verdict"] = self.verdict(v, v_twin, band)
         return out
 
 
@@ -303,12 +319,12 @@ CLAIMS = [
 
 
 def twin_metrics(metrics: dict) -> dict | None:
-    """``metrics`` with the between-method geometry replaced by the seed twins' (``geometry.seed_twins``),
-    everything else as is; None when the geometry has no twins."""
+    """The seed twins' between-method geometry (``geometry.seed_twins``) as a metrics dict and nothing
+    else, so a claim reading anything the twins lack gets no twin value; None without twins."""
     geo = metrics.get("geometry", {})
     if "seed_twins" not in geo:
         return None
-    return {**metrics, "geometry": {**geo, **geo["seed_twins"]}}
+    return {"geometry": {**geo["seed_twins"], "top_k": geo.get("top_k")}, "sets": metrics.get("sets", {})}
 
 
 def check(metrics: dict) -> list[dict]:

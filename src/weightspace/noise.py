@@ -2,10 +2,18 @@
 
 Every method is trained twice, from ``train.seed`` and from ``controls.seed`` (own LoRA init and row
 order, same rollout table). The geometry stage runs the between-method analyses on both sets
-(``geometry.json``: the top-level keys and ``seed_twins``). The seed band of a between-method number x
-is |x - x_twin|, the same number on the twin set: one draw of its seed spread. Accuracies get the
-half-width of their 95% Wilson interval (their sampling noise on a finite set). Numbers with neither
-(connectivity, CKA, the controls themselves) have no band: they are shown, not judged.
+(``geometry.json``: the top-level keys and ``seed_twins``). For one number x, |x - x_twin| is one draw
+of its seed spread: the claims use it as the number's seed band (``claims.py``).
+
+Comparing two whole runs (``reproduce.py``) needs a calibrated band, since one draw per number is too
+noisy (of two draws of the same noise, the new one exceeds the old one a third of the time). So the
+seed noise is pooled over each family of numbers (the same metric over every method or pair, e.g.
+``cosine.global.*``): sigma_f^2 = mean over the family's numbers of (x - x_twin)^2 / 2, in the reference
+run (the revision compared against), so a broken or planted new run cannot widen its own bands.
+The difference of two runs has variance 2 sigma^2, and the band is z sqrt(2) sigma_f with z the two-
+sided Bonferroni quantile for 5% over every judged number (about 3.7 for 170 numbers). Accuracies:
+sigma = their 95% Wilson half-width / 1.96 (their sampling noise on a finite set). Numbers with
+neither (connectivity, CKA, timings, the controls) have no band: shown, not judged.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import math
 
 BANDED = ("frobenius", "effective_rank", "cosine", "angle_top1", "angle_top{k}", "u1_alignment", "v1_alignment",
           "orthogonal_fraction", "orthogonal_fraction_depth")
+FAMILY_WIDE = 0.05  # family-wise error rate of the reproduction check (Bonferroni over judged numbers)
 
 
 def banded_keys(top_k: int) -> tuple[str, ...]:
@@ -32,8 +41,8 @@ def flatten(d, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def geometry_bands(geo: dict) -> dict[str, float]:
-    """Flat geometry key -> seed band |x - x_twin|, for every number that has a twin."""
+def geometry_spread(geo: dict) -> dict[str, float]:
+    """Flat geometry key -> |x - x_twin|, for every number that has a twin (one draw of its seed spread)."""
     twins = geo.get("seed_twins")
     if twins is None:
         return {}
@@ -42,17 +51,41 @@ def geometry_bands(geo: dict) -> dict[str, float]:
     return {k: abs(v - twin[k]) for k, v in main.items() if k in twin and math.isfinite(v) and math.isfinite(twin[k])}
 
 
-def accuracy_bands(acc: dict) -> dict[str, float]:
-    """Flat accuracy key ``<set>.<model>.acc`` -> half-width of its 95% Wilson interval."""
-    return {f"{s}.{m}.acc": (v["hi"] - v["lo"]) / 2 for s, models in acc.items() for m, v in models.items()
-            if isinstance(v, dict) and "acc" in v and "lo" in v}
+def family(key: str, names: set[str]) -> str:
+    """``cosine.global.sft-rft`` -> ``cosine.global``: the key without the parts naming methods or pairs."""
+    return ".".join(p for p in key.split(".") if p not in names and not all(x in names for x in p.split("-")))
 
 
-def bands(metrics: dict[str, dict]) -> dict[str, float]:
-    """``{"geometry": ..., "accuracy": ...}`` (parsed metric files by stem) -> ``"<stem>:<flat key>"`` -> band."""
-    out = {}
-    if "geometry" in metrics:
-        out.update({f"geometry:{k}": v for k, v in geometry_bands(metrics["geometry"]).items()})
-    if "accuracy" in metrics:
-        out.update({f"accuracy:{k}": v for k, v in accuracy_bands(metrics["accuracy"]).items()})
+def sigmas(runs: list[dict[str, dict]]) -> dict[str, float]:
+    """``"<stem>:<flat key>"`` -> sigma, pooled over each geometry family and over ``runs`` (parsed metric
+    files by stem); accuracies: Wilson half-width / 1.96 (the larger of the runs')."""
+    sq: dict[str, list[float]] = {}
+    keys: dict[str, str] = {}
+    out: dict[str, float] = {}
+    for metrics in runs:
+        geo = metrics.get("geometry", {})
+        names = set(geo.get("frobenius", {}))
+        for k, d in geometry_spread(geo).items():
+            f = family(k, names)
+            sq.setdefault(f, []).append(d * d / 2)
+            keys[f"geometry:{k}"] = f
+        for s, models in metrics.get("accuracy", {}).items():
+            for m, v in models.items():
+                if isinstance(v, dict) and {"acc", "lo", "hi"} <= set(v):
+                    key = f"accuracy:{s}.{m}.acc"
+                    out[key] = max(out.get(key, 0.0), (v["hi"] - v["lo"]) / 2 / 1.96)
+    pooled = {f: math.sqrt(sum(v) / len(v)) for f, v in sq.items()}
+    out.update({k: pooled[f] for k, f in keys.items()})
     return out
+
+
+def bands(old: dict[str, dict]) -> dict[str, float]:
+    """``"<stem>:<flat key>"`` -> the band of a difference to the reference run ``old``: z sqrt(2) sigma,
+    sigma from ``old``'s seed twins only (a planted or broken new run cannot widen its own band)."""
+    from scipy.stats import norm
+
+    sig = sigmas([old])
+    if not sig:
+        return {}
+    z = norm.isf(FAMILY_WIDE / (2 * len(sig)))
+    return {k: z * math.sqrt(2) * s for k, s in sig.items()}

@@ -3,14 +3,16 @@
 Run after ``dvc repro`` on your own machine. Reads the workspace's metric files and those of git
 revision ``REV`` through DVC (``Repo.metrics.show``, what ``dvc metrics diff`` reads), then prints:
 
-- every numeric metric with a seed band (``noise.py``): both values, their difference and the band
-  (the larger of the two runs' bands); ``EXCEEDS`` where |difference| > band;
+- every numeric metric with a seed band (``noise.bands``: the reference run's seed noise pooled over
+  the metric's family, times the Bonferroni z for 5% over every judged number): both values, their
+  difference and the band; ``EXCEEDS`` where |difference| > band, ``MISSING`` where a banded number is
+  in one run only, ``NaN`` where either value of any number is not finite;
 - every claim whose verdict differs (``metrics/claims.json``: holds / does not hold / undecided /
-  not measured).
+  not measured). A move to or from "undecided" is within noise and shown, not failed.
 
 Metrics without a band (connectivity, CKA, timings, the controls) are counted, not judged (``--all``
-prints them). Exit status: 0 when every verdict is the same and every banded difference lies within
-its band, 1 otherwise, 2 when a run lacks the metric files.
+prints them). Exit status: 0 when no verdict differs and every banded difference lies within its
+band, 1 otherwise, 2 when a run lacks the metric files.
 
 Float rounding differs between CPUs, and sampled rollouts turn a last-bit difference into another
 table, so another machine gives other numbers: the promise across machines is the verdicts, and the
@@ -45,52 +47,67 @@ def load(rev: str, root: str = ".") -> dict[str, dict]:
     return out
 
 
+COMPATIBLE = {"undecided"}  # a move to or from undecided is within noise, not a changed conclusion
+
+
 def compare(old: dict[str, dict], new: dict[str, dict]) -> dict:
-    """Rows of every common numeric metric (``file:key``, old, new, diff, band or None, status) and the
-    claims whose verdict differs."""
-    b_old, b_new = noise.bands(old), noise.bands(new)
+    """Rows of every numeric metric of either run (``file:key``, old, new, diff, band or None, status:
+    ok / EXCEEDS / MISSING / NaN / no band) and every claim's two verdicts (``same``: equal, or one of them
+    undecided; a claim measured in one run only is not the same)."""
+    band = noise.bands(old)
     rows = []
-    for stem in sorted(set(old) & set(new)):
-        fo, fn = noise.flatten(old[stem]), noise.flatten(new[stem])
-        for key in sorted(set(fo) & set(fn)):
+    for stem in sorted(set(old) | set(new)):
+        fo, fn = noise.flatten(old.get(stem, {})), noise.flatten(new.get(stem, {}))
+        for key in sorted(set(fo) | set(fn)):
             name = f"{stem}:{key}"
-            bands = [b for b in (b_old.get(name), b_new.get(name)) if b is not None]
-            band = max(bands) if bands else None
-            d = fn[key] - fo[key]
-            if band is None:
+            b = band.get(name)
+            o, n = fo.get(key), fn.get(key)
+            d = n - o if o is not None and n is not None else None
+            if o is None or n is None:
+                status = "MISSING" if b is not None else "no band"
+            elif not (math.isfinite(o) and math.isfinite(n)):
+                status = "NaN"
+            elif b is None:
                 status = "no band"
             else:
-                status = "ok" if math.isfinite(d) and abs(d) <= band else "EXCEEDS"
-            rows.append({"metric": name, "old": fo[key], "new": fn[key], "diff": d, "band": band, "status": status})
+                status = "ok" if abs(d) <= b else "EXCEEDS"
+            rows.append({"metric": name, "old": o, "new": n, "diff": d, "band": b, "status": status})
     co, cn = old.get("claims", {}).get("claims", {}), new.get("claims", {}).get("claims", {})
     verdicts = []
     for cid in sorted(set(co) | set(cn)):
         vo, vn = co.get(cid, {}).get("verdict", "absent"), cn.get(cid, {}).get("verdict", "absent")
-        verdicts.append({"claim": cid, "old": vo, "new": vn, "same": vo == vn})
+        same = vo == vn or (bool({vo, vn} & COMPATIBLE) and "absent" not in (vo, vn) and "not measured" not in (vo, vn))
+        verdicts.append({"claim": cid, "old": vo, "new": vn, "same": same})
     return {"rows": rows, "verdicts": verdicts}
+
+
+FAIL = ("EXCEEDS", "MISSING", "NaN")
 
 
 def render(result: dict, against: str, show_all: bool = False) -> tuple[str, bool]:
     rows, verdicts = result["rows"], result["verdicts"]
-    banded = [r for r in rows if r["band"] is not None]
-    exceed = [r for r in banded if r["status"] == "EXCEEDS"]
+    judged = [r for r in rows if r["band"] is not None or r["status"] in FAIL]
+    bad = [r for r in judged if r["status"] in FAIL]
     changed = [v for v in verdicts if not v["same"]]
+    moved = [v for v in verdicts if v["same"] and v["old"] != v["new"]]
+    fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
     lines = [f"reproduction check: workspace against {against}", "",
              f"{'metric':58s} {against[:12]:>12s} {'workspace':>12s} {'diff':>10s} {'band':>10s}  status"]
-    for r in rows if show_all else banded:
-        band = "-" if r["band"] is None else f"{r['band']:.4g}"
-        lines.append(f"{r['metric'][:58]:58s} {r['old']:12.5g} {r['new']:12.5g} {r['diff']:10.3g} {band:>10s}  "
-                     f"{r['status']}")
-    lines += ["", f"claims: {len(verdicts)}, verdicts that differ: {len(changed)}"]
+    for r in rows if show_all else judged:
+        lines.append(f"{r['metric'][:58]:58s} {fmt(r['old'], '12.5g'):>12s} {fmt(r['new'], '12.5g'):>12s} "
+                     f"{fmt(r['diff'], '10.3g'):>10s} {fmt(r['band'], '.4g'):>10s}  {r['status']}")
+    lines += ["", f"claims: {len(verdicts)}, verdicts that differ: {len(changed)}, moved to or from undecided: "
+                  f"{len(moved)}"]
     lines += [f"  {v['claim']}: {v['old']} -> {v['new']}" for v in changed]
-    lines += [f"metrics within their seed band: {len(banded) - len(exceed)} of {len(banded)}; beyond it: {len(exceed)}; "
-              f"without a band (not judged): {len(rows) - len(banded)}"]
-    ok = not changed and not exceed and bool(verdicts)
-    lines.append("REPRODUCED: same verdicts, every banded number within its band" if ok else
-                 "NOT REPRODUCED: " + ("; ".join(filter(None, [
+    lines += [f"  {v['claim']}: {v['old']} -> {v['new']} (within noise)" for v in moved]
+    lines += [f"numbers within their band: {len(judged) - len(bad)} of {len(judged)}; beyond it, missing or NaN: "
+              f"{len(bad)}; without a band (not judged): {len(rows) - len(judged)}"]
+    ok = not changed and not bad and bool(verdicts)
+    lines.append("REPRODUCED: the same verdicts, every banded number within its band" if ok else
+                 "NOT REPRODUCED: " + "; ".join(filter(None, [
                      f"{len(changed)} verdict(s) differ" if changed else "",
-                     f"{len(exceed)} number(s) beyond their band" if exceed else "",
-                     "no claims to compare" if not verdicts else ""]))))
+                     f"{len(bad)} number(s) beyond their band, missing or NaN" if bad else "",
+                     "no claims to compare" if not verdicts else ""])))
     return "\n".join(lines), ok
 
 

@@ -34,7 +34,7 @@ def claims_table(claims: list[dict]) -> list[str]:
     for c in claims:
         text = c["claim"].replace("|", "\\|")  # a bare | would end the table cell
         value = "—" if c["holds"] is None else f"`{json.dumps(c['this_run'])}`"
-        twin = f"`{json.dumps(c['seed_twins'])}`" if "band" in c and c["seed_twins"] != c["this_run"] else "—"
+        twin = f"`{json.dumps(c['seed_twins'])}`" if "seed_twins" in c else "—"
         lines.append(f"| {c['group']} | {text} | {c['paper']} | {value} | {twin} | **{c['verdict']}** |")
     return lines
 

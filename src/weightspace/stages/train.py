@@ -27,8 +27,9 @@ TWIN = ("seed-init", "seed-out", "seed-deltas", "seed-metrics", "seed-plots")
 
 
 def seed_alignment(a: Path, b: Path, steps: list[int]) -> list[dict]:
-    """Per snapshot step: u1 / v1 alignment (mean over modules), median top-1 angle and global cosine
-    between the two runs' adapters ``a/step_<n>`` and ``b/step_<n>``."""
+    """Per snapshot step: u1 / v1 alignment (mean over modules), the median over modules of the angle
+    between u1 and u1' (degrees) and the global cosine between the two runs' adapters ``a/step_<n>`` and
+    ``b/step_<n>``."""
     from ..adapters import read_adapter
     from ..analysis import analyse
 
@@ -36,7 +37,7 @@ def seed_alignment(a: Path, b: Path, steps: list[int]) -> list[dict]:
     for s in steps:
         m, _ = analyse({"a": read_adapter(a / f"step_{s}"), "b": read_adapter(b / f"step_{s}")}, 1, "a")
         rows.append({"step": s, "u1_alignment": m["u1_alignment"]["a-b"], "v1_alignment": m["v1_alignment"]["a-b"],
-                     "angle_top1_median": m["angle_top1"]["a-b"]["median"], "cosine": m["cosine"]["global"]["a-b"]})
+                     "angle_u1_median": m["angle_top1"]["a-b"]["median"], "cosine": m["cosine"]["global"]["a-b"]})
     return rows
 
 
