@@ -383,23 +383,55 @@ def test_lr_sweep_trains_every_method_at_each_multiplier_and_geometry_reads_it(r
     assert all(s["lr_ratio"] == 10 for s in steps.values())
 
 
-def test_another_float_path_reaches_the_same_verdicts_and_the_check_says_so(repo, tmp_path):
-    """Another CPU's rounding, emulated: the default again with PyTorch's kernels on their generic code
-    path (ATEN_CPU_CAPABILITY=default: no SIMD, so softmax, norms and reductions sum in another order, as on
-    a CPU without AVX), so other bits from the base onwards and other sampled rollouts. (`threads: 1`
-    against 2 was the first idea: on this machine the tiny model's matmuls, their gradients and softmax give
-    the same bits at either count.) No verdict changes between holds and does not hold, `python -m
-    weightspace.reproduce --against HEAD` passes, and it fails on a planted change to a number and to a
-    verdict."""
+def committed_copy(root, dst):
+    """A copy of the fixture's repo with its run committed, so `--against HEAD` reads that run."""
     import shutil
     import subprocess
 
-    root, tmp = repo
-    exp = tmp_path / "threads"
-    shutil.copytree(root, exp, symlinks=True)
+    shutil.copytree(root, dst, symlinks=True)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    subprocess.run(["git", "add", "-A"], cwd=exp, check=True)
-    subprocess.run([*git, "commit", "-qm", "the fixture's run"], cwd=exp, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
+    subprocess.run([*git, "commit", "-qm", "the fixture's run"], cwd=dst, check=True)
+    return dst
+
+
+CHECK = ["python", "-m", "weightspace.reproduce", "--against", "HEAD"]
+
+
+def test_reproduce_passes_on_the_same_run_and_fails_on_planted_changes(repo, tmp_path):
+    """`python -m weightspace.reproduce --against HEAD` through DVC on real metric files: the same run
+    reproduces; one number moved beyond its band, or one verdict flipped, does not."""
+    root, tmp = repo
+    exp = committed_copy(root, tmp_path / "planted")
+    ok = run(CHECK, exp, tmp)
+    assert "REPRODUCED" in ok.stdout and "verdicts that differ: 0" in ok.stdout, ok.stdout
+    geo_path = exp / "metrics/geometry.json"
+    geo = json.loads(geo_path.read_text())
+    geo["cosine"]["global"]["sft-dft"] += 0.5  # far beyond the cosines' seed band
+    geo_path.write_text(json.dumps(geo))
+    bad = run(CHECK, exp, tmp, check=False)
+    assert bad.returncode == 1 and "EXCEEDS" in bad.stdout and "geometry:cosine.global.sft-dft" in bad.stdout
+    run(["git", "checkout", "--", "metrics/geometry.json"], exp, tmp)
+    claims_path = exp / "metrics/claims.json"
+    claims = json.loads(claims_path.read_text())
+    flipped = next(k for k, c in claims["claims"].items() if c["verdict"] == "holds")
+    claims["claims"][flipped]["verdict"] = "does not hold"
+    claims_path.write_text(json.dumps(claims))
+    bad = run(CHECK, exp, tmp, check=False)
+    assert bad.returncode == 1 and f"{flipped}: holds -> does not hold" in bad.stdout, bad.stdout
+
+
+def test_another_float_path_keeps_every_conclusion(repo, tmp_path):
+    """Another CPU's rounding, emulated: the default again with PyTorch's kernels on their generic code
+    path (ATEN_CPU_CAPABILITY=default: no SIMD, so softmax, norms and reductions sum in another order, as
+    on a CPU without AVX): other bits from the base onwards, other sampled rollouts. (`threads: 1`
+    against 2 was the first idea: on this machine the tiny model's matmuls, their gradients and softmax
+    give the same bits at either count.) No claim moves between holds and does not hold, and the check
+    says so. Its numbers are NOT all within the seed bands (measured: 26 of 179 beyond; the student's
+    early stop lands on step 300 instead of 250, a new teacher and table follow, and the seed twins'
+    bands cover LoRA init and row order only): the check reports them, and this test states it."""
+    root, tmp = repo
+    exp = committed_copy(root, tmp_path / "float-path")
     run(["dvc", "repro", "-f"], exp, tmp, extra_env={"ATEN_CPU_CAPABILITY": "default"})
     two = json.loads((root / "metrics/geometry.json").read_text())
     one = json.loads((exp / "metrics/geometry.json").read_text())
@@ -408,25 +440,6 @@ def test_another_float_path_reaches_the_same_verdicts_and_the_check_says_so(repo
     assert set(c1) == set(c2)
     flips = {k for k in c1 if {c1[k]["verdict"], c2[k]["verdict"]} == {"holds", "does not hold"}}
     assert not flips, flips
-    check = ["python", "-m", "weightspace.reproduce", "--against", "HEAD"]
-    ok = run(check, exp, tmp)
-    assert "REPRODUCED" in ok.stdout and "verdicts that differ: 0" in ok.stdout, ok.stdout
-    assert "beyond it: 0" in ok.stdout
-
-    # a planted change: one number moved far beyond its band
-    geo_path = exp / "metrics/geometry.json"
-    geo = json.loads(geo_path.read_text())
-    geo["cosine"]["global"]["sft-dft"] += 0.5
-    geo_path.write_text(json.dumps(geo))
-    bad = run(check, exp, tmp, check=False)
-    assert bad.returncode == 1 and "EXCEEDS" in bad.stdout and "geometry:cosine.global.sft-dft" in bad.stdout
-    geo["cosine"]["global"]["sft-dft"] -= 0.5
-    geo_path.write_text(json.dumps(geo))
-    # a planted verdict change
-    claims_path = exp / "metrics/claims.json"
-    claims = json.loads(claims_path.read_text())
-    flipped = next(k for k, c in claims["claims"].items() if c["verdict"] == "holds")
-    claims["claims"][flipped]["verdict"] = "does not hold"
-    claims_path.write_text(json.dumps(claims))
-    bad = run(check, exp, tmp, check=False)
-    assert bad.returncode == 1 and f"{flipped}: holds -> does not hold" in bad.stdout, bad.stdout
+    r = run(CHECK, exp, tmp, check=False)
+    assert r.returncode in (0, 1) and "verdicts that differ: 0" in r.stdout, r.stdout
+    assert ("REPRODUCED" in r.stdout) == (r.returncode == 0) and "numbers within their band" in r.stdout

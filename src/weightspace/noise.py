@@ -11,7 +11,7 @@ seed noise is pooled over each family of numbers (the same metric over every met
 ``cosine.global.*``): sigma_f^2 = mean over the family's numbers of (x - x_twin)^2 / 2, in the reference
 run (the revision compared against), so a broken or planted new run cannot widen its own bands.
 The difference of two runs has variance 2 sigma^2, and the band is z sqrt(2) sigma_f with z the two-
-sided Bonferroni quantile for 5% over every judged number (about 3.7 for 170 numbers). Accuracies:
+sided Bonferroni quantile for 5% over every judged number (3.63 for the default's 179). Accuracies:
 sigma = their 95% Wilson half-width / 1.96 (their sampling noise on a finite set). Numbers with
 neither (connectivity, CKA, timings, the controls) have no band: shown, not judged.
 """
