@@ -125,3 +125,43 @@ def test_profile_switch_is_visible(tmp_path):
     assert yaml.safe_load((REPO / "params.yaml").read_text())["profile"] == "tiny"
     assert yaml.safe_load((REPO / "profiles/paper.yaml").read_text())["profile"] == "paper"
     assert "cp profiles/paper.yaml params.yaml" in (REPO / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("path", [REPO / "params.yaml", *sorted((REPO / "profiles").glob("*.yaml"))],
+                         ids=lambda p: p.name)
+def test_every_param_a_stage_reads_exists_in_every_profile(path):
+    """DVC fails a stage whose listed param is missing from params.yaml: each dotted key of every stage
+    (foreach expanded over the profile's methods, ${...} resolved) must exist in every profile."""
+    import re
+
+    raw = yaml.safe_load(path.read_text())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+    def resolve(text, item=None):
+        def get(expr):
+            if expr == "item":
+                return item
+            d = raw
+            for k in expr.split("."):
+                d = d[k]
+            return d
+        return re.sub(r"\$\{([^}]+)\}", lambda m: str(get(m.group(1))), text)
+
+    def exists(key):
+        d = raw
+        for k in key.split("."):
+            if not isinstance(d, dict) or k not in d:
+                return False
+            d = d[k]
+        return True
+
+    missing = []
+    for name, st in stages.items():
+        items = raw["methods"] if "foreach" in st else [None]
+        body = st["do"] if "foreach" in st else st
+        for item in items:
+            for p in body.get("params", []):
+                key = resolve(p, item)
+                if not exists(key):
+                    missing.append(f"{name}: {key}")
+    assert not missing, missing
