@@ -227,10 +227,13 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_bits(tok, tmp_path
     assert run(other, Checkpoints(tmp_path / "ck", 2, "another run"))["resumed_from_step"] == 0
 
 
-def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_result(tok, monkeypatch):
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_result(tok, monkeypatch, precision):
     """7 pairs, 2 per step: the micro-batches repeat every 7 steps, so 14 steps need 7 reference passes;
-    the adapter is bit-identical to one trained with a reference pass on every step."""
+    the adapter is bit-identical to one trained with a reference pass on every step (fp32 and under the
+    paper profile's bf16 autocast)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from weightspace import training
 
@@ -245,8 +248,11 @@ def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_r
     for reuse in (True, False):
         model = peft_model(tok)
         calls.clear()
-        train(model, Accelerator(cpu=True), "dpo", units, encode_rows(tok, rows, cfg.max_length),
-              LossFn("dpo", mcfg, rows), cfg, 1e-2, tok.pad_token_id, reuse_reference=reuse)
+        AcceleratorState._reset_state(True)  # a process-wide singleton; each case sets its precision
+        train(model, Accelerator(cpu=True, mixed_precision=precision), "dpo", units,
+              encode_rows(tok, rows, cfg.max_length), LossFn("dpo", mcfg, rows), cfg, 1e-2, tok.pad_token_id,
+              reuse_reference=reuse)
+        AcceleratorState._reset_state(True)
         assert len(calls) == (7 if reuse else 14)
         weights[reuse] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     assert all(torch.equal(weights[True][n], weights[False][n]) for n in weights[True])

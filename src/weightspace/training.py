@@ -270,8 +270,8 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     name>/``); a killed run
     resumes from the latest (``checkpoints.py``) and the folder is removed when the run completes; ``deltas``, if given, gets its
     per-module factors (``adapters.write_deltas``); ``plots`` gets dvclive curves; ``snapshot_dir``, if
-given, gets the adapter at every checkpoint step as ``step_<n>/`` (kept: the caller reads and removes
-them; a resumed run keeps those already written). Runs unchanged
+    given, gets the adapter at every checkpoint step as ``step_<n>/`` (kept: the caller reads and removes
+    them; a resumed run keeps those already written). Runs unchanged
     under ``accelerate launch``. Returns the summary (main process; others return ``{}``)."""
     import hashlib
     import json
@@ -320,22 +320,23 @@ them; a resumed run keeps those already written). Runs unchanged
             live.log_metric("lr", lr_now)
             live.next_step()
 
+    def save_whole(unwrapped, dest: Path) -> None:  # written to <dest>.partial, then renamed
+        part = dest.with_name(dest.name + ".partial")
+        for d in (part, dest):
+            if d.exists():
+                shutil.rmtree(d)
+        adapters.save_adapter(unwrapped, part)
+        part.rename(dest)
+
+    snaps = set(snapshot_steps(cfg)) if snapshot_dir is not None else set()
+
     def save_at(step, unwrapped):  # into the checkpoint folder, so a resumed run still has it
-        if snapshot_dir is not None and accelerator.is_main_process and step in snapshot_steps(cfg):
-            snap = Path(snapshot_dir) / f"step_{step}"
-            adapters.save_adapter(unwrapped, snap.with_name(snap.name + ".partial"))
-            if snap.exists():
-                shutil.rmtree(snap)
-            snap.with_name(snap.name + ".partial").rename(snap)
-        if accelerator.is_main_process and step in (compare, cfg.steps):
-            name = "compare" if step == compare else "final"
-            part = ckpt_dir / f"{name}.partial"
-            if part.exists():
-                shutil.rmtree(part)
-            adapters.save_adapter(unwrapped, part)
-            if (ckpt_dir / name).exists():
-                shutil.rmtree(ckpt_dir / name)
-            part.rename(ckpt_dir / name)
+        if not accelerator.is_main_process:
+            return
+        if step in snaps:
+            save_whole(unwrapped, Path(snapshot_dir) / f"step_{step}")
+        if step in (compare, cfg.steps):
+            save_whole(unwrapped, ckpt_dir / ("compare" if step == compare else "final"))
 
     t0 = time.time()
     summary = train(model, accelerator, method, units, items, LossFn(method, mcfg, rows), cfg, lr, tok.pad_token_id,

@@ -31,6 +31,13 @@ def greedy_accuracy(engine: HFEngine, prompt: config.Prompt, rows: list[dict]) -
     return sum(grading.is_correct(o[0].text, r["answer"]) for o, r in zip(outs, rows)) / len(rows)
 
 
+def greedy_engine(model, tok, max_new_tokens: int, n: int, seed: int) -> HFEngine:
+    """The hf engine decoding greedily, all ``n`` held-out prompts in one batch."""
+    gen = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
+                            batch_size=n, seed=seed, openai=None)
+    return HFEngine(model, tok, gen)
+
+
 def build_tiny(cfg: config.TinyModel, prompt: config.Prompt, max_new_tokens: int, data: Path, out: Path) -> dict:
     corpus = read_jsonl(data / "pretrain.jsonl")
     heldout = read_jsonl(data / "train.jsonl")[: cfg.eval_n]
@@ -39,9 +46,7 @@ def build_tiny(cfg: config.TinyModel, prompt: config.Prompt, max_new_tokens: int
     model = tiny.build_model(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim,
                              cfg.intermediate_size, cfg.max_positions, cfg.seed, tok.eos_token_id, tok.pad_token_id)
     examples = tiny.encode_examples(tok, [prompt.render(r["question"]) for r in corpus], [r["solution"] for r in corpus])
-    greedy = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
-                               batch_size=len(heldout), seed=cfg.seed, openai=None)
-    engine = HFEngine(model, tok, greedy)
+    engine = greedy_engine(model, tok, max_new_tokens, len(heldout), cfg.seed)
     curve = tiny.pretrain(model, examples, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, tok.pad_token_id,
                           evaluate=lambda: greedy_accuracy(engine, prompt, heldout), eval_every=cfg.eval_every,
                           stop_acc=cfg.stop_acc)

@@ -28,18 +28,16 @@ def build_tiny_teacher(cfg: config.TinyTeacher, base_cfg: config.TinyModel, prom
     """The base pretrained ``cfg.steps`` more steps (its own warmup + cosine schedule and batch draws)."""
     from .. import problems, tiny
     from ..datasets import read_jsonl
-    from ..generation import HFEngine
     from ..models import load_base
-    from .base import greedy_accuracy
+    from .base import greedy_accuracy, greedy_engine
 
     t0 = time.time()
     model, tok = load_base(base)
     corpus = read_jsonl(data / "pretrain.jsonl")
     heldout = read_jsonl(data / "train.jsonl")[: base_cfg.eval_n]  # the base's held-out prompts
-    greedy = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
-                               batch_size=len(heldout), seed=cfg.seed, openai=None)
-    engine = HFEngine(model, tok, greedy)
-    examples = tiny.encode_examples(tok, [prompt.render(r["question"]) for r in corpus], [problems.restyle(r["solution"], cfg.style) for r in corpus])
+    engine = greedy_engine(model, tok, max_new_tokens, len(heldout), cfg.seed)
+    examples = tiny.encode_examples(tok, [prompt.render(r["question"]) for r in corpus],
+                                    [problems.restyle(r["solution"], cfg.style) for r in corpus])
     curve = [{"step": 0, "loss": None, "acc": greedy_accuracy(engine, prompt, heldout)}]
     if cfg.steps:
         curve += tiny.pretrain(model, examples, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, tok.pad_token_id,
