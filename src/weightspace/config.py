@@ -83,7 +83,6 @@ class TinyModel:
     lr: float
     eval_every: int
     eval_n: int
-    stop_acc: float
     min_acc: float
     max_acc: float
 

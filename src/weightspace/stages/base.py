@@ -1,8 +1,8 @@
 """Stage base: the student / base model -> ``<out>/`` (HF safetensors folder, or ``hub.json``).
 
 tiny: train a byte-level BPE tokenizer on the pretraining corpus, build a small Qwen3, pretrain it on
-the worked solutions until greedy accuracy on held-out rollout prompts reaches ``stop_acc``; fail if
-it ends outside [min_acc, max_acc] (rollouts must mix right and wrong answers).
+the worked solutions for exactly ``steps`` steps (greedy accuracy on held-out rollout prompts every
+``eval_every``, for the curve); fail if it ends outside [min_acc, max_acc].
 hub: record the model id and the revision resolved to a commit; nothing is trained. When
 ``base.hub.model_id`` is an existing local folder (the local-path route, e.g. a converted GGUF:
 ``tools/convert_gguf.py``), record its path and its content hash ``sha256:<hex>`` instead, with no
@@ -48,17 +48,16 @@ def build_tiny(cfg: config.TinyModel, prompt: config.Prompt, max_new_tokens: int
     examples = tiny.encode_examples(tok, [prompt.render(r["question"]) for r in corpus], [r["solution"] for r in corpus])
     engine = greedy_engine(model, tok, max_new_tokens, len(heldout), cfg.seed)
     curve = tiny.pretrain(model, examples, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, tok.pad_token_id,
-                          evaluate=lambda: greedy_accuracy(engine, prompt, heldout), eval_every=cfg.eval_every,
-                          stop_acc=cfg.stop_acc)
-    acc = curve[-1]["acc"] if curve else greedy_accuracy(engine, prompt, heldout)
+                          evaluate=lambda: greedy_accuracy(engine, prompt, heldout), eval_every=cfg.eval_every)
+    acc = curve[-1]["acc"] if curve and curve[-1]["step"] == cfg.steps else greedy_accuracy(engine, prompt, heldout)
     if not cfg.min_acc <= acc <= cfg.max_acc:
         raise RuntimeError(f"base: held-out greedy accuracy {acc:.3f} outside [base.tiny.min_acc, max_acc] = "
-                           f"[{cfg.min_acc}, {cfg.max_acc}]; change base.tiny.steps / stop_acc")
+                           f"[{cfg.min_acc}, {cfg.max_acc}]; change base.tiny.steps / lr")
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return {"kind": "tiny", "params": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok),
-            "layers": cfg.layers, "heldout_acc": acc, "heldout_n": len(heldout), "steps": curve[-1]["step"] if curve
-            else cfg.steps, "curve": curve, "wall_s": round(time.time() - t0, 1)}
+            "layers": cfg.layers, "heldout_acc": acc, "heldout_n": len(heldout), "steps": cfg.steps, "curve": curve,
+            "wall_s": round(time.time() - t0, 1)}
 
 
 LOCAL_REVISION = "local"  # base.hub.revision of a local folder: record whatever it holds
