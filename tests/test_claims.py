@@ -185,3 +185,30 @@ def test_orders_with_neighbours_closer_than_their_bands_are_undecided():
     assert r["holds"] is True and r["verdict"] == "undecided"
     twins = {"effective_rank.grpo": 14.85, "effective_rank.dft": 14.9}  # bands 0.05 and 0: the gap stands
     assert {r["id"]: r for r in check(with_twins(m, **twins))}["effective_rank_grpo"]["verdict"] == "holds"
+
+
+def test_accuracy_claims_take_their_band_from_the_evaluated_twins():
+    """The measured case: SFT..GRPO's smallest pairwise McNemar p was 0.248 in one run and 0.006 on another
+    float path, a flip between holds and does not hold on a claim with no band. With the seed twins'
+    accuracy (``accuracy.seed_twins``) the band is |0.248 - 0.664| = 0.416 > 0.098 from the threshold 0.15:
+    undecided. A twin p near the value keeps the verdict decided; without twin accuracy there is no band."""
+    m = paper_metrics()
+    m["accuracy"]["gsm8k"]["sft-rft"]["p"] = 0.248
+    twin_acc = copy.deepcopy(m["accuracy"])
+    for k, v in twin_acc["gsm8k"].items():
+        if "-" in k and "dpo" not in k:
+            v["p"] = 0.9  # the twins' other pairs further from the threshold
+    twin_acc["gsm8k"]["sft-rft"]["p"] = 0.664
+    r = {r["id"]: r for r in check(with_twins(m))}["accuracy_same"]
+    assert r["band"] is None and r["verdict"] == "holds"  # geometry twins only: decided on the value
+    m["accuracy"]["seed_twins"] = twin_acc
+    r = {r["id"]: r for r in check(with_twins(m))}["accuracy_same"]
+    assert r["seed_twins"] == 0.664 and r["band"] == pytest.approx(0.416) and r["verdict"] == "undecided"
+    twin_acc["gsm8k"]["sft-rft"]["p"] = 0.3  # band 0.052 < 0.098
+    assert {r["id"]: r for r in check(with_twins(m))}["accuracy_same"]["verdict"] == "holds"
+    # DPO's margin: the larger of its seed band and its paired sampling band (0.0156)
+    twin_acc["gsm8k"]["dpo"]["acc"] = 0.90  # twin margin 0.018 vs 0.053: seed band 0.035 < 0.053
+    r = {r["id"]: r for r in check(with_twins(m))}["accuracy_dpo_margin"]
+    assert r["band"] == pytest.approx(0.035, abs=1e-4) and r["verdict"] == "holds"
+    twin_acc["gsm8k"]["dpo"]["acc"] = 0.86  # twin margin -0.022: band 0.075 > 0.053
+    assert {r["id"]: r for r in check(with_twins(m))}["accuracy_dpo_margin"]["verdict"] == "undecided"

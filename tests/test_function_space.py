@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from test_training import peft_model, rows_table, small_model
+from conftest import REPO
 from weightspace import tiny
 from weightspace.adapters import read_adapter
 from weightspace.function_space import Merger, answer_ce, answer_items, pooled_hidden_states
@@ -104,6 +105,38 @@ def test_compare_set_pairs_holm_and_intervals():
     with pytest.raises(ValueError, match="not paired"):
         compare_set({"a": rec(ids, [1] * 10), "b": rec(ids[::-1], [1] * 10)}, 0.95, 10, 0)
 
+
+
+def test_compare_stage_scores_the_seed_twins_beside_the_methods(tmp_path):
+    """compare with --twins: ``seed_twins.<set>`` holds the same metrics with each method replaced by
+    its twin's records; the base (no twin folder) is shared. Hand-checked: base 0/10 right, x 8/10 and
+    its twin 5/10, so base-x p = 2/2^8 and base-x (twins) p = 2/2^5."""
+    import json
+
+    from weightspace.datasets import write_jsonl
+    from weightspace.stages.compare import main
+
+    ids = [f"q{i}" for i in range(10)]
+    for folder, model, correct in (("evals", "base", [0] * 10), ("evals", "x", [1] * 8 + [0] * 2),
+                                   ("twins", "x", [1] * 5 + [0] * 5)):
+        write_jsonl(tmp_path / folder / model / "heldout.jsonl", rec(ids, correct))
+    main(["--params", str(REPO / "params.yaml"), "--evals", str(tmp_path / "evals"), "--models", "base,x",
+          "--twins", str(tmp_path / "twins"), "--metrics", str(tmp_path / "acc.json"),
+          "--plots", str(tmp_path / "plots"), "--figures", str(tmp_path / "fig")])
+    m = json.loads((tmp_path / "acc.json").read_text())
+    assert m["heldout"]["x"]["acc"] == 0.8 and m["heldout"]["base-x"]["p"] == pytest.approx(2 / 256)
+    tw = m["seed_twins"]["heldout"]
+    assert tw["x"]["acc"] == 0.5 and tw["base"]["acc"] == 0.0 and tw["base-x"]["p"] == pytest.approx(2 / 32)
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["accuracy_heldout.png", "mcnemar_heldout.png"]
+
+
+def test_evaluate_pairs_adapters_with_output_folders_before_any_compute(tmp_path):
+    from weightspace.stages.evaluate import main
+
+    with pytest.raises(ValueError, match="2 adapters .* but 1 output folders"):
+        main(["--params", str(REPO / "params.yaml"), "--base", str(tmp_path / "absent"), "--adapter", "a,b",
+              "--data", str(tmp_path), "--out", str(tmp_path / "one")])
+    assert not (tmp_path / "one").exists()
 
 def dpo_sized_factors(model, r=8, seed=0, size=2e-5):
     """A rank-r delta per target module whose entries (~``size``) sit below bf16's rounding step at

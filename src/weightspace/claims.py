@@ -6,8 +6,9 @@ the text and the check cannot drift apart. ``holds`` is True/False, or None ("no
 this run lacks the data (e.g. no AIME set). ``verdict`` adds "undecided": the value lies within its seed
 band of the threshold (``noise.py``; the same claim on the seed twins' geometry), so the run cannot
 say, rather than flipping between holds and fails with the rounding; an order (rises, largest,
-smallest) is undecided where two neighbours are closer than their bands; DPO's accuracy margin carries
-its paired sampling band (no seed twin is evaluated). Thresholds are loose versions of the paper's numbers
+smallest) is undecided where two neighbours are closer than their bands. The seed twins are evaluated
+too (``accuracy.seed_twins``), so accuracy claims get the same seed band (a McNemar p of 200 items moves
+a lot between seeds); DPO's accuracy margin takes the larger of that and its paired sampling band. Thresholds are loose versions of the paper's numbers
 (../shared/PAPER.md), fixed before any run: "about x" for a cosine is x +- about 0.2, for a ratio
 x / 2 .. x * 2; they are never tuned to a run. Where the paper's point is an ordering rather than a
 value (SFT-GRPO CKA below the family's, a barrier or none), the claim is one-sided. CKA claims read the
@@ -140,9 +141,9 @@ class Claim:
 
     def check(self, metrics: dict, twin: dict | None = None) -> dict:
         """The verdict on ``metrics`` (``verdict``), with ``twin`` (``twin_metrics``: the seed twins'
-        geometry) giving each value's seed band |v - v_twin|. A claim that reads anything the twins do
-        not have (accuracy, connectivity, CKA, the controls) has no seed band: decided on its value,
-        except DPO's accuracy margin, which carries its paired sampling band."""
+        geometry and accuracy) giving each value's seed band |v - v_twin|. A claim that reads anything
+        the twins do not have (connectivity, CKA, the controls) has no seed band: decided on its value.
+        DPO's accuracy margin takes the larger of its seed band and its paired sampling band."""
         head = {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper}
         try:
             v = self.value(metrics)
@@ -319,12 +320,16 @@ CLAIMS = [
 
 
 def twin_metrics(metrics: dict) -> dict | None:
-    """The seed twins' between-method geometry (``geometry.seed_twins``) as a metrics dict and nothing
+    """The seed twins' between-method geometry (``geometry.seed_twins``) and accuracy
+    (``accuracy.seed_twins``, where compare had the twins' evaluations) as a metrics dict and nothing
     else, so a claim reading anything the twins lack gets no twin value; None without twins."""
     geo = metrics.get("geometry", {})
     if "seed_twins" not in geo:
         return None
-    return {"geometry": {**geo["seed_twins"], "top_k": geo.get("top_k")}, "sets": metrics.get("sets", {})}
+    twin = {"geometry": {**geo["seed_twins"], "top_k": geo.get("top_k")}, "sets": metrics.get("sets", {})}
+    if "seed_twins" in metrics.get("accuracy", {}):
+        twin["accuracy"] = metrics["accuracy"]["seed_twins"]
+    return twin
 
 
 def check(metrics: dict) -> list[dict]:

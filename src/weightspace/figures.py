@@ -87,9 +87,9 @@ def geometry_figures(metrics_path, tables_dir, out_dir, methods: list[str]) -> N
           f"orthogonal fraction off {ref.upper()} per layer", "||dW - P dW|| / ||dW||")
 
 
-def accuracy_figures(metrics_path, out_dir, models: list[str]) -> None:
-    """Per set: pass@1 bars with their intervals, and the Holm-adjusted McNemar p-value matrix."""
-    m = json.loads(Path(metrics_path).read_text())
+def accuracy_figures(m: dict, out_dir, models: list[str]) -> None:
+    """Per set of ``m`` (set -> compare's metrics): pass@1 bars with their intervals, and the
+    Holm-adjusted McNemar p-value matrix."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for s, res in m.items():

@@ -1,6 +1,8 @@
 """Stage compare: accuracy with intervals per model and set, exact McNemar for every pair of models
 with Holm correction per set, avg@k with a problem-level bootstrap -> ``<metrics>`` (keys like
-``heldout.dpo.acc``, ``heldout.sft-dpo.p_holm``), ``<plots>/<set>.csv`` and PNG figures.
+``heldout.dpo.acc``, ``heldout.sft-dpo.p_holm``), ``<plots>/<set>.csv`` and PNG figures. With
+``--twins`` (not ``none``), the same per set again under ``seed_twins``, each method replaced by its
+seed twin where ``<twins>/<model>/`` exists (the base has none and stays): the claims' seed bands.
 Params: ``compare``."""
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, se
 
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"evals": "folder of <model>/<set>.jsonl", "models": "comma-separated models",
+                                   "twins": "folder of the seed twins' <model>/<set>.jsonl, or 'none'",
                                    "metrics": "metrics JSON", "plots": "folder for CSV tables",
                                    "figures": "folder for PNG figures"}, argv)
     cfg = params.compare
@@ -64,8 +67,14 @@ def main(argv=None) -> None:
         different = [p for p, v in metrics[s].items() if "-" in p and v["p_holm"] < 0.05]
         log.info("%s: %s; differ after Holm: %s", s, {m: round(metrics[s][m]["acc"], 3) for m in models},
                  different or "none")
+    figures_of = dict(metrics)
+    if args.twins != "none":
+        tw = Path(args.twins)
+        metrics["seed_twins"] = {
+            s: compare_set({m: read_jsonl((tw if (tw / m).is_dir() else Path(args.evals)) / m / f"{s}.jsonl")
+                            for m in models}, cfg.level, cfg.bootstrap, cfg.seed) for s in sets}
     write_json(args.metrics, metrics)
-    figures.accuracy_figures(args.metrics, args.figures, models)
+    figures.accuracy_figures(figures_of, args.figures, models)
 
 
 if __name__ == "__main__":

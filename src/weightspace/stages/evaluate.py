@@ -1,6 +1,8 @@
 """Stage evaluate@<model>: greedy pass@1 (and optional avg@k samples) of the base or one adapter on
 every evaluation set -> ``<out>/<set>.jsonl``, one record per item: id, output, extracted, gold,
-correct, tokens, truncated (and ``samples_correct`` for avg@k). Params: ``evaluate``, ``prompt``, ``threads``."""
+correct, tokens, truncated (and ``samples_correct`` for avg@k). ``--adapter`` and ``--out`` may each
+name several, comma-separated and paired in order (a method and its seed twin, in one process).
+Params: ``evaluate``, ``prompt``, ``threads``."""
 
 from __future__ import annotations
 
@@ -18,16 +20,24 @@ log = logging.getLogger(__name__)
 
 
 def main(argv=None) -> None:
-    args, params = parse(__doc__, {"base": "base model", "adapter": "PEFT adapter folder, or 'none' for the base",
-                                   "data": "folder of <set>.jsonl evaluation sets", "out": "output folder"}, argv)
-    cfg = params.evaluate
+    args, params = parse(__doc__, {"base": "base model", "adapter": "PEFT adapter folder(s), or 'none' for the base",
+                                   "data": "folder of <set>.jsonl evaluation sets", "out": "output folder(s)"}, argv)
+    adapters, outs = args.adapter.split(","), args.out.split(",")
+    if len(adapters) != len(outs):
+        raise ValueError(f"evaluate: {len(adapters)} adapters ({args.adapter}) but {len(outs)} output folders "
+                         f"({args.out}); they pair in order")
     set_threads(params.threads)
-    lora = None if args.adapter == "none" else args.adapter
     sets = {p.stem: read_jsonl(p) for p in sorted(Path(args.data).glob("*.jsonl"))}
     if not sets:
         raise FileNotFoundError(f"{args.data}: no evaluation sets (*.jsonl)")
-    engine = make_engine(cfg.generation, args.base, lora=lora)
-    out = Path(args.out)
+    for adapter, out in zip(adapters, outs):
+        evaluate(params, args.base, None if adapter == "none" else adapter, sets, Path(out))
+
+
+def evaluate(params, base: str, lora: str | None, sets: dict[str, list[dict]], out: Path) -> None:
+    """Every set's records of ``base`` (+ ``lora``) -> ``<out>/<set>.jsonl``."""
+    cfg = params.evaluate
+    engine = make_engine(cfg.generation, base, lora=lora)
     if out.exists():
         shutil.rmtree(out)
     for name, rows in sets.items():
@@ -47,7 +57,6 @@ def main(argv=None) -> None:
         write_jsonl(out / f"{name}.jsonl", records)
         log.info("evaluate %s on %s: pass@1 %.3f (n=%d)", lora or "base", name,
                  sum(r["correct"] for r in records) / len(records), len(records))
-
 
 if __name__ == "__main__":
     main()
