@@ -6,7 +6,7 @@ order, same rollout table). The geometry stage runs the between-method analyses 
 of its seed spread: the claims use it as the number's seed band (``claims.py``).
 
 Comparing two whole runs (``reproduce.py``) needs a calibrated band, since one draw per number is too
-noisy (of two draws of the same noise, the new one exceeds the old one a third of the time). So the
+noisy (of two exchangeable draws of the same noise, the new one exceeds the old one half the time). So the
 seed noise is pooled over each family of numbers (the same metric over every method or pair, e.g.
 ``cosine.global.*``): sigma_f^2 = mean over the family's numbers of (x - x_twin)^2 / 2, in the reference
 run (the revision compared against), so a broken or planted new run cannot widen its own bands.
