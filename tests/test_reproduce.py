@@ -37,6 +37,23 @@ def test_family_and_pooled_sigma():
     assert not any(k.startswith(("geometry:seeds", "geometry:seed_twins", "connectivity")) for k in sig)
 
 
+
+def test_accuracy_sigma_pooled_over_the_evaluated_twins():
+    """With ``accuracy.seed_twins`` the accuracies are one family per set: sft 0.60 vs twin 0.58, rft 0.50
+    vs 0.54 -> sigma^2 = (0.02^2 + 0.04^2) / 2 / 2 = 0.0005; the base (no twin) takes the same sigma. The
+    items are fixed, so this is far below the Wilson sigma (0.06 / 1.96 = 0.031)."""
+    m = run_metrics()
+    h = m["accuracy"]["heldout"]
+    h["rft"] = {"acc": 0.5, "lo": 0.43, "hi": 0.57, "n": 200}
+    h["base"] = {"acc": 0.4, "lo": 0.33, "hi": 0.47, "n": 200}
+    h["sft-rft"] = {"p": 0.01, "n01": 5, "n10": 25}  # a pair's entry: not an accuracy, no band
+    m["accuracy"]["seed_twins"] = {"heldout": {"sft": {"acc": 0.58, "lo": 0, "hi": 1}, "rft": {"acc": 0.54, "lo": 0, "hi": 1},
+                                               "base": {"acc": 0.4, "lo": 0.33, "hi": 0.47}}}
+    sig = noise.sigmas([m])
+    for model in ("sft", "rft", "base"):
+        assert sig[f"accuracy:heldout.{model}.acc"] == pytest.approx(math.sqrt(0.0005))
+    assert not any(k.startswith("accuracy:seed_twins") or "sft-rft" in k and k.startswith("accuracy") for k in sig)
+
 def test_band_is_bonferroni_z_times_sqrt2_sigma():
     b = noise.bands(run_metrics())
     z = norm.isf(0.05 / (2 * 7))  # 3 cosines, 3 norms, 1 accuracy

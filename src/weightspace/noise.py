@@ -11,9 +11,12 @@ seed noise is pooled over each family of numbers (the same metric over every met
 ``cosine.global.*``): sigma_f^2 = mean over the family's numbers of (x - x_twin)^2 / 2, in the reference
 run (the revision compared against), so a broken or planted new run cannot widen its own bands.
 The difference of two runs has variance 2 sigma^2, and the band is z sqrt(2) sigma_f with z the two-
-sided Bonferroni quantile for 5% over every judged number (3.63 for the default's 179). Accuracies:
-sigma = their 95% Wilson half-width / 1.96 (their sampling noise on a finite set). Numbers with
-neither (connectivity, CKA, timings, the controls) have no band: shown, not judged.
+sided Bonferroni quantile for 5% over every judged number (3.63 for the default's 179). Accuracies
+are a family per evaluation set, pooled the same way over the methods' evaluated seed twins
+(``accuracy.seed_twins``): the items are fixed, so a rerun's accuracy moves with the model, not with
+the items. Only where the twins were not evaluated, sigma = the 95% Wilson half-width / 1.96 (the
+item-sampling noise; wider, since it counts the items as drawn anew). Numbers with neither
+(connectivity, CKA, timings, the controls) have no band: shown, not judged.
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ def family(key: str, names: set[str]) -> str:
 
 def sigmas(runs: list[dict[str, dict]]) -> dict[str, float]:
     """``"<stem>:<flat key>"`` -> sigma, pooled over each geometry family and over ``runs`` (parsed metric
-    files by stem); accuracies: Wilson half-width / 1.96 (the larger of the runs')."""
+    files by stem); accuracies pooled per set over the methods' twins, or without twins their Wilson
+    half-width / 1.96 (the larger of the runs')."""
     sq: dict[str, list[float]] = {}
     keys: dict[str, str] = {}
     out: dict[str, float] = {}
+    wilson: dict[str, float] = {}
     for metrics in runs:
         geo = metrics.get("geometry", {})
         names = set(geo.get("frobenius", {}))
@@ -69,13 +74,22 @@ def sigmas(runs: list[dict[str, dict]]) -> dict[str, float]:
             f = family(k, names)
             sq.setdefault(f, []).append(d * d / 2)
             keys[f"geometry:{k}"] = f
-        for s, models in metrics.get("accuracy", {}).items():
+        acc = metrics.get("accuracy", {})
+        twins = acc.get("seed_twins", {})
+        for s, models in acc.items():
+            if s == "seed_twins":
+                continue
             for m, v in models.items():
-                if isinstance(v, dict) and {"acc", "lo", "hi"} <= set(v):
-                    key = f"accuracy:{s}.{m}.acc"
-                    out[key] = max(out.get(key, 0.0), (v["hi"] - v["lo"]) / 2 / 1.96)
+                if not (isinstance(v, dict) and {"acc", "lo", "hi"} <= set(v)):
+                    continue
+                key = f"accuracy:{s}.{m}.acc"
+                wilson[key] = max(wilson.get(key, 0.0), (v["hi"] - v["lo"]) / 2 / 1.96)
+                t = twins.get(s, {}).get(m, {}).get("acc")
+                if t is not None and m in names:
+                    sq.setdefault(f"accuracy:{s}", []).append((v["acc"] - t) ** 2 / 2)
+                keys[key] = f"accuracy:{s}"  # the base (no twin) takes its set's pooled sigma
     pooled = {f: math.sqrt(sum(v) / len(v)) for f, v in sq.items()}
-    out.update({k: pooled[f] for k, f in keys.items()})
+    out.update({k: pooled[f] if f in pooled else wilson[k] for k, f in keys.items()})
     return out
 
 
