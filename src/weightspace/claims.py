@@ -7,12 +7,13 @@ this run lacks the data (e.g. no AIME set). ``verdict`` adds "undecided": the va
 band of the threshold (``noise.py``; the same claim on the seed twins' geometry), so the run cannot
 say, rather than flipping between holds and fails with the rounding; an order (rises, largest,
 smallest) is undecided where two neighbours are closer than their bands. The seed twins are evaluated
-too (``accuracy.seed_twins``), so accuracy claims get the same seed band (a McNemar p of 200 items moves
-a lot between seeds); DPO's accuracy margin takes the larger of that and its paired sampling band. Thresholds are loose versions of the paper's numbers
-(../shared/PAPER.md), fixed before any run: "about x" for a cosine is x +- about 0.2, for a ratio
-x / 2 .. x * 2; they are never tuned to a run. Where the paper's point is an ordering rather than a
-value (SFT-GRPO CKA below the family's, a barrier or none), the claim is one-sided. CKA claims read the
-biased linear CKA, the statistic the paper reports; the debiased one stands beside it in the metrics.
+too (``accuracy.seed_twins``), so accuracy claims get the same seed band (a McNemar p of 200 items
+moves a lot between seeds); DPO's accuracy margin takes the larger of that and its paired sampling
+band. Thresholds are loose versions of the paper's numbers (../shared/PAPER.md), fixed before any
+run: "about x" for a cosine is x +- about 0.2, for a ratio x / 2 .. x * 2; they are never tuned to a
+run. Where the paper's point is an ordering rather than a value (SFT-GRPO CKA below the family's, a
+barrier or none), the claim is one-sided. CKA claims read the biased linear CKA, the statistic the
+paper reports; the debiased one stands beside it in the metrics.
 
 Comparisons apply to every element of a list value: ``>=``, ``<=``, ``<``, ``>``, ``in`` (closed
 interval), ``|x| <=``; ``rises`` (strictly increasing list); ``largest`` / ``smallest`` (the key of

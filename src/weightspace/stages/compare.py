@@ -67,14 +67,13 @@ def main(argv=None) -> None:
         different = [p for p, v in metrics[s].items() if "-" in p and v["p_holm"] < 0.05]
         log.info("%s: %s; differ after Holm: %s", s, {m: round(metrics[s][m]["acc"], 3) for m in models},
                  different or "none")
-    figures_of = dict(metrics)
     if args.twins != "none":
         tw = Path(args.twins)
         metrics["seed_twins"] = {
             s: compare_set({m: read_jsonl((tw if (tw / m).is_dir() else Path(args.evals)) / m / f"{s}.jsonl")
                             for m in models}, cfg.level, cfg.bootstrap, cfg.seed) for s in sets}
     write_json(args.metrics, metrics)
-    figures.accuracy_figures(figures_of, args.figures, models)
+    figures.accuracy_figures({s: metrics[s] for s in sets}, args.figures, models)
 
 
 if __name__ == "__main__":

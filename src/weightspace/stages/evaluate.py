@@ -58,5 +58,6 @@ def evaluate(params, base: str, lora: str | None, sets: dict[str, list[dict]], o
         log.info("evaluate %s on %s: pass@1 %.3f (n=%d)", lora or "base", name,
                  sum(r["correct"] for r in records) / len(records), len(records))
 
+
 if __name__ == "__main__":
     main()
