@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from weightspace import config, training
+from weightspace import config, methods, training
 from weightspace.losses import token_logps
 from weightspace.training import Item, LossFn
 
@@ -171,7 +171,7 @@ def measure(args, accelerator, items, rows, micro: int, gc: bool, packed: bool, 
     units = list(range(B * steps))
     try:
         with packing() if packed else contextlib.nullcontext():
-            training.train(model, accelerator, "sft", units, items, LossFn("sft", config.SFT(lr=1e-5), rows), cfg,
+            training.train(model, accelerator, "sft", units, items, LossFn("sft", methods.SFT(lr=1e-5), rows), cfg,
                            1e-5, args.vocab - 1, on_step=on_step)
     except torch.OutOfMemoryError:
         return None

@@ -30,7 +30,7 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from trl import SFTConfig, SFTTrainer
 
-    from weightspace import config
+    from weightspace import config, methods
     from weightspace.models import load_base
     from weightspace.rollouts import load_table
     from weightspace.training import LossFn, encode_rows, train
@@ -49,7 +49,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = get_peft_model(base, lora)
     t = time.perf_counter()
-    train(model, Accelerator(cpu=True), "sft", list(range(len(rows))), items, LossFn("sft", config.SFT(lr=1e-3), rows),
+    train(model, Accelerator(cpu=True), "sft", list(range(len(rows))), items, LossFn("sft", methods.SFT(lr=1e-3), rows),
           cfg, 1e-3, tok.pad_token_id)
     ours = n_tokens / (time.perf_counter() - t)
 

@@ -109,24 +109,28 @@ def test_compare_set_pairs_holm_and_intervals():
 
 def test_compare_stage_scores_the_seed_twins_beside_the_methods(tmp_path):
     """compare with --twins: ``seed_twins.<set>`` holds the same metrics with each method replaced by
-    its twin's records; the base (no twin folder) is shared. Hand-checked: base 0/10 right, x 8/10 and
-    its twin 5/10, so base-x p = 2/2^8 and base-x (twins) p = 2/2^5."""
+    its twin's records; the base (no twin folder) is shared. The models are the base and ``methods``.
+    Hand-checked: base 0/10 right, sft 8/10 and its twin 5/10, so base-sft p = 2/2^8 and base-sft
+    (twins) p = 2/2^5."""
     import json
 
     from weightspace.datasets import write_jsonl
     from weightspace.stages.compare import main
 
     ids = [f"q{i}" for i in range(10)]
-    for folder, model, correct in (("evals", "base", [0] * 10), ("evals", "x", [1] * 8 + [0] * 2),
-                                   ("twins", "x", [1] * 5 + [0] * 5)):
+    others = ("rft", "dft", "rift", "grpo", "dpo")
+    for folder, model, correct in (("evals", "base", [0] * 10), ("evals", "sft", [1] * 8 + [0] * 2),
+                                   ("twins", "sft", [1] * 5 + [0] * 5), *(("evals", m, [1] * 10) for m in others)):
         write_jsonl(tmp_path / folder / model / "heldout.jsonl", rec(ids, correct))
-    main(["--params", str(REPO / "params.yaml"), "--evals", str(tmp_path / "evals"), "--models", "base,x",
+    main(["--params", str(REPO / "params.yaml"), "--evals", str(tmp_path / "evals"),
           "--twins", str(tmp_path / "twins"), "--metrics", str(tmp_path / "acc.json"),
           "--plots", str(tmp_path / "plots"), "--figures", str(tmp_path / "fig")])
     m = json.loads((tmp_path / "acc.json").read_text())
-    assert m["heldout"]["x"]["acc"] == 0.8 and m["heldout"]["base-x"]["p"] == pytest.approx(2 / 256)
+    assert m["heldout"]["sft"]["acc"] == 0.8 and m["heldout"]["base-sft"]["p"] == pytest.approx(2 / 256)
+    assert {"base", "sft", *others, "base-sft", "sft-dpo"} <= set(m["heldout"])
     tw = m["seed_twins"]["heldout"]
-    assert tw["x"]["acc"] == 0.5 and tw["base"]["acc"] == 0.0 and tw["base-x"]["p"] == pytest.approx(2 / 32)
+    assert tw["sft"]["acc"] == 0.5 and tw["base"]["acc"] == 0.0 and tw["base-sft"]["p"] == pytest.approx(2 / 32)
+    assert tw["dpo"]["acc"] == 1.0  # no twin folder: the method's own records
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["accuracy_heldout.png", "mcnemar_heldout.png"]
 
 

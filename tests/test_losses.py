@@ -141,3 +141,52 @@ def test_token_logps_matches_cross_entropy():
     logits, ids = torch.randn(3, 5, 11), torch.randint(0, 11, (3, 5))
     ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1), reduction="none")
     assert torch.allclose(-L.token_logps(logits, ids).reshape(-1), ce, atol=1e-6)
+
+
+def test_ipo_by_hand():
+    z = torch.zeros(2)
+    n = torch.ones(2)
+    # policy == reference: h = 0, L = (0 - 1/(2 tau))^2 = 1/(4 tau^2) = 25 at tau = 0.1
+    assert L.ipo_loss(z, z, z, z, n, n, tau=0.1).tolist() == pytest.approx([25.0, 25.0])
+    # chosen log-ratio 6 over 3 tokens = 2, rejected -3 over 1 token = -3: h = 5; tau 0.1: (5 - 5)^2 = 0,
+    # tau 0.25: (5 - 2)^2 = 9
+    pc, rc, pr, rr = torch.tensor([6.0]), torch.tensor([0.0]), torch.tensor([-3.0]), torch.tensor([0.0])
+    three, one = torch.tensor([3.0]), torch.tensor([1.0])
+    assert L.ipo_loss(pc, pr, rc, rr, three, one, tau=0.1).item() == pytest.approx(0.0, abs=1e-12)
+    assert L.ipo_loss(pc, pr, rc, rr, three, one, tau=0.25).item() == pytest.approx(9.0)
+    # the reference enters with the opposite sign: moving it by +6 on the chosen side cancels the policy's 6
+    assert L.ipo_loss(pc, pr, pc, rr, three, one, tau=0.25).item() == pytest.approx((0 + 3 - 2) ** 2)
+
+
+def test_simpo_by_hand():
+    # equal averages: -log sigmoid(-gamma) = log(1 + e^gamma) = 1.313262 at gamma = 1
+    a = torch.tensor([-1.5])
+    assert L.simpo_loss(a, a, beta=2.0, gamma=1.0).item() == pytest.approx(math.log(1 + math.e), abs=1e-6)
+    # beta (avg_w - avg_l) - gamma = 2 * (-1 + 2) - 1 = 1: log(1 + e^-1) = 0.313262
+    out = L.simpo_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), 2.0, 1.0)
+    assert out.item() == pytest.approx(0.313262, abs=1e-6)
+
+
+def test_kto_by_hand():
+    z = torch.zeros(2)
+    both = torch.tensor([True, False])
+    # policy == reference, z0 = 0: every row 1 - sigmoid(0) = 1/2, times its weight
+    assert L.kto_loss(z, z, both, z, z, 0.5, 1.0, 3.0).tolist() == pytest.approx([0.5, 1.5])
+    # KL pairs differ by 1 and 3: z0 = mean = 2. Desirable r = 4, beta 0.5: 1 - sigmoid(1) = 0.268941;
+    # undesirable r = 4: 1 - sigmoid(0.5 (2 - 4)) = 1 - sigmoid(-1) = 0.731059
+    r = torch.tensor([4.0, 4.0])
+    kl_p, kl_r = torch.tensor([1.0, 3.0]), torch.zeros(2)
+    assert L.kto_loss(r, z, both, kl_p, kl_r, 0.5, 1.0, 1.0).tolist() == pytest.approx([0.268941, 0.731059], abs=1e-6)
+    # a negative KL estimate is clamped to 0: undesirable r = 2: 1 - sigmoid(0.5 (0 - 2)) = 0.731059
+    neg = torch.tensor([-1.0, -3.0])
+    assert L.kto_loss(torch.tensor([2.0, 2.0]), z, both, neg, kl_r, 0.5, 1.0, 1.0)[1].item() == pytest.approx(0.731059,
+                                                                                                            abs=1e-6)
+
+
+def test_kto_reference_point_carries_no_gradient():
+    # z0 is detached (TRL computes the KL sequences under no_grad): the loss does not move them
+    kl_p = torch.tensor([1.0, 3.0], requires_grad=True)
+    r = torch.tensor([4.0, 1.0], requires_grad=True)
+    L.kto_loss(r, torch.zeros(2), torch.tensor([True, False]), kl_p, torch.zeros(2), 0.5, 1.0, 1.0).sum().backward()
+    assert kl_p.grad is None or torch.count_nonzero(kl_p.grad) == 0
+    assert torch.count_nonzero(r.grad) == 2

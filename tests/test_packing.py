@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from weightspace import config, tiny
+from weightspace import config, methods, tiny
 from weightspace.losses import sft_loss
 from weightspace.training import LossFn, collate, encode_rows, sequence_logps, train
 
@@ -126,7 +126,7 @@ def test_the_packed_loop_trains_the_padded_loops_adapter(tok, items):
     for name in ("padded", "packed"):
         model = lora_model(tok)
         with gpu_plan.packing() if name == "packed" else contextlib.nullcontext():
-            train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn("sft", config.SFT(lr=1e-2), rows),
+            train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn("sft", methods.SFT(lr=1e-2), rows),
                   cfg, 1e-2, tok.pad_token_id)
         out[name] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     assert collate is gpu_plan.training.collate  # the swap is undone

@@ -252,7 +252,7 @@ def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     cheap = ["-S", "connectivity.n=20", "-S", "cka.n=8"]
     out = run(["dvc", "exp", "run", "-S", "dpo.lr=1e-4", *cheap], exp, tmp).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@dpo", "train_lr_matched", "lr_sweep", "evaluate@dpo", "geometry",
+    assert ran == {"train@dpo", "train_lr_matched", "lr_sweep@dpo", "evaluate@dpo", "geometry",
                    "compare", "connectivity", "cka", "report"}, ran
     before = json.loads((root / "metrics/train/dpo.json").read_text())
     after = json.loads((exp / "metrics/train/dpo.json").read_text())
@@ -340,7 +340,9 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
     step = g["lr_step"]["lr_matched"]
     a, b = dense(root / "models/dpo"), dense(root / "models/controls/lr_matched")
     assert step["lr_ratio"] == pytest.approx(10) and step["norm_ratio"] == pytest.approx((b.norm() / a.norm()).item())
-    assert json.loads((root / "metrics/train/lr_sweep.json").read_text()) == {"multipliers": [], "runs": {}}
+    for m in METHODS:
+        assert json.loads((root / f"metrics/train/lr_sweep/{m}.json").read_text()) == {"method": m, "multipliers": [],
+                                                                                     "runs": {}}
     conn = json.loads((root / "metrics/connectivity.json").read_text())
     assert {"grpo-rift", "sft-sft_seed"} <= set(conn)
 
@@ -358,28 +360,30 @@ def test_benchmarks_run_and_print_a_ratio(repo, script, args):
     assert "ratio" in out and "x" in out.split("ratio")[-1], out
 
 
-def test_lr_sweep_trains_every_method_at_each_multiplier_and_geometry_reads_it(repo):
-    """controls.lr_sweep on (shortened to 4 steps): the stage trains every method at 10x its LR in one
-    process, and the geometry's lr_step has each run against the same method at its own LR."""
+def test_lr_sweep_trains_a_method_at_each_multiplier_and_geometry_reads_it(repo):
+    """controls.lr_sweep on (shortened to 4 steps): lr_sweep@<method> trains its method at 10x its LR
+    (two branches here: a row method and a pair method), and the geometry's lr_step has each run against
+    the same method at its own LR."""
     root, tmp = repo
     params = tmp / "params-sweep.yaml"
     text = (root / "params.yaml").read_text().replace("  lr_sweep: []", "  lr_sweep: [10]")
     params.write_text(text.replace("\n  steps: ", "\n  steps: 4 #", 1))
     sweep = tmp / "lr_sweep"
-    run(["python", "-m", "weightspace.stages.lr_sweep", "--params", str(params), "--base", "models/base", "--init",
-         "models/init", "--rollouts", "data/rollouts.jsonl", "--out", str(sweep), "--metrics", str(tmp / "sweep.json")],
-        root, tmp)
-    runs = json.loads((tmp / "sweep.json").read_text())["runs"]
-    assert set(runs) == {f"{m}_x10" for m in METHODS}
-    for m in METHODS:
+    swept = ("sft", "dpo")
+    for m in swept:
+        run(["python", "-m", "weightspace.stages.lr_sweep", "--params", str(params), "--method", m, "--base",
+             "models/base", "--init", "models/init", "--rollouts", "data/rollouts.jsonl", "--out", str(sweep / m),
+             "--metrics", str(tmp / f"sweep-{m}.json")], root, tmp)
+        runs = json.loads((tmp / f"sweep-{m}.json").read_text())["runs"]
+        assert set(runs) == {f"{m}_x10"}
         base_lr = json.loads((root / f"metrics/train/{m}.json").read_text())["lr"]
         assert runs[f"{m}_x10"]["lr"] == pytest.approx(10 * base_lr) and runs[f"{m}_x10"]["steps"] == 4
-        assert (sweep / f"{m}_x10.safetensors").is_file() and (sweep / f"{m}_x10/adapter_config.json").is_file()
+        assert (sweep / m / f"{m}_x10.safetensors").is_file() and (sweep / m / f"{m}_x10/adapter_config.json").is_file()
     run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--deltas", "models/deltas",
          "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots"),
          "--figures", str(tmp / "geo-fig")], root, tmp)
     steps = json.loads((tmp / "geo.json").read_text())["lr_step"]
-    assert set(steps) == {"lr_matched"} | {f"{m}_x10" for m in METHODS}
+    assert set(steps) == {"lr_matched"} | {f"{m}_x10" for m in swept}
     assert all(s["lr_ratio"] == 10 for s in steps.values())
 
 

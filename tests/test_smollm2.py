@@ -31,6 +31,7 @@ from weightspace.stages.base import record_hub
 pytestmark = pytest.mark.slow
 
 MODEL_DIR = "models/smollm2-135m-instruct"  # base.hub.model_id of the profile, relative to the repo root
+PAPER_SIX = ("sft", "rft", "dft", "rift", "grpo", "dpo")  # profiles/smollm2.yaml's methods
 LAYERS, HIDDEN, KV_DIM, R = 30, 576, 3 * 64, 32  # SmolLM2-135M: 9 query heads, 3 KV heads of 64; LoRA rank
 SHAPES = {"q_proj": (HIDDEN, HIDDEN), "k_proj": (KV_DIM, HIDDEN), "v_proj": (KV_DIM, HIDDEN),
           "o_proj": (HIDDEN, HIDDEN)}  # (d_out, d_in)
@@ -147,7 +148,7 @@ def test_pipeline_is_complete_and_the_base_is_the_local_folder(smoke, in_root):
     rows = load_table(root / "data/rollouts.jsonl")
     gold = [r for r in rows if r["source"] == "gold"]
     assert len(rows) == 8 * 2 + 4 and len(gold) == 4 and all(r["reward"] == 1 for r in gold)
-    for m in config.METHODS:
+    for m in PAPER_SIX:
         t = json.loads((root / f"metrics/train/{m}.json").read_text())
         assert t["units"] > 0 and t["steps"] == 3 and t["modules"] == LAYERS * 4 and t["delta_frobenius"] > 0, m
 
@@ -166,7 +167,7 @@ def test_adapters_load_in_peft_on_the_real_base_and_change_its_logits(smoke, in_
     ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids  # (1, T)
     with torch.no_grad():
         base_logits = merged_base(ids).logits  # (1, T, 49152)
-        for m in config.METHODS:
+        for m in PAPER_SIX:
             model = PeftModel.from_pretrained(models.load_base("models/base")[0], f"models/{m}").eval()
             logits = model(ids).logits
             assert (logits - base_logits).abs().max() > 1e-2, m  # measured: 1.4 (SFT) .. 0.15 (DPO)
@@ -181,7 +182,7 @@ def test_adapters_load_in_peft_on_the_real_base_and_change_its_logits(smoke, in_
 
 def test_deltas_cover_every_layer_and_module_with_the_models_shapes(smoke):
     root = smoke[0]
-    for m in config.METHODS:
+    for m in PAPER_SIX:
         deltas = read_deltas(root / f"models/deltas/{m}.safetensors")
         assert {(f.layer, f.proj) for f in deltas.values()} == {(L, p) for L in range(LAYERS) for p in SHAPES}, m
         for name, f in deltas.items():
@@ -216,7 +217,7 @@ def test_report_renders(smoke):
     assert md.startswith("# Claims of the paper against this run (profile: smollm2)")
     assert "smollm2 smoke profile" in md and "no number here is a result of the paper" in md
     assert "4 of the rows are gold answers written as completions" in md
-    for m in ("base", *config.METHODS):
+    for m in ("base", *PAPER_SIX):
         assert f"\n| {m} | " in md, m
     claims = json.loads((root / "metrics/claims.json").read_text())
     assert claims["profile"] == "smollm2" and sum(

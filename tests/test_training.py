@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from weightspace import config, tiny
+from weightspace import config, methods, tiny
 from weightspace.training import (Item, LossFn, TrainingError, collate, encode_rows, lora_sha256, reference_logps,
-                                  select, sequence_logps, train)
+                                  fit_model, select, sequence_logps, train, unit_items)
 
 
 def rows_table():
@@ -60,25 +60,68 @@ def run_method(tok, method, mcfg, cfg=None, model=None, lr=1e-2):
     order = list(reversed(range(len(rows))))
     model = model or peft_model(tok)
     cfg = cfg or train_cfg()
-    items = encode_rows(tok, rows, cfg.max_length)
-    units = select(method, rows, order, getattr(mcfg, "pairing", "one"))
-    summary = train(model, Accelerator(cpu=True), method, units, items, LossFn(method, mcfg, rows), cfg, lr,
-                    tok.pad_token_id)
-    return model, summary
+    return model, fit_model(model, Accelerator(cpu=True), method, mcfg, rows, order, cfg, lr, tok)
 
 
 def test_select_rows_per_method():
     rows, order = rows_table(), list(reversed(range(16)))
-    assert select("sft", rows, order) == order
-    assert select("rft", rows, order) == [i for i in order if rows[i]["reward"]]
+    sft, rft = methods.SFT(lr=1e-2), methods.RFT(lr=1e-2)
+    one, every = methods.DPO(lr=1e-3, beta=0.1, pairing="one"), methods.DPO(lr=1e-3, beta=0.1, pairing="all")
+    assert select("sft", rows, order, sft) == order
+    assert select("rft", rows, order, rft) == [i for i in order if rows[i]["reward"]]
     # one pair per mixed group, first correct and first incorrect in the persisted order; groups by first row
-    assert select("dpo", rows, order, "one") == [(14, 15), (6, 7)]
-    assert len(select("dpo", rows, order, "all")) == 1 * 3 + 2 * 2
+    assert select("dpo", rows, order, one) == [(14, 15), (6, 7)]
+    assert len(select("dpo", rows, order, every)) == 1 * 3 + 2 * 2
     none_right = [dict(r, reward=0) for r in rows]
     with pytest.raises(TrainingError, match="method rft: 0 training units: no correct rollouts among 16"):
-        select("rft", none_right, order)
+        select("rft", none_right, order, rft)
     with pytest.raises(TrainingError, match="method dpo: 0 training units: no mixed groups"):
-        select("dpo", none_right, order)
+        select("dpo", none_right, order, one)
+
+
+def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
+    rows, order = rows_table(), list(reversed(range(16)))
+    kto = methods.KTO(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0)
+    units = select("kto", rows, order, kto)
+    # every row once, in order; its partner: the nearest earlier row (cyclically) of another group
+    assert [u[0] for u in units] == order
+    assert units[0] == (15, 0) and units[1] == (14, 0) and units[4] == (11, 12)
+    assert all(rows[i]["group"] != rows[j]["group"] for i, j in units)
+    items = encode_rows(tok, rows, 64)
+    own, mismatched = unit_items(units[4], items)
+    assert own == items[11] and mismatched.prompt == items[11].prompt and mismatched.completion == items[12].completion
+    # the pair losses' rows come from the registry too: IPO and SimPO take DPO's pairs
+    pairs = select("dpo", rows, order, methods.DPO(lr=1e-3, beta=0.1, pairing="one"))
+    assert select("ipo", rows, order, methods.IPO(lr=1e-3, tau=0.1, pairing="one")) == pairs
+    assert select("simpo", rows, order, methods.SimPO(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")) == pairs
+
+
+@pytest.mark.parametrize("method, mcfg, first", [
+    ("ipo", methods.IPO(lr=1e-2, tau=0.1, pairing="all"), 25.0),  # policy == reference: 1/(4 tau^2)
+    ("kto", methods.KTO(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=3.0), None),
+    ("simpo", methods.SimPO(lr=1e-2, beta=2.0, gamma=1.0, pairing="all"), None),
+])
+def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first):
+    from accelerate import Accelerator
+
+    rows = rows_table()
+    model = peft_model(tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    units = select(method, rows, list(reversed(range(16))), mcfg)
+    logged = []
+    train(model, Accelerator(cpu=True), method, units, encode_rows(tok, rows, 64), LossFn(method, mcfg, rows),
+          train_cfg(steps=3, batch_size=4, micro_batch_size=4), 1e-2, tok.pad_token_id,
+          on_step=lambda s, loss, lr: logged.append(loss))
+    after = dict(model.named_parameters())
+    assert all(torch.equal(p, after[n]) for n, p in before.items() if "lora_" not in n)
+    assert any(not torch.equal(p, after[n]) for n, p in before.items() if "lora_B" in n)
+    assert len(logged) == 3 and all(math.isfinite(x) for x in logged)
+    if method == "kto":
+        # at the shared init (policy == reference, z0 = 0) each row's loss is weight/2: the first 4 units of
+        # the order are rows 15, 14, 13, 12 (group 3: rewards 0, 1, 0, 0) -> (1.5 + 0.5 + 1.5 + 1.5) / 4
+        first = (1.5 + 0.5 + 1.5 + 1.5) / 4
+    if first is not None:
+        assert logged[0] == pytest.approx(first, rel=1e-6)
 
 
 def test_collate_masks_exactly_the_completion_tokens():
@@ -100,7 +143,7 @@ def test_only_lora_moves_and_save_load_gives_identical_logits(tok, tmp_path):
 
     model = peft_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model, summary = run_method(tok, "sft", config.SFT(lr=1e-2))
+    model, summary = run_method(tok, "sft", methods.SFT(lr=1e-2))
     after = dict(model.named_parameters())
     for n, p in before.items():
         if "lora_" in n:
@@ -118,8 +161,8 @@ def test_only_lora_moves_and_save_load_gives_identical_logits(tok, tmp_path):
 
 def test_micro_batches_add_up_to_the_effective_batch(tok):
     # the token normaliser counts the whole effective batch, so 4 micro-batches of 2 = 1 batch of 8
-    a, _ = run_method(tok, "grpo", config.GRPO(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"))
-    b, _ = run_method(tok, "grpo", config.GRPO(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"),
+    a, _ = run_method(tok, "grpo", methods.GRPO(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"))
+    b, _ = run_method(tok, "grpo", methods.GRPO(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"),
                       cfg=train_cfg(micro_batch_size=2))
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-4), n
@@ -127,8 +170,8 @@ def test_micro_batches_add_up_to_the_effective_batch(tok):
 
 def test_same_init_same_data_different_loss_different_delta(tok):
     deltas = {}
-    for m, mcfg in {"sft": config.SFT(lr=1e-2), "dft": config.DFT(lr=1e-2),
-                    "rift": config.RIFT(lr=1e-2, variant="token", neg_lambda=0.2)}.items():
+    for m, mcfg in {"sft": methods.SFT(lr=1e-2), "dft": methods.DFT(lr=1e-2),
+                    "rift": methods.RIFT(lr=1e-2, variant="token", neg_lambda=0.2)}.items():
         model = peft_model(tok)
         assert lora_sha256(model) == lora_sha256(peft_model(tok))  # shared init
         model, _ = run_method(tok, m, mcfg, model=model)
@@ -163,14 +206,14 @@ def test_first_dpo_loss_at_the_shared_init_is_log2(tok, precision):
     AcceleratorState._reset_state(True)  # the state is a process-wide singleton; each case sets its precision
     rows = rows_table()
     logged = []
-    units = select("dpo", rows, list(range(16)), "all")
+    units = select("dpo", rows, list(range(16)), methods.DPO(lr=1e-3, beta=0.1, pairing="all"))
     if precision == "bf16":  # the test can fail: an fp32 reference beside a bf16 policy is not the policy
         model, batch = peft_model(tok), collate(list(encode_rows(tok, rows, 64).values())[:4], tok.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pol = reference_logps(model, batch)
         assert (pol - reference_logps(model, batch)).abs().max().item() > 1e-3
     train(peft_model(tok), Accelerator(cpu=True, mixed_precision=precision), "dpo", units, encode_rows(tok, rows, 64),
-          LossFn("dpo", config.DPO(lr=1e-3, beta=0.1, pairing="all"), rows),
+          LossFn("dpo", methods.DPO(lr=1e-3, beta=0.1, pairing="all"), rows),
           train_cfg(steps=1, batch_size=4, micro_batch_size=2), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     AcceleratorState._reset_state(True)
@@ -190,7 +233,7 @@ def test_non_finite_loss_stops_with_the_step(tok, monkeypatch):
 
     monkeypatch.setattr(losses, "sft_loss", flaky)
     with pytest.raises(TrainingError, match="method sft: non-finite loss nan at step 3"):
-        run_method(tok, "sft", config.SFT(lr=1e-2))
+        run_method(tok, "sft", methods.SFT(lr=1e-2))
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_bits(tok, tmp_path):
@@ -199,10 +242,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_bits(tok, tmp_path
     from weightspace.checkpoints import Checkpoints
 
     rows, cfg = rows_table(), train_cfg(steps=6, checkpoint_every=2, batch_size=4, micro_batch_size=4, warmup_ratio=0.2)
-    items, units = encode_rows(tok, rows, 64), select("sft", rows, list(range(16)))
+    items, units = encode_rows(tok, rows, 64), select("sft", rows, list(range(16)), methods.SFT(lr=1e-2))
 
     def run(model, ckpt, on_step=None):
-        return train(model, Accelerator(cpu=True), "sft", units, items, LossFn("sft", config.SFT(lr=1e-2), rows), cfg,
+        return train(model, Accelerator(cpu=True), "sft", units, items, LossFn("sft", methods.SFT(lr=1e-2), rows), cfg,
                      1e-2, tok.pad_token_id, on_step=on_step, checkpoints=ckpt)
 
     whole = peft_model(tok)
@@ -240,9 +283,9 @@ def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_r
     calls = []
     real = training.reference_logps
     monkeypatch.setattr(training, "reference_logps", lambda m, b: calls.append(1) or real(m, b))
-    rows, mcfg = rows_table(), config.DPO(lr=1e-2, beta=0.1, pairing="all")
+    rows, mcfg = rows_table(), methods.DPO(lr=1e-2, beta=0.1, pairing="all")
     cfg = train_cfg(steps=14, batch_size=2, micro_batch_size=2)
-    units = select("dpo", rows, list(reversed(range(len(rows)))), "all")
+    units = select("dpo", rows, list(reversed(range(len(rows)))), mcfg)
     assert len(units) == 7
     weights = {}
     for reuse in (True, False):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from types import MappingProxyType
+from typing import Any, Literal, Optional
 
 import yaml
 
+from . import methods as _methods
 from .validation import ParamsError, require_positive, build
 
-METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")
+METHODS = _methods.NAMES  # every registered method (methods.py); params.methods picks those trained
 SEED_SUFFIX = "_seed"  # "sft_seed": SFT retrained from controls.seed (connectivity pairs may name it)
 __all__ = ["ParamsError", "build", "load", "METHODS"]
 
@@ -255,43 +257,6 @@ class Train:
 
 
 @dataclass(frozen=True)
-class SFT:
-    lr: float
-
-
-@dataclass(frozen=True)
-class RFT:
-    lr: float
-
-
-@dataclass(frozen=True)
-class DFT:
-    lr: float
-
-
-@dataclass(frozen=True)
-class RIFT:
-    lr: float
-    variant: Literal["token", "sequence", "written"]
-    neg_lambda: float
-
-
-@dataclass(frozen=True)
-class GRPO:
-    lr: float
-    bias: float
-    std_norm: Literal["none", "group"]
-    bias_scope: Literal["all", "all_correct"]
-
-
-@dataclass(frozen=True)
-class DPO:
-    lr: float
-    beta: float
-    pairing: Literal["one", "all"]
-
-
-@dataclass(frozen=True)
 class Geometry:
     reference: Literal[METHODS]  # orthogonal fraction is measured off this method (the paper: sft)
     top_k: int  # principal angles between the top-k left singular subspaces (paper: 10 of r=32)
@@ -397,9 +362,6 @@ class Report:
     aime_set: Optional[str]  # the AIME set of the AIME claim (paper: aime26); null = not measured
 
 
-METHOD_TYPES = {"sft": SFT, "rft": RFT, "dft": DFT, "rift": RIFT, "grpo": GRPO, "dpo": DPO}
-
-
 @dataclass(frozen=True)
 class Params:
     profile: str
@@ -410,12 +372,6 @@ class Params:
     base: Base
     rollouts: Rollouts
     train: Train
-    sft: SFT
-    rft: RFT
-    dft: DFT
-    rift: RIFT
-    grpo: GRPO
-    dpo: DPO
     geometry: Geometry
     evaluate: Evaluate
     compare: Compare
@@ -423,6 +379,8 @@ class Params:
     cka: CKA
     report: Report
     controls: Controls
+    # one section per registered method, keyed by its name (methods.REGISTRY: each entry's params class)
+    method_params: Any
 
     def check(self, prefix):
         if self.controls.seed == self.train.seed:
@@ -456,21 +414,18 @@ class Params:
         if len(set(self.methods)) != len(self.methods):
             raise ParamsError(f"methods: duplicate entries in {list(self.methods)}")
         for m in METHODS:
-            require_positive(getattr(self, m), m, "lr")
+            require_positive(self.method_params[m], m, "lr")
         t, engine = self.rollouts.teacher, self.rollouts.generation.engine
         if (t.kind == "api") != (engine == "openai"):
             raise ParamsError(f"rollouts.teacher.kind: {t.kind!r} does not go with rollouts.generation.engine "
                               f"{engine!r} (the api teacher is the openai engine's model, and only it)")
         if t.kind == "tiny" and self.base.kind != "tiny":
             raise ParamsError("rollouts.teacher.kind: tiny needs base.kind tiny (it continues the base's pretraining)")
-        if self.dpo.beta <= 0:
-            raise ParamsError(f"dpo.beta: must be positive, got {self.dpo.beta}")
 
     def method(self, name: str):
         """The params section of method ``name``; raises ParamsError for an unknown method."""
-        if name not in METHOD_TYPES:
-            raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(METHODS)})")
-        return getattr(self, name)
+        _methods.get(name)
+        return self.method_params[name]
 
 
 def load(path: str | Path = "params.yaml") -> Params:
@@ -482,4 +437,19 @@ def load(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML ({e})") from None
-    return build(Params, raw)
+    return from_mapping(raw)
+
+
+def from_mapping(raw) -> Params:
+    """Validate a whole params mapping: every registered method's section with its registry params
+    class, the rest with ``Params``."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params: expected a mapping, got {type(raw).__name__}")
+    if "method_params" in raw:
+        raise ParamsError("method_params: unknown key (method sections are top-level keys named after the method)")
+    rest, sections = dict(raw), {}
+    for name, entry in _methods.REGISTRY.items():
+        if name not in rest:
+            raise ParamsError(f"{name}: missing key (every registered method has a section)")
+        sections[name] = build(entry.params, rest.pop(name), name)
+    return build(Params, {**rest, "method_params": MappingProxyType(sections)})

@@ -95,7 +95,9 @@ def accuracy_figures(m: dict, out_dir, models: list[str]) -> None:
     for s, res in m.items():
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         acc = [res[x]["acc"] for x in models]
-        err = [[a - res[x]["lo"] for a, x in zip(acc, models)], [res[x]["hi"] - a for a, x in zip(acc, models)]]
+        # max(0, .): at acc 0 or 1 the Wilson bound equals acc up to rounding (-1e-17 would stop matplotlib)
+        err = [[max(0.0, a - res[x]["lo"]) for a, x in zip(acc, models)],
+               [max(0.0, res[x]["hi"] - a) for a, x in zip(acc, models)]]
         ax.bar(range(len(models)), acc, yerr=err, capsize=4, color="#4c72b0")
         ax.set_xticks(range(len(models)), [x.upper() for x in models])
         ax.set_ylabel("greedy pass@1")

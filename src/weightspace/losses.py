@@ -4,18 +4,15 @@ Notation: row i of an effective batch, completion token t, ``logp[i, t] = log pi
 (B, T), ``mask[i, t]`` = 1 on completion tokens (B, T), sequence NLL ``l_i = -sum_t mask logp``,
 ``sg`` = stop-gradient. Token-level losses share one normaliser: ``N`` = the number of completion
 tokens in the rows the method trains on in this effective batch (summed over micro-batches and
-processes), so micro-batch losses add up to the effective-batch loss. A method = (which rows it
-trains on, which loss); see ``METHOD_ROWS``.
+processes), so micro-batch losses add up to the effective-batch loss. Pair and unpaired-preference
+losses are per unit; the loop divides their sum by the number of units of the effective batch. Which
+rows a method trains on and which of these losses it uses: the registry, ``methods.py``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-# which rollout rows each method trains on
-METHOD_ROWS = {"sft": "all", "rft": "positive", "dft": "all", "rift": "all", "grpo": "all", "dpo": "pairs"}
-
 
 def sequence_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """l_i = -sum_t mask_it logp_it; (B, T) -> (B,)."""
@@ -30,7 +27,7 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normaliser: float) -> torch
 def rft_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor, normaliser: float) -> torch.Tensor:
     """RFT (rejection-sampling fine-tuning): L = (1/N) sum_i r_i l_i, r_i in {0, 1}.
 
-    The rows are already filtered to r_i = 1 (``METHOD_ROWS``), so N counts positive tokens only and
+    The rows are already filtered to r_i = 1 (``methods.REGISTRY``), so N counts positive tokens only and
     on an all-correct batch RFT equals SFT; the r_i factor keeps a stray negative row from training."""
     return (reward * sequence_nll(logp, mask)).sum() / normaliser
 
@@ -112,6 +109,48 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     The training loop takes the mean over the pairs of the effective batch."""
     margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
     return -F.logsigmoid(beta * margin)
+
+
+def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, n_chosen: torch.Tensor, n_rejected: torch.Tensor, tau: float) -> torch.Tensor:
+    """IPO (Azar et al. 2023, eq. 17), per pair; (P,) x 6 -> (P,):
+
+    h = (log pi(y_w) - log pi_ref(y_w)) / |y_w| - (log pi(y_l) - log pi_ref(y_l)) / |y_l|,
+    L = (h - 1/(2 tau))^2
+
+    with sequence log-probs summed over completion tokens and divided by the completion length |y|, as
+    TRL's ``DPOConfig(loss_type="ipo")`` does (its comment: the IPO authors' own results use this
+    length-normalised form). Policy == reference gives 1/(4 tau^2)."""
+    h = (policy_chosen - ref_chosen) / n_chosen - (policy_rejected - ref_rejected) / n_rejected
+    return (h - 1 / (2 * tau)) ** 2
+
+
+def simpo_loss(avg_chosen: torch.Tensor, avg_rejected: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
+    """SimPO (Meng et al. 2024, eq. 6), reference-free, per pair; (P,) x 2 -> (P,):
+
+    L = -log sigmoid(beta/|y_w| log pi(y_w) - beta/|y_l| log pi(y_l) - gamma)
+
+    where ``avg_*`` = (1/|y|) sum_t log pi(y_t) are length-averaged log-probs. TRL:
+    ``CPOConfig(loss_type="simpo", cpo_alpha=0)``. Equal averages give log(1 + e^gamma)."""
+    return -F.logsigmoid(beta * (avg_chosen - avg_rejected) - gamma)
+
+
+def kto_loss(policy: torch.Tensor, ref: torch.Tensor, desirable: torch.Tensor, policy_kl: torch.Tensor,
+             ref_kl: torch.Tensor, beta: float, desirable_weight: float, undesirable_weight: float) -> torch.Tensor:
+    """KTO (Ethayarajh et al. 2024, eq. 7), unpaired, per row; (R,) x 5 -> (R,):
+
+    r_i = log pi(y_i|x_i) - log pi_ref(y_i|x_i)  (sequence log-probs),
+    z0 = max(0, mean_j [log pi(y'_j|x_j) - log pi_ref(y'_j|x_j)]), detached: the reference-KL estimate
+         from mismatched pairs (x_j, y'_j), y'_j a completion written for another prompt,
+    L_i = lambda_D (1 - sigmoid(beta (r_i - z0)))  for desirable rows (``desirable``, the correct ones),
+    L_i = lambda_U (1 - sigmoid(beta (z0 - r_i)))  for undesirable rows.
+
+    Same as TRL's ``KTOTrainer`` (loss_type "kto"); the mean for z0 runs over the rows given (the loop: one
+    micro-batch; TRL: one batch). Policy == reference gives lambda/2 per row."""
+    z0 = (policy_kl - ref_kl).mean().detach().clamp(min=0)
+    r = policy - ref
+    return torch.where(desirable, desirable_weight * (1 - torch.sigmoid(beta * (r - z0))),
+                       undesirable_weight * (1 - torch.sigmoid(beta * (z0 - r))))
 
 
 def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import config
+from . import config, methods
 from . import losses as L
 
 log = logging.getLogger(__name__)
@@ -50,28 +50,13 @@ def encode_rows(tok, rows: list[dict], max_length: int) -> dict[int, Item]:
     return items
 
 
-def select(method: str, rows: list[dict], order: list[int], pairing: str = "one") -> list:
-    """Training units of ``method`` in the persisted order: row ids, or (chosen, rejected) pairs for DPO.
-
-    ``pairing`` one: per mixed group, the first correct and the first incorrect row in the order;
-    all: every (correct, incorrect) combination of the group. Pairs follow their group's first row."""
-    kind = L.METHOD_ROWS[method]
-    if kind == "all":
-        units = list(order)
-    elif kind == "positive":
-        units = [i for i in order if rows[i]["reward"] == 1]
-    else:
-        by_group: dict[int, list[int]] = {}
-        for i in order:
-            by_group.setdefault(rows[i]["group"], []).append(i)
-        units = []
-        for members in by_group.values():  # dict keeps first-seen (persisted) order
-            pos = [i for i in members if rows[i]["reward"] == 1]
-            neg = [i for i in members if rows[i]["reward"] == 0]
-            if pos and neg:
-                units += [(pos[0], neg[0])] if pairing == "one" else [(p, n) for p in pos for n in neg]
+def select(method: str, rows: list[dict], order: list[int], mcfg) -> list:
+    """Training units of ``method`` (params ``mcfg``) in the persisted order (``methods.Method.units``):
+    row ids, (chosen, rejected) pairs, or (row, mismatched row) for unpaired preferences."""
+    entry = methods.get(method)
+    units = entry.units(mcfg, rows, order)
     if not units:
-        what = {"positive": "correct rollouts", "pairs": "mixed groups (both right and wrong)"}.get(kind, "rows")
+        what = {"positive": "correct rollouts", "pairs": "mixed groups (both right and wrong)"}.get(entry.rows, "rows")
         raise TrainingError(f"method {method}: 0 training units: no {what} among {len(rows)} rollout rows")
     return units
 
@@ -140,40 +125,33 @@ def lr_lambda(total: int, warmup: int):
 
 
 class LossFn:
-    """The method's loss on one micro-batch; everything else is shared. ``needs_reference``: the loop
-    passes the reference's sequence log-probs of the same micro-batch (DPO)."""
+    """The method's loss on one micro-batch (``methods.REGISTRY``); everything else is shared.
+    ``needs_reference``: the loop passes the reference's sequence log-probs of the same micro-batch."""
 
     def __init__(self, method: str, mcfg, rows: list[dict]):
-        self.method, self.mcfg = method, mcfg
-        self.needs_reference = method == "dpo"
+        self.entry, self.mcfg = methods.get(method), mcfg
+        self.needs_reference = self.entry.reference
         self.reward = torch.tensor([float(r["reward"]) for r in rows])
-        if method == "grpo":
-            self.adv = L.grpo_advantages(self.reward, torch.tensor([r["group"] for r in rows]), mcfg.bias,
-                                         mcfg.std_norm, mcfg.bias_scope)
+        self.table = self.entry.table(mcfg, rows) if self.entry.table is not None else {}
+
+    def normaliser(self, batch: list, items: dict[int, Item]) -> float:
+        """The effective batch's normaliser: its units, or the completion tokens of its rows."""
+        if self.entry.normaliser == "units":
+            return float(len(batch))
+        return float(sum(len(items[u].completion) for u in batch))
 
     def __call__(self, logp, mask, unit_rows: list, normaliser: float, ref_seq: torch.Tensor | None = None):
-        m = self.method
-        if m == "dpo":
-            P = len(unit_rows)
-            seq = (logp * mask).sum(-1).view(P, 2)  # rows interleaved chosen, rejected
-            ref = ref_seq.to(seq.dtype).view(P, 2)
-            return L.dpo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], self.mcfg.beta).sum() / normaliser
-        idx = torch.tensor(unit_rows)
-        if m == "sft":
-            return L.sft_loss(logp, mask, normaliser)
-        if m == "rft":
-            return L.rft_loss(logp, mask, self.reward[idx].to(logp.device), normaliser)
-        if m == "dft":
-            return L.dft_loss(logp, mask, normaliser)
-        if m == "rift":
-            return L.rift_loss(logp, mask, self.reward[idx].to(logp.device), normaliser, self.mcfg.neg_lambda,
-                               self.mcfg.variant)
-        if m == "grpo":
-            return L.grpo_loss(logp, mask, self.adv[idx].to(logp.device), normaliser)
-        raise TrainingError(f"method {m}: no loss")
+        flat = [r for u in unit_rows for r in (u if isinstance(u, tuple) else (u,))]
+        batch = methods.Batch(logp, mask, torch.tensor(flat), self.reward, self.table, ref_seq, normaliser)
+        return self.entry.loss(self.mcfg, batch)
 
 
 def unit_items(unit, items: dict[int, Item]) -> list[Item]:
+    """The sequences of a unit: a row; a pair's chosen and rejected rows; or (``methods`` "unpaired")
+    a row and another row's completion under the row's prompt."""
+    if isinstance(unit, methods.Mismatch):
+        i, j = unit
+        return [items[i], Item(i, items[i].prompt, items[j].completion)]
     return [items[r] for r in unit] if isinstance(unit, tuple) else [items[unit]]
 
 
@@ -210,10 +188,7 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
     ref_cache: dict[tuple, torch.Tensor] = {}
     for step in range(start, cfg.steps):
         batch = [units[(step * B + j) % len(units)] for j in range(B)]
-        if method == "dpo":
-            normaliser = float(len(batch))  # mean over pairs
-        else:
-            normaliser = float(sum(len(items[u].completion) for u in batch))
+        normaliser = loss_fn.normaliser(batch, items)
         tokens += sum(len(it.completion) for u in batch for it in unit_items(u, items))
         mine = batch[rank::world]
         chunks = [mine[i : i + micro] for i in range(0, len(mine), micro)]
@@ -249,6 +224,15 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
             checkpoints.save(step + 1, unwrapped, raw_opt, sched, history)
     return {"final_loss": loss_total, "processes": world, "steps": cfg.steps, "tokens": tokens, "units": len(units),
             "resumed_from_step": start, "wall_s": round(time.time() - t0, 2)}
+
+
+def fit_model(model, accelerator, method: str, mcfg, rows: list[dict], order: list[int], cfg: config.Train, lr: float,
+              tok, **train_kw) -> dict:
+    """Train ``method`` (params ``mcfg``) on an in-memory PEFT ``model``: its units of the table in
+    ``order``, the encoded rows, its loss; ``train_kw`` go to ``train``. ``fit`` is this plus files."""
+    units = select(method, rows, order, mcfg)
+    return train(model, accelerator, method, units, encode_rows(tok, rows, cfg.max_length),
+                 LossFn(method, mcfg, rows), cfg, lr, tok.pad_token_id, **train_kw)
 
 
 def snapshot_steps(cfg: config.Train) -> list[int]:
@@ -288,7 +272,7 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     order = json.loads((Path(init) / "order.json").read_text())
     if sorted(order) != list(range(len(rows))):
         raise TrainingError(f"{init}/order.json is not a permutation of the {len(rows)} rollout rows")
-    units = select(method, rows, order, getattr(mcfg, "pairing", "one"))
+    select(method, rows, order, mcfg)  # no training units: TrainingError before the model loads
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if cfg.bf16 else "no")
     base_model, tok = load_base(base)
     model = PeftModel.from_pretrained(base_model, init, is_trainable=True)
@@ -297,7 +281,6 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
         model.enable_input_require_grads()
     model.to(accelerator.device)
     init_sha = lora_sha256(model)  # identical across methods: one shared initialisation
-    items = encode_rows(tok, rows, cfg.max_length)
     out_p, compare = Path(out), cfg.compare_step or cfg.steps
     tmp = out_p.with_name(out_p.name + ".partial")
     # kept across runs (DVC deletes out_p itself before a re-run)
@@ -339,8 +322,8 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
             save_whole(unwrapped, ckpt_dir / ("compare" if step == compare else "final"))
 
     t0 = time.time()
-    summary = train(model, accelerator, method, units, items, LossFn(method, mcfg, rows), cfg, lr, tok.pad_token_id,
-                    on_step=on_step, save_at=save_at, checkpoints=checkpoints)
+    summary = fit_model(model, accelerator, method, mcfg, rows, order, cfg, lr, tok, on_step=on_step, save_at=save_at,
+                        checkpoints=checkpoints)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return {}

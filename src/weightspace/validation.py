@@ -18,6 +18,8 @@ class ParamsError(ValueError):
 
 
 def _coerce(value, tp, key: str):
+    if tp is typing.Any:  # already validated by its owner (config: the method sections)
+        return value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]

@@ -3,7 +3,7 @@ with Holm correction per set, avg@k with a problem-level bootstrap -> ``<metrics
 ``heldout.dpo.acc``, ``heldout.sft-dpo.p_holm``), ``<plots>/<set>.csv`` and PNG figures. With
 ``--twins`` (not ``none``), the same per set again under ``seed_twins``, each method replaced by its
 seed twin where ``<twins>/<model>/`` exists (the base has none and stays): the claims' seed bands.
-Params: ``compare``."""
+The models: the base and every method of ``methods``. Params: ``compare``, ``methods``."""
 
 from __future__ import annotations
 
@@ -46,12 +46,12 @@ def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, se
 
 
 def main(argv=None) -> None:
-    args, params = parse(__doc__, {"evals": "folder of <model>/<set>.jsonl", "models": "comma-separated models",
+    args, params = parse(__doc__, {"evals": "folder of <model>/<set>.jsonl",
                                    "twins": "folder of the seed twins' <model>/<set>.jsonl, or 'none'",
                                    "metrics": "metrics JSON", "plots": "folder for CSV tables",
                                    "figures": "folder for PNG figures"}, argv)
     cfg = params.compare
-    models = args.models.split(",")
+    models = ["base", *params.methods]
     sets = sorted(p.stem for p in (Path(args.evals) / models[0]).glob("*.jsonl"))
     metrics = {}
     for s in sets:

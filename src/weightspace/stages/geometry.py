@@ -11,7 +11,8 @@ Beside the between-method analyses (``analysis.analyse``):
 - ``lr_step``: each run at another LR against the same method at its own LR: the LR ratio, the
   global cosine and the norm ratio ||dW_new|| / ||dW_own|| (the paper: a 10x step gives cosine
   about 0.55 and about 3x the norm).
-Params: ``geometry``, ``methods``, ``controls``, ``train.seed``, every method's ``lr``."""
+Params: ``geometry``, ``methods``, ``controls``, ``train.seed``, the LRs of ``controls.lr_matched``'s two
+methods."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def controls(deltas: dict, seeds: dict, lr_matched, sweep: dict, params) -> tupl
         out["seeds"][m], per_layer[m] = pair(deltas[m], seeds[m], k)
         out["seeds"][m]["seeds"] = [params.train.seed, c.seed]
     lm, of = c.lr_matched.method, c.lr_matched.lr_of
-    lr = {m: params.method(m).lr for m in params.methods}
+    lr = {m: params.method(m).lr for m in (lm, of)}
     out["lr_matched"] = {"method": lm, "lr_of": of, "lr": lr[of], "own_lr": lr[lm],
                          "vs": {m: pair(deltas[m], lr_matched, k)[0] for m in params.methods}}
     steps = {"lr_matched": (lm, lr[of] / lr[lm], lr_matched)}
@@ -81,7 +82,7 @@ def depth_profile(rows: list[dict]) -> dict:
 
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"deltas": "folder of <method>.safetensors, seeds/ and controls/",
-                                   "lr_sweep": "lr_sweep stage folder", "metrics": "metrics JSON",
+                                   "lr_sweep": "folder of the lr_sweep@<method> folders", "metrics": "metrics JSON",
                                    "plots": "folder for per-layer CSV tables", "figures": "folder for PNG figures"},
                          argv)
     cfg = params.geometry
@@ -91,7 +92,7 @@ def main(argv=None) -> None:
     metrics, tables = analyse(deltas, cfg.top_k, cfg.reference)
     seeds = {m: read_deltas(d / "seeds" / f"{m}.safetensors") for m in params.methods}
     sweep = {}
-    for f in sorted(Path(args.lr_sweep).glob("*.safetensors")):
+    for f in sorted(Path(args.lr_sweep).glob("*/*.safetensors")):  # <lr_sweep>/<method>/<method>_x<mult>
         m, mult = f.stem.rsplit("_x", 1)
         if m in params.methods:
             sweep[f.stem] = (m, float(mult), read_deltas(f))

@@ -1,8 +1,8 @@
-"""Stage lr_sweep: every method retrained at each multiplier of its own peak LR (``controls.lr_sweep``,
-the paper's three LRs per loss; ``[]`` = off, and then nothing is imported or trained) from the shared
-init -> ``<out>/<method>_x<mult>/`` (adapter) and ``<out>/<method>_x<mult>.safetensors`` (deltas),
-``<metrics>``. One process for the whole sweep. Params: ``controls.lr_sweep``, ``methods``, every
-method's section, ``train``, ``threads``."""
+"""Stage lr_sweep@<method>: the method retrained at each multiplier of its own peak LR
+(``controls.lr_sweep``, the paper's three LRs per loss; ``[]`` = off, and then nothing is imported or
+trained) from the shared init -> ``<out>/<method>_x<mult>/`` (adapter) and
+``<out>/<method>_x<mult>.safetensors`` (deltas), ``<metrics>``. Params: ``controls.lr_sweep``,
+``<method>``, ``train``, ``threads``."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ def run_name(method: str, mult: float) -> str:
 
 
 def main(argv=None) -> None:
-    args, params = parse(__doc__, {"base": "base model", "init": "init stage folder", "rollouts": "rollout table",
-                                   "out": "output folder", "metrics": "metrics JSON"}, argv)
+    args, params = parse(__doc__, {"method": "method (a params section)", "base": "base model",
+                                   "init": "init stage folder", "rollouts": "rollout table", "out": "output folder",
+                                   "metrics": "metrics JSON"}, argv)
+    m = args.method
+    mcfg = params.method(m)  # unknown method: ParamsError before any compute
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
@@ -34,16 +37,14 @@ def main(argv=None) -> None:
 
         set_threads(params.threads)
         rows = load_table(args.rollouts)
-        for m in params.methods:
-            mcfg = params.method(m)
-            for mult in params.controls.lr_sweep:
-                name = run_name(m, mult)
-                runs[name] = fit(m, mcfg, mult * mcfg.lr, params.train, args.base, args.init, rows, str(out / name),
-                                 str(out / f"{name}.safetensors"),
-                                 checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
-                runs[name]["multiplier"] = mult
-                log.info("lr_sweep %s: %s", name, runs[name])
-    write_json(args.metrics, {"multipliers": list(params.controls.lr_sweep), "runs": runs})
+        for mult in params.controls.lr_sweep:
+            name = run_name(m, mult)
+            runs[name] = fit(m, mcfg, mult * mcfg.lr, params.train, args.base, args.init, rows, str(out / name),
+                             str(out / f"{name}.safetensors"),
+                             checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
+            runs[name]["multiplier"] = mult
+            log.info("lr_sweep %s: %s", name, runs[name])
+    write_json(args.metrics, {"method": m, "multipliers": list(params.controls.lr_sweep), "runs": runs})
 
 
 if __name__ == "__main__":

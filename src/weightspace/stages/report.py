@@ -93,7 +93,7 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
               + (f" {r['gold_rows']} of the rows are gold answers written as completions, not samples "
                  f"(`rollouts.gold_rows`; `source: gold` in the table); the model's own samples scored "
                  f"{r['model_accuracy']:.3f}." if r["gold_rows"] else ""),
-              f"- RIFT form: `{params.rift.variant}` (`rift.variant`; token = positives -log p, negatives "
+              f"- RIFT form: `{params.method('rift').variant}` (`rift.variant`; token = positives -log p, negatives "
               "+lambda p per token; the paper's written sum_i (1 - r_i lambda) l_i is `written`).",
               f"- CKA layers: {metrics['cka']['layer_convention']}; pooling: {metrics['cka']['pooling']}; "
               f"late = layers {metrics['cka']['late_layers']}; n = {metrics['cka']['n']} prompts."]
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
     metrics["sets"] = {"accuracy_set": params.report.accuracy_set, "aime_set": params.report.aime_set}
     claims = check(metrics)
     write_json(args.claims, {"profile": params.profile, "accuracy_set": params.report.accuracy_set,
-                             "aime_set": params.report.aime_set, "rift_variant": params.rift.variant,
+                             "aime_set": params.report.aime_set, "rift_variant": params.method('rift').variant,
                              **count(claims),
                              "claims": {c["id"]: c for c in claims}})
     out = Path(args.out)

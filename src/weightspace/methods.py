@@ -1,0 +1,257 @@
+"""The method registry: the one place where what a method *is* gets decided.
+
+A method = its params section (a frozen dataclass, the ``params.yaml`` section of the same name), the
+rollout rows it trains on, its loss (a pure function in ``losses``), whether that loss reads the
+reference's log-probs, and what the loss is normalised by. The training loop (``training``), the
+params loader (``config``) and every stage read these entries; nothing else compares method names.
+
+Adding a loss = a pure function in ``losses.py`` with its hand-derived test, one ``Method`` entry
+below, and one section in ``params.yaml`` (and ``profiles/*.yaml``). ``dvc exp run -S 'methods=[...]'``
+then trains it and every analysis covers it.
+
+Training units (``Method.units``), in the persisted row order:
+
+- ``all``: every row; ``positive``: rows with reward 1;
+- ``pairs``: (chosen, rejected) row pairs of mixed groups (``pairing`` one: the first correct and the
+  first incorrect row of the group in the order; all: every combination); pairs follow their group's
+  first row;
+- ``unpaired``: (row, other) for every row, where ``other`` is the nearest earlier row in the order
+  (cyclically) from another prompt group: the row's completion under its own prompt is the training
+  sequence, ``other``'s completion under the row's prompt the mismatched sequence of KTO's KL estimate.
+
+Normalisers: ``tokens`` = the completion tokens of the training rows of the effective batch (summed over
+micro-batches and processes); ``units`` = the number of units (pairs, rows) of the effective batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Literal, Optional
+
+from .validation import ParamsError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _L():
+    """``losses`` (and torch) imported on first use: params validation (``config``) reads this registry
+    in stages that never import torch."""
+    from . import losses
+
+    return losses
+
+
+# ---------------------------------------------------------------- params sections
+@dataclass(frozen=True)
+class SFT:
+    lr: float
+
+
+@dataclass(frozen=True)
+class RFT:
+    lr: float
+
+
+@dataclass(frozen=True)
+class DFT:
+    lr: float
+
+
+@dataclass(frozen=True)
+class RIFT:
+    lr: float
+    variant: Literal["token", "sequence", "written"]
+    neg_lambda: float
+
+
+@dataclass(frozen=True)
+class GRPO:
+    lr: float
+    bias: float
+    std_norm: Literal["none", "group"]
+    bias_scope: Literal["all", "all_correct"]
+
+
+@dataclass(frozen=True)
+class DPO:
+    lr: float
+    beta: float
+    pairing: Literal["one", "all"]
+
+    def check(self, prefix):
+        if self.beta <= 0:
+            raise ParamsError(f"{prefix}.beta: must be positive, got {self.beta}")
+
+
+@dataclass(frozen=True)
+class IPO:
+    lr: float
+    tau: float  # the IPO regulariser: the loss pulls the length-averaged log-ratio margin to 1/(2 tau)
+    pairing: Literal["one", "all"]
+
+    def check(self, prefix):
+        if self.tau <= 0:
+            raise ParamsError(f"{prefix}.tau: must be positive, got {self.tau}")
+
+
+@dataclass(frozen=True)
+class SimPO:
+    lr: float
+    beta: float  # reward scale of the length-averaged log-probability
+    gamma: float  # target reward margin
+    pairing: Literal["one", "all"]
+
+    def check(self, prefix):
+        if self.beta <= 0:
+            raise ParamsError(f"{prefix}.beta: must be positive, got {self.beta}")
+
+
+@dataclass(frozen=True)
+class KTO:
+    lr: float
+    beta: float
+    desirable_weight: float  # lambda_D, on correct rows
+    undesirable_weight: float  # lambda_U, on wrong rows
+
+    def check(self, prefix):
+        for key in ("beta", "desirable_weight", "undesirable_weight"):
+            if getattr(self, key) <= 0:
+                raise ParamsError(f"{prefix}.{key}: must be positive, got {getattr(self, key)}")
+
+
+# ---------------------------------------------------------------- what the loss sees
+@dataclass(frozen=True)
+class Batch:
+    """One micro-batch as a loss sees it. ``logp``/``mask`` (B, T) over the flat sequences of the units
+    (a pair: chosen then rejected; an unpaired unit: its row then its mismatched sequence); ``rows`` (B,)
+    the table row of each sequence (of a mismatched one: the row whose completion it borrows);
+    ``reward`` (R,) and ``table`` (per-row tensors a method computes once over the whole table, e.g.
+    GRPO's advantages) are indexed by table row; ``ref`` (B,) the
+    reference's sequence log-probs (methods with ``reference``); ``normaliser`` as the method's
+    ``normaliser`` counts it over the effective batch."""
+    logp: torch.Tensor
+    mask: torch.Tensor
+    rows: torch.Tensor
+    reward: torch.Tensor
+    table: dict
+    ref: Optional[torch.Tensor]
+    normaliser: float
+
+    def seq(self) -> torch.Tensor:
+        """Sequence log-probs sum_t mask logp (B,)."""
+        return (self.logp * self.mask).sum(-1)
+
+
+def _pairs(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(policy, reference) sequence log-probs as (P, 2): column 0 chosen, 1 rejected."""
+    seq = b.seq().view(-1, 2)
+    return seq, b.ref.to(seq.dtype).view(-1, 2)
+
+
+def _pair_means(b: Batch) -> torch.Tensor:
+    """Length-averaged policy log-probs (1/|y|) sum_t log pi(y_t) as (P, 2)."""
+    return (b.seq() / b.mask.sum(-1).clamp(min=1)).view(-1, 2)
+
+
+def _dpo(p: DPO, b: Batch) -> torch.Tensor:
+    seq, ref = _pairs(b)
+    return _L().dpo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], p.beta).sum() / b.normaliser
+
+
+def _ipo(p: IPO, b: Batch) -> torch.Tensor:
+    n = b.mask.sum(-1).clamp(min=1).view(-1, 2)
+    seq, ref = _pairs(b)
+    return _L().ipo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], n[:, 0], n[:, 1], p.tau).sum() / b.normaliser
+
+
+def _simpo(p: SimPO, b: Batch) -> torch.Tensor:
+    avg = _pair_means(b)
+    return _L().simpo_loss(avg[:, 0], avg[:, 1], p.beta, p.gamma).sum() / b.normaliser
+
+
+def _kto(p: KTO, b: Batch) -> torch.Tensor:
+    seq = b.seq().view(-1, 2)  # column 0: the row, column 1: its mismatched sequence
+    ref = b.ref.to(seq.dtype).view(-1, 2)
+    desirable = b.reward[b.rows.view(-1, 2)[:, 0]].to(seq.device) == 1
+    return _L().kto_loss(seq[:, 0], ref[:, 0], desirable, seq[:, 1], ref[:, 1], p.beta, p.desirable_weight,
+                      p.undesirable_weight).sum() / b.normaliser
+
+
+def _grpo_table(p: GRPO, rows: list[dict]) -> dict:
+    import torch
+
+    reward = torch.tensor([float(r["reward"]) for r in rows])
+    return {"advantage": _L().grpo_advantages(reward, torch.tensor([r["group"] for r in rows]), p.bias, p.std_norm,
+                                           p.bias_scope)}
+
+
+# ---------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class Method:
+    name: str
+    params: type  # its params.yaml section
+    rows: Literal["all", "positive", "pairs", "unpaired"]
+    loss: Callable[[object, Batch], torch.Tensor]  # (its params, the micro-batch) -> the micro-batch's loss
+    reference: bool = False  # the loss reads the reference's (the base's) sequence log-probs
+    normaliser: Literal["tokens", "units"] = "tokens"
+    table: Optional[Callable[[object, list[dict]], dict]] = None  # per-row tensors computed once per table
+
+    def units(self, p, rows: list[dict], order: list[int]) -> list:
+        """Training units in the persisted ``order`` (see the module docstring)."""
+        if self.rows == "all":
+            return list(order)
+        if self.rows == "positive":
+            return [i for i in order if rows[i]["reward"] == 1]
+        if self.rows == "unpaired":
+            return [Mismatch((i, _other_group(rows, order, k))) for k, i in enumerate(order)]
+        by_group: dict[int, list[int]] = {}
+        for i in order:
+            by_group.setdefault(rows[i]["group"], []).append(i)
+        units = []
+        for members in by_group.values():  # dict keeps first-seen (persisted) order
+            pos = [i for i in members if rows[i]["reward"] == 1]
+            neg = [i for i in members if rows[i]["reward"] == 0]
+            if pos and neg:
+                units += [(pos[0], neg[0])] if p.pairing == "one" else [(a, b) for a in pos for b in neg]
+        return units
+
+
+class Mismatch(tuple):
+    """An unpaired unit (row, other): ``row``'s own sequence, and ``other``'s completion under ``row``'s
+    prompt (the mismatched sequence of KTO's KL estimate)."""
+
+
+def _other_group(rows: list[dict], order: list[int], k: int) -> int:
+    """The nearest row before position ``k`` of ``order`` (cyclically) whose prompt group differs."""
+    g = rows[order[k]]["group"]
+    for step in range(1, len(order)):
+        j = order[(k - step) % len(order)]
+        if rows[j]["group"] != g:
+            return j
+    raise ParamsError("kto: every rollout row shares one prompt; the KL estimate needs two prompts")
+
+
+REGISTRY: dict[str, Method] = {m.name: m for m in (
+    Method("sft", SFT, "all", lambda p, b: _L().sft_loss(b.logp, b.mask, b.normaliser)),
+    Method("rft", RFT, "positive", lambda p, b: _L().rft_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device),
+                                                           b.normaliser)),
+    Method("dft", DFT, "all", lambda p, b: _L().dft_loss(b.logp, b.mask, b.normaliser)),
+    Method("rift", RIFT, "all", lambda p, b: _L().rift_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device),
+                                                         b.normaliser, p.neg_lambda, p.variant)),
+    Method("grpo", GRPO, "all", lambda p, b: _L().grpo_loss(b.logp, b.mask,
+                                                            b.table["advantage"][b.rows].to(b.logp.device),
+                                                            b.normaliser), table=_grpo_table),
+    Method("dpo", DPO, "pairs", _dpo, reference=True, normaliser="units"),
+    Method("ipo", IPO, "pairs", _ipo, reference=True, normaliser="units"),
+    Method("simpo", SimPO, "pairs", _simpo, normaliser="units"),
+    Method("kto", KTO, "unpaired", _kto, reference=True, normaliser="units"),
+)}
+NAMES = tuple(REGISTRY)
+
+
+def get(name: str) -> Method:
+    """The registry entry of ``name``; ParamsError naming the known methods otherwise."""
+    if name not in REGISTRY:
+        raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(NAMES)})")
+    return REGISTRY[name]
