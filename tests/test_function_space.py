@@ -11,6 +11,7 @@ from weightspace import tiny
 from weightspace.adapters import read_adapter
 from weightspace.function_space import Merger, answer_ce, answer_items, pooled_hidden_states
 from weightspace.stages.compare import compare_set
+from weightspace.tables import read_csv
 from weightspace.stages.connectivity import barrier
 
 
@@ -124,14 +125,15 @@ def test_compare_stage_scores_the_seed_twins_beside_the_methods(tmp_path):
         write_jsonl(tmp_path / folder / model / "heldout.jsonl", rec(ids, correct))
     main(["--params", str(REPO / "params.yaml"), "--evals", str(tmp_path / "evals"),
           "--twins", str(tmp_path / "twins"), "--metrics", str(tmp_path / "acc.json"),
-          "--plots", str(tmp_path / "plots"), "--figures", str(tmp_path / "fig")])
+          "--plots", str(tmp_path / "plots")])
     m = json.loads((tmp_path / "acc.json").read_text())
     assert m["heldout"]["sft"]["acc"] == 0.8 and m["heldout"]["base-sft"]["p"] == pytest.approx(2 / 256)
     assert {"base", "sft", *others, "base-sft", "sft-dpo"} <= set(m["heldout"])
     tw = m["seed_twins"]["heldout"]
     assert tw["sft"]["acc"] == 0.5 and tw["base"]["acc"] == 0.0 and tw["base-sft"]["p"] == pytest.approx(2 / 32)
     assert tw["dpo"]["acc"] == 1.0  # no twin folder: the method's own records
-    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["accuracy_heldout.png", "mcnemar_heldout.png"]
+    table = read_csv(tmp_path / "plots" / "heldout.csv")
+    assert list(table.columns) == ["model", "acc", "lo", "hi"] and table["acc"].tolist()[:2] == [0.0, 0.8]
 
 
 def test_evaluate_pairs_adapters_with_output_folders_before_any_compute(tmp_path):

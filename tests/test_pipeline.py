@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from conftest import run
+from conftest import REPO, run
+from weightspace import config
 from weightspace.rollouts import load_table
 
 pytestmark = pytest.mark.slow
@@ -172,6 +173,47 @@ def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
     finally:
         params.write_text(saved)
         shutil.rmtree(tmp / ".dvc-site-cache", ignore_errors=True)
+
+
+def stale_stages(root, tmp) -> set[str]:
+    out = run(["dvc", "status"], root, tmp).stdout
+    return {line.split(":")[0] for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
+
+
+@pytest.mark.parametrize("path, old, new, want", [
+    # a figure's style: only the figures stage (the compute stages draw nothing)
+    ("src/weightspace/figures.py", 'color="#4c72b0"', 'color="#dd8452"', {"figures"}),
+    # a connectivity pair added in params: connectivity re-runs, and its deps already cover dft's deltas
+    ("params.yaml", "    - sft-sft_seed ", "    - dft-dpo\n    - sft-sft_seed ", {"connectivity"}),
+])
+def test_an_edit_reruns_only_the_stage_that_reads_it(repo, path, old, new, want):
+    import shutil
+
+    root, tmp = repo
+    f = root / path
+    saved = f.read_text()
+    try:
+        assert old in saved
+        f.write_text(saved.replace(old, new, 1))
+        assert stale_stages(root, tmp) == want
+    finally:
+        f.write_text(saved)
+        shutil.rmtree(tmp / ".dvc-site-cache", ignore_errors=True)
+    assert stale_stages(root, tmp) == set()
+
+
+def test_the_aggregate_stages_name_no_method():
+    """No stage command or dependency hard-codes a method (or a pair of them): the aggregate stages read
+    ``methods`` and ``connectivity.pairs`` from params and depend on whole folders."""
+    import re
+
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    names = "|".join(config.METHODS)
+    for name, st in stages.items():
+        text = json.dumps({k: st.get(k) for k in ("cmd", "deps", "outs")})
+        assert not re.search(rf"[/ ,=]({names})([.,/ \"]|_seed|$)", text), (name, text)
 
 
 def test_two_processes_match_one_within_tolerance(repo):
@@ -380,8 +422,7 @@ def test_lr_sweep_trains_a_method_at_each_multiplier_and_geometry_reads_it(repo)
         assert runs[f"{m}_x10"]["lr"] == pytest.approx(10 * base_lr) and runs[f"{m}_x10"]["steps"] == 4
         assert (sweep / m / f"{m}_x10.safetensors").is_file() and (sweep / m / f"{m}_x10/adapter_config.json").is_file()
     run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--deltas", "models/deltas",
-         "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots"),
-         "--figures", str(tmp / "geo-fig")], root, tmp)
+         "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots")], root, tmp)
     steps = json.loads((tmp / "geo.json").read_text())["lr_step"]
     assert set(steps) == {"lr_matched"} | {f"{m}_x10" for m in swept}
     assert all(s["lr_ratio"] == 10 for s in steps.values())

@@ -1,8 +1,8 @@
-"""PNG figures like the paper's. They read metric files written by the stages and never recompute."""
+"""PNG figures like the paper's, drawn by the figures stage alone. They read the metric files and plot
+tables (``tables``) the compute stages wrote, and never recompute."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,6 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from .tables import read_csv  # noqa: E402
 
 PNG_META = {"Software": None}  # no version string: the same numbers give the same bytes
 
@@ -40,11 +42,11 @@ def heatmap(path: Path, methods, M, title: str, fmt: str, vmin, vmax, cmap: str)
     plt.close(fig)
 
 
-def lines(path: Path, rows: list[dict], series: list[str], title: str, ylabel: str) -> None:
+def lines(path: Path, table, series: dict[str, str], title: str, ylabel: str) -> None:
+    """One line per ``series`` entry (label -> column of ``table``) against its ``layer`` column."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    x = [int(r["layer"]) for r in rows]
-    for s in series:
-        ax.plot(x, [float(r[s]) for r in rows], marker="o", label=s.upper())
+    for label, col in series.items():
+        ax.plot(table["layer"], table[col], marker="o", label=label.upper())
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -53,11 +55,6 @@ def lines(path: Path, rows: list[dict], series: list[str], title: str, ylabel: s
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata=PNG_META)
     plt.close(fig)
-
-
-def read_csv(path: Path) -> list[dict]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 def geometry_figures(metrics_path, tables_dir, out_dir, methods: list[str]) -> None:
@@ -72,19 +69,14 @@ def geometry_figures(metrics_path, tables_dir, out_dir, methods: list[str]) -> N
     angles = {k: v["median"] for k, v in m["angle_top1"].items()}
     heatmap(out / "angle_top1_matrix.png", methods, _matrix(methods, angles, 0.0),
             "median top-1 principal angle (deg)", ".0f", 0, 90, "viridis")
-    rows = read_csv(tables / "cosine_per_layer.csv")
-    pairs = [f"{ref}-{x}" if f"{ref}-{x}" in rows[0] else f"{x}-{ref}" for x in methods if x != ref]
-    renamed = [{"layer": r["layer"], **{p.replace(f"{ref}-", "").replace(f"-{ref}", ""): r[p] for p in pairs}}
-               for r in rows]
-    series = [x for x in methods if x != ref]
-    if "noise_floor" in rows[0]:  # the same method from another seed
-        for r, src in zip(renamed, rows):
-            r["noise_floor"] = src["noise_floor"]
-        series.append("noise_floor")
-    lines(out / "cosine_per_layer.png", renamed, series, f"cosine to {ref.upper()} per layer", "cosine")
-    rows = read_csv(tables / "orthogonal_fraction_per_layer.csv")
-    lines(out / "orthogonal_fraction_per_layer.png", rows, [x for x in methods if x != ref],
-          f"orthogonal fraction off {ref.upper()} per layer", "||dW - P dW|| / ||dW||")
+    table = read_csv(tables / "cosine_per_layer.csv")
+    series = {x: f"{ref}-{x}" if f"{ref}-{x}" in table else f"{x}-{ref}" for x in methods if x != ref}
+    if "noise_floor" in table:  # the same method from another seed
+        series["noise_floor"] = "noise_floor"
+    lines(out / "cosine_per_layer.png", table, series, f"cosine to {ref.upper()} per layer", "cosine")
+    lines(out / "orthogonal_fraction_per_layer.png", read_csv(tables / "orthogonal_fraction_per_layer.csv"),
+          {x: x for x in methods if x != ref}, f"orthogonal fraction off {ref.upper()} per layer",
+          "||dW - P dW|| / ||dW||")
 
 
 def accuracy_figures(m: dict, out_dir, models: list[str]) -> None:
@@ -111,13 +103,12 @@ def accuracy_figures(m: dict, out_dir, models: list[str]) -> None:
 
 
 def connectivity_figure(curves_csv, out_png) -> None:
-    rows = read_csv(Path(curves_csv))
+    table = read_csv(curves_csv)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for pair in [k for k in rows[0] if k != "alpha"]:
+    for pair in [k for k in table if k != "alpha"]:
         a, b = pair.split("-")
-        ax.plot([float(r["alpha"]) for r in rows], [float(r[pair]) for r in rows], marker="o",
-                label=f"{a.upper()} (alpha=1) <-> {b.upper()} (alpha=0)")
+        ax.plot(table["alpha"], table[pair], marker="o", label=f"{a.upper()} (alpha=1) <-> {b.upper()} (alpha=0)")
     ax.set_xlabel("alpha: W0 + alpha dW_a + (1 - alpha) dW_b")
     ax.set_ylabel("masked-answer CE")
     ax.set_title("linear mode connectivity in Delta W space")
@@ -129,11 +120,11 @@ def connectivity_figure(curves_csv, out_png) -> None:
 
 
 def cka_figure(cka_csv, out_png) -> None:
-    rows = read_csv(Path(cka_csv))
+    table = read_csv(cka_csv)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for pair in [k for k in rows[0] if k != "layer" and not k.startswith("base-")]:
-        ax.plot([int(r["layer"]) for r in rows], [float(r[pair]) for r in rows], marker=".", label=pair.upper())
+    for pair in [k for k in table if k != "layer" and not k.startswith("base-")]:
+        ax.plot(table["layer"], table[pair], marker=".", label=pair.upper())
     ax.set_xlabel("layer")
     ax.set_ylabel("debiased linear CKA")
     ax.set_title("CKA between adapted models per layer")
@@ -142,3 +133,16 @@ def cka_figure(cka_csv, out_png) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=110, metadata=PNG_META)
     plt.close(fig)
+
+
+def draw_all(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[Path]:
+    """Every figure of the report from ``<metrics_dir>/{geometry,accuracy}.json`` and the tables under
+    ``<tables_dir>/{geometry,connectivity,cka}``, into ``<out_dir>/{geometry,accuracy,connectivity,cka}/``;
+    returns the PNG paths. ``methods``: the order of the matrices and bars (the base first in accuracy)."""
+    metrics, tables, out = Path(metrics_dir), Path(tables_dir), Path(out_dir)
+    geometry_figures(metrics / "geometry.json", tables / "geometry", out / "geometry", methods)
+    acc = json.loads((metrics / "accuracy.json").read_text())
+    accuracy_figures({s: v for s, v in acc.items() if s != "seed_twins"}, out / "accuracy", ["base", *methods])
+    connectivity_figure(tables / "connectivity" / "curves.csv", out / "connectivity" / "connectivity.png")
+    cka_figure(tables / "cka" / "debiased.csv", out / "cka" / "cka_per_layer.png")
+    return sorted(out.rglob("*.png"))

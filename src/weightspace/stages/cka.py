@@ -2,21 +2,21 @@
 adapter merged into it) on the first n prompts of an evaluation set. Tokens are pooled per prompt
 (mean over the prompt's tokens after dropping the first, BOS-like ``<|im_start|>``), so the n
 examples are prompts. Debiased CKA is the headline, biased beside it -> ``<metrics>`` (last-layer and
-late-layer mean per pair), ``<plots>/cka_per_layer.csv``, a PNG. Params: ``cka``, ``prompt``, ``threads``."""
+late-layer mean per pair), ``<plots>/debiased.csv`` and ``<plots>/biased.csv`` (per layer). Params: ``cka``,
+``prompt``, ``threads``."""
 
 from __future__ import annotations
 
-import csv
 import itertools
 import logging
 from pathlib import Path
 
-from .. import figures
 from ..adapters import read_deltas
 from ..cka import cka
 from ..datasets import read_jsonl
 from ..function_space import Merger, pooled_hidden_states
 from ..models import default_device, load_base
+from ..tables import write_csv
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"base": "base model", "deltas": "folder of <method>.safetensors",
                                    "data": "folder of evaluation sets", "metrics": "metrics JSON",
-                                   "plots": "folder for the CSV", "figures": "folder for PNG"}, argv)
+                                   "plots": "folder for the CSV tables"}, argv)
     cfg = params.cka
     set_threads(params.threads)
     rows = read_jsonl(Path(args.data) / f"{cfg.set}.jsonl")[: cfg.n]
@@ -54,13 +54,8 @@ def main(argv=None) -> None:
         metrics["biased"][pair] = {"last": bia[-1], "late_mean": sum(bia[L] for L in late) / len(late)}
         table["debiased"][pair], table["biased"][pair] = deb, bia
     write_json(args.metrics, metrics)
-    Path(args.plots).mkdir(parents=True, exist_ok=True)
     for kind, cols in table.items():  # wide: layer, then one column per pair
-        with (Path(args.plots) / f"{kind}.csv").open("w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["layer", *cols])
-            w.writerows([L + 1, *(f"{c[L]:.8f}" for c in cols.values())] for L in range(n_layers))
-    figures.cka_figure(Path(args.plots) / "debiased.csv", Path(args.figures) / "cka_per_layer.png")
+        write_csv(Path(args.plots) / f"{kind}.csv", {"layer": list(range(1, n_layers + 1)), **cols}, "%.8f")
     log.info("cka (debiased, last layer): %s", {p: round(v["last"], 3) for p, v in metrics["debiased"].items()})
 
 

@@ -1,21 +1,21 @@
 """Stage compare: accuracy with intervals per model and set, exact McNemar for every pair of models
 with Holm correction per set, avg@k with a problem-level bootstrap -> ``<metrics>`` (keys like
-``heldout.dpo.acc``, ``heldout.sft-dpo.p_holm``), ``<plots>/<set>.csv`` and PNG figures. With
+``heldout.dpo.acc``, ``heldout.sft-dpo.p_holm``) and ``<plots>/<set>.csv``. With
 ``--twins`` (not ``none``), the same per set again under ``seed_twins``, each method replaced by its
 seed twin where ``<twins>/<model>/`` exists (the base has none and stays): the claims' seed bands.
 The models: the base and every method of ``methods``. Params: ``compare``, ``methods``."""
 
 from __future__ import annotations
 
-import csv
 import itertools
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from .. import figures, stats
+from .. import stats
 from ..datasets import read_jsonl
+from ..tables import write_csv
 from .common import parse, write_json
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, se
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"evals": "folder of <model>/<set>.jsonl",
                                    "twins": "folder of the seed twins' <model>/<set>.jsonl, or 'none'",
-                                   "metrics": "metrics JSON", "plots": "folder for CSV tables",
-                                   "figures": "folder for PNG figures"}, argv)
+                                   "metrics": "metrics JSON", "plots": "folder for CSV tables"}, argv)
     cfg = params.compare
     models = ["base", *params.methods]
     sets = sorted(p.stem for p in (Path(args.evals) / models[0]).glob("*.jsonl"))
@@ -57,13 +56,8 @@ def main(argv=None) -> None:
     for s in sets:
         metrics[s] = compare_set({m: read_jsonl(Path(args.evals) / m / f"{s}.jsonl") for m in models}, cfg.level,
                                  cfg.bootstrap, cfg.seed)
-        path = Path(args.plots) / f"{s}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["model", "acc", "lo", "hi"])
-            for m in models:
-                w.writerow([m] + [f"{metrics[s][m][k]:.6f}" for k in ("acc", "lo", "hi")])
+        write_csv(Path(args.plots) / f"{s}.csv", [{"model": m, **{k: metrics[s][m][k] for k in ("acc", "lo", "hi")}}
+                                                  for m in models], "%.6f")
         different = [p for p, v in metrics[s].items() if "-" in p and v["p_holm"] < 0.05]
         log.info("%s: %s; differ after Holm: %s", s, {m: round(metrics[s][m]["acc"], 3) for m in models},
                  different or "none")
@@ -73,7 +67,6 @@ def main(argv=None) -> None:
             s: compare_set({m: read_jsonl((tw if (tw / m).is_dir() else Path(args.evals)) / m / f"{s}.jsonl")
                             for m in models}, cfg.level, cfg.bootstrap, cfg.seed) for s in sets}
     write_json(args.metrics, metrics)
-    figures.accuracy_figures({s: metrics[s] for s in sets}, args.figures, models)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,20 @@
 """Stage connectivity: linear mode connectivity in Delta W space. For each pair a-b in params, the
 masked-answer CE of W0 + alpha dW_a + (1 - alpha) dW_b on a grid of alpha (``sft_seed``: SFT from
 ``controls.seed``); barrier = max over alpha
-of L(alpha) - [(1 - alpha) L(0) + alpha L(1)] -> ``<metrics>``, ``<plots>/curves.csv``, a PNG.
+of L(alpha) - [(1 - alpha) L(0) + alpha L(1)] -> ``<metrics>``, ``<plots>/curves.csv``.
 Params: ``connectivity``, ``prompt``, ``threads``."""
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
-from .. import figures
 from ..adapters import read_deltas
 from ..config import SEED_SUFFIX
 from ..datasets import read_jsonl
 from ..function_space import Merger, answer_ce, answer_items
 from ..models import default_device, load_base
+from ..tables import write_csv
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def barrier(alphas: list[float], losses: list[float]) -> float:
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"base": "base model", "deltas": "folder of <method>.safetensors",
                                    "data": "folder of evaluation sets", "metrics": "metrics JSON",
-                                   "plots": "folder for the curves CSV", "figures": "folder for PNG"}, argv)
+                                   "plots": "folder for the curves CSV"}, argv)
     cfg = params.connectivity
     set_threads(params.threads)
     rows = read_jsonl(Path(args.data) / f"{cfg.set}.jsonl")[: cfg.n]
@@ -64,13 +63,7 @@ def main(argv=None) -> None:
         log.info("%s: CE %s, barrier %.4f", pair, [round(c, 3) for c in curve], metrics[pair]["barrier"])
     merger.reset()
     write_json(args.metrics, metrics)
-    path = Path(args.plots) / "curves.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:  # wide: alpha, then one CE column per pair
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["alpha", *curves])
-        w.writerows([f"{al:.4f}", *(f"{c[i]:.8f}" for c in curves.values())] for i, al in enumerate(alphas))
-    figures.connectivity_figure(path, Path(args.figures) / "connectivity.png")
+    write_csv(Path(args.plots) / "curves.csv", {"alpha": alphas, **curves}, "%.8f")  # one CE column per pair
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Stage geometry: every weight-space analysis over the methods' deltas -> ``<metrics>`` (JSON),
-per-layer tables in ``<plots>`` (CSV, for ``dvc plots``) and PNG figures in ``<figures>``.
+per-layer tables in ``<plots>`` (CSV, for ``dvc plots`` and the figures stage).
 
 Beside the between-method analyses (``analysis.analyse``):
 - ``seeds``: per method, the same metrics between its run from ``train.seed`` and its run from
@@ -16,25 +16,17 @@ methods."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from pathlib import Path
 
-from .. import figures, noise
+from .. import noise
 from ..adapters import read_deltas
 from ..analysis import analyse
+from ..tables import write_csv
 from .common import parse, write_json
 
 log = logging.getLogger(__name__)
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows([{k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
 
 
 def pair(fa, fb, top_k: int) -> tuple[dict, list[float]]:
@@ -83,7 +75,7 @@ def depth_profile(rows: list[dict]) -> dict:
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"deltas": "folder of <method>.safetensors, seeds/ and controls/",
                                    "lr_sweep": "folder of the lr_sweep@<method> folders", "metrics": "metrics JSON",
-                                   "plots": "folder for per-layer CSV tables", "figures": "folder for PNG figures"},
+                                   "plots": "folder for per-layer CSV tables"},
                          argv)
     cfg = params.geometry
     t0 = time.time()
@@ -109,8 +101,7 @@ def main(argv=None) -> None:
     metrics["wall_s"] = round(time.time() - t0, 2)
     write_json(args.metrics, metrics)
     for name, rows in tables.items():
-        write_csv(Path(args.plots) / f"{name}.csv", rows)
-    figures.geometry_figures(args.metrics, args.plots, args.figures, list(params.methods))
+        write_csv(Path(args.plots) / f"{name}.csv", rows, "%.10g")
     log.info("geometry: %d methods (+ seeds, controls, %d sweep runs), %d modules, %.2fs", len(deltas), len(sweep),
              metrics["modules"], metrics["wall_s"])
 
