@@ -209,11 +209,14 @@ def test_the_aggregate_stages_name_no_method():
 
     import yaml
 
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
     names = "|".join(config.METHODS)
-    for name, st in stages.items():
+    for name, st in pipeline["stages"].items():
         text = json.dumps({k: st.get(k) for k in ("cmd", "deps", "outs")})
         assert not re.search(rf"[/ ,=]({names})([.,/ \"]|_seed|$)", text), (name, text)
+    # nor does a plot: no file, column or title names a method or an a-b pair of them
+    plots = json.dumps(pipeline["plots"])
+    assert not re.search(rf"[\"/ ]({names})(_seed)?([-\"./ ]|$)", plots), plots
 
 
 def test_two_processes_match_one_within_tolerance(repo):

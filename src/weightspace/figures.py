@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .tables import read_csv  # noqa: E402
+from .tables import read_csv, write_csv  # noqa: E402
 
 PNG_META = {"Software": None}  # no version string: the same numbers give the same bytes
 
@@ -133,6 +133,40 @@ def cka_figure(cka_csv, out_png) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=110, metadata=PNG_META)
     plt.close(fig)
+
+
+def series_tables(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[Path]:
+    """The curves of ``dvc plots`` in long form (x, ``series``, y), so that dvc.yaml names no method or
+    pair: one line per ``series`` value (template ``.dvc/plots/series.json``). From the training curves
+    (``<tables_dir>/train/<method>/``), the geometry, connectivity and CKA tables."""
+    import pandas as pd
+
+    tables, out = Path(tables_dir), Path(out_dir)
+    ref = json.loads((Path(metrics_dir) / "geometry.json").read_text())["reference"]
+
+    def long(wide, x: str, columns: dict[str, str], y: str):
+        return pd.concat([pd.DataFrame({x: wide[x], "series": label, y: wide[col]}) for label, col in columns.items()])
+
+    frames = {
+        "training_loss": pd.concat([read_csv(tables / "train" / m / "plots/metrics/loss.tsv", sep="\t")
+                                    .assign(series=m)[["step", "series", "loss"]] for m in methods]),
+        "seed_alignment": pd.concat([read_csv(tables / "train" / m / "seed_alignment.csv")
+                                     .assign(series=m)[["step", "series", "u1_alignment"]] for m in methods]),
+    }
+    cos = read_csv(tables / "geometry" / "cosine_per_layer.csv")
+    series = {x: f"{ref}-{x}" if f"{ref}-{x}" in cos else f"{x}-{ref}" for x in methods if x != ref}
+    frames["cosine_per_layer"] = long(cos, "layer", {**series, "noise_floor": "noise_floor"}, "cosine")
+    frames["orthogonal_fraction_per_layer"] = long(read_csv(tables / "geometry" / "orthogonal_fraction_per_layer.csv"),
+                                                   "layer", {x: x for x in methods if x != ref}, "orthogonal_fraction")
+    conn = read_csv(tables / "connectivity" / "curves.csv")
+    frames["connectivity"] = long(conn, "alpha", {c: c for c in conn if c != "alpha"}, "ce")
+    cka = read_csv(tables / "cka" / "debiased.csv")
+    frames["cka_debiased"] = long(cka, "layer", {c: c for c in cka if c != "layer"}, "cka")
+    paths = []
+    for name, frame in frames.items():
+        write_csv(out / f"{name}.csv", frame, "%.10g")
+        paths.append(out / f"{name}.csv")
+    return paths
 
 
 def draw_all(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[Path]:

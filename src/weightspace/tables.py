@@ -16,8 +16,8 @@ def write_csv(path: str | Path, rows, float_format: str | None = None) -> None:
     pd.DataFrame(rows).to_csv(path, index=False, float_format=float_format, lineterminator="\n")
 
 
-def read_csv(path: str | Path):
-    """The table as a pandas DataFrame."""
+def read_csv(path: str | Path, sep: str = ","):
+    """The table as a pandas DataFrame (``sep`` tab: dvclive's TSV curves)."""
     import pandas as pd
 
-    return pd.read_csv(path)
+    return pd.read_csv(path, sep=sep)
