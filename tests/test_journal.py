@@ -104,7 +104,9 @@ def test_failed_units_fail_the_run_with_a_count_and_are_retried_alone(tmp_path):
                     on_done(key, Completion(f"{message} {seed}", 2, False), {"prompt_tokens": 4, "completion_tokens": 2})
             return failed
 
-    gen = hf_gen(engine="openai")
+    gen = hf_gen(engine="openai", openai=config.OpenAIEngine(base_url="http://127.0.0.1:1/v1", model="m",
+                                                             api_key_env="KEY", concurrency=1, max_retries=0,
+                                                             timeout_s=1.0))
     with Journal(tmp_path / "j.jsonl") as j, pytest.raises(JournalIncomplete, match="1 of 21 units .* boom"):
         generate(Flaky(gen), MESSAGES, IDS, 3, "api", j)
     Flaky.run = 1

@@ -1,6 +1,6 @@
 """The method registry: the one place where what a method *is* gets decided.
 
-A method = its params section (a frozen dataclass, the ``params.yaml`` section of the same name), the
+A method = its params section (a ``schema.Section``, the ``params.yaml`` section of the same name), the
 rollout rows it trains on, its loss (a pure function in ``losses``), whether that loss reads the
 reference's log-probs, and what the loss is normalised by. The training loop (``training``), the
 params loader (``config``) and every stage read these entries; nothing else compares method names.
@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Literal, Optional
 
-from .validation import ParamsError
+from .schema import Number, ParamsError, Positive, Section
 
 if TYPE_CHECKING:
     import torch
@@ -43,81 +43,55 @@ def _L():
 
 
 # ---------------------------------------------------------------- params sections
-@dataclass(frozen=True)
-class SFT:
-    lr: float
+class SFT(Section):
+    lr: Positive
 
 
-@dataclass(frozen=True)
-class RFT:
-    lr: float
+class RFT(Section):
+    lr: Positive
 
 
-@dataclass(frozen=True)
-class DFT:
-    lr: float
+class DFT(Section):
+    lr: Positive
 
 
-@dataclass(frozen=True)
-class RIFT:
-    lr: float
+class RIFT(Section):
+    lr: Positive
     variant: Literal["token", "sequence", "written"]
-    neg_lambda: float
+    neg_lambda: Number
 
 
-@dataclass(frozen=True)
-class GRPO:
-    lr: float
-    bias: float
+class GRPO(Section):
+    lr: Positive
+    bias: Number
     std_norm: Literal["none", "group"]
     bias_scope: Literal["all", "all_correct"]
 
 
-@dataclass(frozen=True)
-class DPO:
-    lr: float
-    beta: float
+class DPO(Section):
+    lr: Positive
+    beta: Positive
     pairing: Literal["one", "all"]
 
-    def check(self, prefix):
-        if self.beta <= 0:
-            raise ParamsError(f"{prefix}.beta: must be positive, got {self.beta}")
 
-
-@dataclass(frozen=True)
-class IPO:
-    lr: float
-    tau: float  # the IPO regulariser: the loss pulls the length-averaged log-ratio margin to 1/(2 tau)
+class IPO(Section):
+    lr: Positive
+    tau: Positive  # the IPO regulariser: the loss pulls the length-averaged log-ratio margin to 1/(2 tau)
     pairing: Literal["one", "all"]
 
-    def check(self, prefix):
-        if self.tau <= 0:
-            raise ParamsError(f"{prefix}.tau: must be positive, got {self.tau}")
 
-
-@dataclass(frozen=True)
-class SimPO:
-    lr: float
-    beta: float  # reward scale of the length-averaged log-probability
-    gamma: float  # target reward margin
+class SimPO(Section):
+    lr: Positive
+    beta: Positive  # reward scale of the length-averaged log-probability
+    gamma: Number  # target reward margin
     pairing: Literal["one", "all"]
 
-    def check(self, prefix):
-        if self.beta <= 0:
-            raise ParamsError(f"{prefix}.beta: must be positive, got {self.beta}")
 
-
-@dataclass(frozen=True)
-class KTO:
-    lr: float
-    beta: float
-    desirable_weight: float  # lambda_D, on correct rows
-    undesirable_weight: float  # lambda_U, on wrong rows
-
-    def check(self, prefix):
-        for key in ("beta", "desirable_weight", "undesirable_weight"):
-            if getattr(self, key) <= 0:
-                raise ParamsError(f"{prefix}.{key}: must be positive, got {getattr(self, key)}")
+class KTO(Section):
+    lr: Positive
+    beta: Positive
+    desirable_weight: Positive  # lambda_D, on correct rows
+    undesirable_weight: Positive  # lambda_U, on wrong rows
 
 
 # ---------------------------------------------------------------- what the loss sees

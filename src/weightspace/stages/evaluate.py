@@ -6,7 +6,6 @@ Params: ``evaluate``, ``prompt``, ``threads``."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -48,7 +47,8 @@ def evaluate(params, base: str, lora: str | None, sets: dict[str, list[dict]], o
                     "correct": bool(v.reward), "reward_rule": v.rule, "tokens": c.n_tokens,
                     "truncated": c.truncated} for r, c, v in zip(rows, greedy, verdicts)]
         if cfg.avg_k is not None and name in cfg.avg_k.sets:
-            engine.gen = dataclasses.replace(cfg.generation, temperature=cfg.avg_k.temperature, top_p=cfg.avg_k.top_p)
+            engine.gen = cfg.generation.model_copy(update={"temperature": cfg.avg_k.temperature,
+                                                             "top_p": cfg.avg_k.top_p})
             samples = engine.generate(messages, cfg.avg_k.k, desc=f"avg@k {name}")
             engine.gen = cfg.generation
             for rec, r, cs in zip(records, rows, samples):
