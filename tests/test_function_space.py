@@ -10,9 +10,9 @@ from conftest import REPO
 from weightspace import tiny
 from weightspace.adapters import read_adapter
 from weightspace.function_space import Merger, answer_ce, answer_items, pooled_hidden_states
-from weightspace.stages.compare import compare_set
+from weightspace.stats import compare_set
 from weightspace.tables import read_csv
-from weightspace.stages.connectivity import barrier
+from weightspace.function_space import barrier
 
 
 @pytest.fixture(scope="module")

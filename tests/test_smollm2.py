@@ -26,7 +26,7 @@ from weightspace import config, models
 from weightspace.adapters import read_deltas
 from weightspace.generation import Completion
 from weightspace.rollouts import GOLD_COMPLETION, grade_rows, load_table, summarize
-from weightspace.stages.base import record_hub
+from weightspace.models import record_hub
 
 pytestmark = pytest.mark.slow
 

@@ -90,6 +90,10 @@ def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
     items = encode_rows(tok, rows, 64)
     own, mismatched = unit_items(units[4], items)
     assert own == items[11] and mismatched.prompt == items[11].prompt and mismatched.completion == items[12].completion
+    # a borrowed completion is cut to the longer of the two real sequences (each within train.max_length)
+    long_prompt = {0: Item(0, (1,) * 50, (2,) * 10), 1: Item(1, (3,) * 10, (4,) * 54)}
+    _, kl = unit_items(methods.Mismatch((0, 1)), long_prompt)
+    assert kl.prompt == (1,) * 50 and kl.completion == (4,) * 14 and len(kl.prompt) + len(kl.completion) == 64
     # the pair losses' rows come from the registry too: IPO and SimPO take DPO's pairs
     pairs = select("dpo", rows, order, methods.DPO(lr=1e-3, beta=0.1, pairing="one"))
     assert select("ipo", rows, order, methods.IPO(lr=1e-3, tau=0.1, pairing="one")) == pairs

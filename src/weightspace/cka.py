@@ -50,3 +50,29 @@ def cka_features(X: torch.Tensor, Y: torch.Tensor) -> float:
     X = X.to(torch.float64) - X.to(torch.float64).mean(0)
     Y = Y.to(torch.float64) - Y.to(torch.float64).mean(0)
     return (torch.linalg.norm(Y.T @ X) ** 2 / (torch.linalg.norm(X.T @ X) * torch.linalg.norm(Y.T @ Y))).item()
+
+
+def late_layers(n_layers: int) -> list[int]:
+    """0-based indices of the late layers: the paper's "from layer 25" of 36, scaled to ``n_layers``."""
+    return list(range(max(1, round(25 * n_layers / 36)) - 1, n_layers))
+
+
+def pairwise(reps: dict[str, list]) -> tuple[dict, dict[str, dict[str, list[float]]]]:
+    """Per-layer CKA between every pair of models (``reps[model][layer]``: (n, d) pooled states), debiased
+    and biased. Returns ({"late_layers": 1-based, "debiased"/"biased": {pair: {"last", "late_mean"}}},
+    {"debiased"/"biased": {pair: per-layer values}})."""
+    import itertools
+
+    models = list(reps)
+    n_layers = len(reps[models[0]])
+    late = late_layers(n_layers)
+    summary: dict = {"late_layers": [L + 1 for L in late], "debiased": {}, "biased": {}}
+    table: dict[str, dict[str, list[float]]] = {"debiased": {}, "biased": {}}
+    for a, b in itertools.combinations(models, 2):
+        pair = f"{a}-{b}"
+        deb = [cka(reps[a][L], reps[b][L], debiased=True) for L in range(n_layers)]
+        bia = [cka(reps[a][L], reps[b][L], debiased=False) for L in range(n_layers)]
+        summary["debiased"][pair] = {"last": deb[-1], "late_mean": sum(deb[L] for L in late) / len(late)}
+        summary["biased"][pair] = {"last": bia[-1], "late_mean": sum(bia[L] for L in late) / len(late)}
+        table["debiased"][pair], table["biased"][pair] = deb, bia
+    return summary, table

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .adapters import Factor
-from .training import collate, Item
+from .sequences import Item, collate, ids, prompt_ids
 
 
 def _input_to_fp32(module, args):
@@ -65,9 +65,7 @@ def answer_items(tok, prompts: list[str], answers: list[str]) -> list[Item]:
     """Prompt through the chat template, then the gold continuation ``\\boxed{answer}`` right after it."""
     items = []
     for i, (p, a) in enumerate(zip(prompts, answers)):
-        text = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        items.append(Item(i, tuple(tok(text, add_special_tokens=False)["input_ids"]),
-                          tuple(tok(f"\\boxed{{{a}}}", add_special_tokens=False)["input_ids"])))
+        items.append(Item(i, tuple(prompt_ids(tok, p)), tuple(ids(tok, f"\\boxed{{{a}}}"))))
     return items
 
 
@@ -109,9 +107,7 @@ def pooled_hidden_states(model, tok, prompts: list[str], batch: int) -> list[tor
     are excluded."""
     layers: list[list[torch.Tensor]] = []
     for i in range(0, len(prompts), batch):
-        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-                 for p in prompts[i : i + batch]]
-        items = [Item(j, tuple(tok(t, add_special_tokens=False)["input_ids"]), ()) for j, t in enumerate(texts)]
+        items = [Item(j, tuple(prompt_ids(tok, p)), ()) for j, p in enumerate(prompts[i : i + batch])]
         b = collate(items, tok.pad_token_id)
         device = next(model.parameters()).device
         hs = block_outputs(model, b["input_ids"].to(device), b["attention_mask"].to(device))  # L x (B, T, d)
@@ -123,3 +119,10 @@ def pooled_hidden_states(model, tok, prompts: list[str], batch: int) -> list[tor
                 layers.append([])
             layers[L].append(pooled.cpu())
     return [torch.cat(x) for x in layers]
+
+
+def barrier(alphas: list[float], losses: list[float]) -> float:
+    """max_alpha L(alpha) - [(1 - alpha) L(0) + alpha L(1)]; 0 for a curve at or below its chord.
+    ``alphas`` ascending from 0 to 1."""
+    l0, l1 = losses[0], losses[-1]
+    return max(0.0, max(l - ((1 - a) * l0 + a * l1) for a, l in zip(alphas, losses)))

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .config import Generation
+from .sequences import chat_text
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class HFEngine:
         out: list[list[Completion]] = []
         for i in tqdm(range(0, len(messages), g.batch_size), desc=desc, leave=False):
             chunk = messages[i : i + g.batch_size]
-            texts = [tok.apply_chat_template(chat(m), tokenize=False, add_generation_prompt=True) for m in chunk]
+            texts = [chat_text(tok, m) for m in chunk]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
             seqs = self.model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1] :]  # (B*n, T_new)
             for j in range(len(chunk)):

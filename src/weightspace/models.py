@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .schema import ParamsError
+
 HUB_FILE = "hub.json"
 LOCAL_PREFIX = "sha256:"  # revision of a local folder; a hub revision is a 40-hex commit sha
 
@@ -82,3 +84,24 @@ def load_base(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
     name, revision = base_ref(path)
     model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype, trust_remote_code=False)
     return model.to(device).eval(), load_tokenizer(path)
+
+
+LOCAL_REVISION = "local"  # base.hub.revision of a local folder: record whatever it holds
+
+
+def record_hub(cfg, out: Path, key: str = "base.hub") -> dict:
+    """``<out>/hub.json``: the model id and the revision resolved to a commit, or for a local folder its
+    path and content hash. ``cfg``: a ``config.HubModel``; ``key``: the params key named in errors."""
+    if Path(cfg.model_id).is_dir():  # the local-path route: no hub, the content hash is the revision
+        ref, route = {"model_id": cfg.model_id, "revision": folder_sha256(cfg.model_id)}, "local"
+        if cfg.revision not in (LOCAL_REVISION, ref["revision"]):
+            raise ParamsError(f"{key}.revision: {cfg.revision!r} is neither {LOCAL_REVISION!r} nor the "
+                              f"content hash of local folder {cfg.model_id} ({ref['revision']})")
+    else:
+        from huggingface_hub import HfApi
+
+        sha = HfApi().model_info(cfg.model_id, revision=cfg.revision).sha
+        ref, route = {"model_id": cfg.model_id, "revision": sha}, "hub"
+    out.mkdir(parents=True)
+    (out / HUB_FILE).write_text(json.dumps(ref, indent=2) + "\n")
+    return {"kind": "hub", "route": route, **ref}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -53,3 +54,27 @@ def bootstrap_mean(values: np.ndarray, samples: int, seed: int, level: float = 0
     means = values[idx].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, seed: int) -> dict:
+    """Metrics of one evaluation set; ``records[model]`` are that model's per-item records."""
+    models = list(records)
+    ids = [r["id"] for r in records[models[0]]]
+    for m in models:
+        if [r["id"] for r in records[m]] != ids:
+            raise ValueError(f"compare: {m} was evaluated on other items than {models[0]}; results are not paired")
+    out: dict = {}
+    for m in models:
+        correct = [bool(r["correct"]) for r in records[m]]
+        lo, hi = wilson(sum(correct), len(correct), level)
+        out[m] = {"acc": sum(correct) / len(correct), "lo": lo, "hi": hi, "n": len(correct)}
+        if "samples_correct" in records[m][0]:
+            avg = np.array([np.mean(r["samples_correct"]) for r in records[m]])
+            blo, bhi = bootstrap_mean(avg, bootstrap, seed, level)
+            out[m].update({"avg_k": float(avg.mean()), "avg_k_lo": blo, "avg_k_hi": bhi})
+    pairs = list(itertools.combinations(models, 2))
+    tests = [mcnemar_exact([bool(r["correct"]) for r in records[a]], [bool(r["correct"]) for r in records[b]])
+             for a, b in pairs]
+    for (a, b), t, ph in zip(pairs, tests, holm([t["p"] for t in tests])):
+        out[f"{a}-{b}"] = {**t, "p_holm": ph}
+    return out

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+from . import config
+from .sequences import Item, collate, ids, labels, prompt_ids
 
 log = logging.getLogger(__name__)
 
@@ -59,28 +64,10 @@ def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def encode_examples(tok, prompts: list[str], answers: list[str]) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids through the chat template, answer ids + end-of-turn) per example."""
-    out = []
-    for p, a in zip(prompts, answers):
-        text = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        out.append((tok(text, add_special_tokens=False)["input_ids"],
-                    tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]))
-    return out
-
-
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch; labels are -100 on prompt and padding, so the loss covers answers only."""
-    T = max(len(p) + len(a) for p, a in pairs)
-    ids = torch.full((len(pairs), T), pad_id)
-    labels = torch.full((len(pairs), T), -100)
-    mask = torch.zeros((len(pairs), T), dtype=torch.long)
-    for i, (p, a) in enumerate(pairs):
-        n = len(p) + len(a)
-        ids[i, :n] = torch.tensor(p + a)
-        labels[i, len(p) : n] = torch.tensor(a)
-        mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+def encode_examples(tok, prompts: list[str], answers: list[str]) -> list[Item]:
+    """Per example: the prompt through the chat template, the answer + end-of-turn as its completion."""
+    return [Item(i, tuple(prompt_ids(tok, p)), tuple(ids(tok, a) + [tok.eos_token_id]))
+            for i, (p, a) in enumerate(zip(prompts, answers))]
 
 
 def pretrain(model, examples, steps: int, batch_size: int, lr: float, seed: int, pad_id: int,
@@ -104,7 +91,8 @@ def pretrain(model, examples, steps: int, batch_size: int, lr: float, seed: int,
         idx = torch.randint(0, len(examples), (batch_size,), generator=g).tolist()
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, warmup, lr)
-        loss = model(**collate([examples[i] for i in idx], pad_id)).loss
+        batch = collate([examples[i] for i in idx], pad_id)
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels(batch)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -117,3 +105,74 @@ def pretrain(model, examples, steps: int, batch_size: int, lr: float, seed: int,
             log.info("pretrain step %d: loss %.4f, greedy acc %.3f", step + 1, loss.item(), acc)
     model.eval()
     return curve
+
+
+def greedy_accuracy(engine, prompt: config.Prompt, rows: list[dict]) -> float:
+    """Share of ``rows`` whose greedy completion the reward grades correct."""
+    from . import grading
+
+    outs = engine.generate([prompt.render(r["question"]) for r in rows], n=1, desc="eval")
+    return sum(grading.is_correct(o[0].text, r["answer"]) for o, r in zip(outs, rows)) / len(rows)
+
+
+def greedy_engine(model, tok, max_new_tokens: int, n: int, seed: int):
+    """The hf engine decoding greedily, all ``n`` held-out prompts in one batch."""
+    from .generation import HFEngine
+
+    gen = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
+                            batch_size=n, seed=seed, openai=None)
+    return HFEngine(model, tok, gen)
+
+
+def build_tiny(cfg: config.TinyModel, prompt: config.Prompt, max_new_tokens: int, data: Path, out: Path) -> dict:
+    """The tiny student: a BPE tokenizer trained on the pretraining corpus (``<data>/pretrain.jsonl``), a
+    small Qwen3 from the config, pretrained ``cfg.steps`` steps on the worked solutions, written to ``out``.
+    Fails when its greedy accuracy on the first ``eval_n`` rollout prompts ends outside [min_acc, max_acc]."""
+    from .datasets import read_jsonl
+
+    corpus = read_jsonl(data / "pretrain.jsonl")
+    heldout = read_jsonl(data / "train.jsonl")[: cfg.eval_n]
+    t0 = time.time()
+    tok = train_tokenizer([prompt.render(r["question"]) + " " + r["solution"] for r in corpus], cfg.vocab_size)
+    model = build_model(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.kv_heads, cfg.head_dim,
+                        cfg.intermediate_size, cfg.max_positions, cfg.seed, tok.eos_token_id, tok.pad_token_id)
+    examples = encode_examples(tok, [prompt.render(r["question"]) for r in corpus], [r["solution"] for r in corpus])
+    engine = greedy_engine(model, tok, max_new_tokens, len(heldout), cfg.seed)
+    curve = pretrain(model, examples, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, tok.pad_token_id,
+                     evaluate=lambda: greedy_accuracy(engine, prompt, heldout), eval_every=cfg.eval_every)
+    acc = curve[-1]["acc"] if curve and curve[-1]["step"] == cfg.steps else greedy_accuracy(engine, prompt, heldout)
+    if not cfg.min_acc <= acc <= cfg.max_acc:
+        raise RuntimeError(f"base: held-out greedy accuracy {acc:.3f} outside [base.tiny.min_acc, max_acc] = "
+                           f"[{cfg.min_acc}, {cfg.max_acc}]; change base.tiny.steps / lr")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"kind": "tiny", "params": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok),
+            "layers": cfg.layers, "heldout_acc": acc, "heldout_n": len(heldout), "steps": cfg.steps, "curve": curve,
+            "wall_s": round(time.time() - t0, 1)}
+
+
+def build_tiny_teacher(cfg: config.TinyTeacher, base_cfg: config.TinyModel, prompt: config.Prompt,
+                       max_new_tokens: int, data: Path, base: Path, out: Path) -> dict:
+    """The tiny teacher: the base pretrained ``cfg.steps`` more steps (its own warmup + cosine schedule
+    and batch draws) on the same problems, their solutions written in its ``style``, written to ``out``."""
+    from . import problems
+    from .datasets import read_jsonl
+    from .models import load_base
+
+    t0 = time.time()
+    model, tok = load_base(base)
+    corpus = read_jsonl(data / "pretrain.jsonl")
+    heldout = read_jsonl(data / "train.jsonl")[: base_cfg.eval_n]  # the base's held-out prompts
+    engine = greedy_engine(model, tok, max_new_tokens, len(heldout), cfg.seed)
+    examples = encode_examples(tok, [prompt.render(r["question"]) for r in corpus],
+                               [problems.restyle(r["solution"], cfg.style) for r in corpus])
+    curve = [{"step": 0, "loss": None, "acc": greedy_accuracy(engine, prompt, heldout)}]
+    if cfg.steps:
+        curve += pretrain(model, examples, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, tok.pad_token_id,
+                          evaluate=lambda: greedy_accuracy(engine, prompt, heldout), eval_every=cfg.eval_every)
+        if curve[-1]["step"] != cfg.steps:
+            curve.append({"step": cfg.steps, "loss": None, "acc": greedy_accuracy(engine, prompt, heldout)})
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"kind": "tiny", "steps": cfg.steps, "heldout_acc": curve[-1]["acc"], "base_heldout_acc": curve[0]["acc"],
+            "heldout_n": len(heldout), "curve": curve, "wall_s": round(time.time() - t0, 1)}

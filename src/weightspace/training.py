@@ -15,12 +15,12 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 
 from . import config, methods
 from . import losses as L
+from .sequences import Item, collate, ids, prompt_ids  # noqa: F401  (Item, collate: the loop's batch types)
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +29,12 @@ class TrainingError(RuntimeError):
     """A method that cannot train (no rows, non-finite loss); the message names method and cause."""
 
 
-@dataclass(frozen=True)
-class Item:
-    """One training sequence: prompt ids + completion ids (with end-of-turn unless truncated)."""
-    row: int
-    prompt: tuple[int, ...]
-    completion: tuple[int, ...]
-
-
 def encode_rows(tok, rows: list[dict], max_length: int) -> dict[int, Item]:
     """Token ids of every table row, cut to ``max_length`` (the completion's end is cut first)."""
     items = {}
     for r in rows:
-        text = tok.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=False,
-                                       add_generation_prompt=True)
-        p = tok(text, add_special_tokens=False)["input_ids"]
-        c = tok(r["completion"], add_special_tokens=False)["input_ids"] + ([] if r["truncated"] else [tok.eos_token_id])
+        p = prompt_ids(tok, r["prompt"])
+        c = ids(tok, r["completion"]) + ([] if r["truncated"] else [tok.eos_token_id])
         c = c[: max(1, max_length - len(p))]
         items[r["row"]] = Item(r["row"], tuple(p), tuple(c))
     return items
@@ -59,20 +49,6 @@ def select(method: str, rows: list[dict], order: list[int], mcfg) -> list:
         what = {"positive": "correct rollouts", "pairs": "mixed groups (both right and wrong)"}.get(entry.rows, "rows")
         raise TrainingError(f"method {method}: 0 training units: no {what} among {len(rows)} rollout rows")
     return units
-
-
-def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ids (B, T), attention mask (B, T), completion mask aligned with next-token log-probs (B, T-1)."""
-    T = max(len(it.prompt) + len(it.completion) for it in items)
-    ids = torch.full((len(items), T), pad_id)
-    attn = torch.zeros((len(items), T), dtype=torch.long)
-    comp = torch.zeros((len(items), T - 1))
-    for i, it in enumerate(items):
-        n, p = len(it.prompt) + len(it.completion), len(it.prompt)
-        ids[i, :n] = torch.tensor(it.prompt + it.completion)
-        attn[i, :n] = 1
-        comp[i, p - 1 : n - 1] = 1  # logp[t] scores token t+1
-    return {"input_ids": ids, "attention_mask": attn, "completion_mask": comp}
 
 
 def sequence_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

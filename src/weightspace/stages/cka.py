@@ -7,12 +7,11 @@ late-layer mean per pair), ``<plots>/debiased.csv`` and ``<plots>/biased.csv`` (
 
 from __future__ import annotations
 
-import itertools
 import logging
 from pathlib import Path
 
 from ..adapters import read_deltas
-from ..cka import cka
+from ..cka import pairwise
 from ..datasets import read_jsonl
 from ..function_space import Merger, pooled_hidden_states
 from ..models import default_device, load_base
@@ -40,19 +39,11 @@ def main(argv=None) -> None:
         reps[m] = pooled_hidden_states(model, tok, prompts, cfg.batch_size)
     merger.reset()
     n_layers = len(reps["base"])
-    late = list(range(max(1, round(25 * n_layers / 36)) - 1, n_layers))  # the paper's "from layer 25" of 36
-    metrics: dict = {"n": len(rows), "layers": n_layers, "late_layers": [L + 1 for L in late],
-                     "pooling": "mean over prompt tokens, first token dropped",
-                     "layer_convention": "output of decoder block l = 1..L (residual stream), the last one "
-                                         "before the final norm", "debiased": {}, "biased": {}}
-    table: dict[str, dict[str, list[float]]] = {"debiased": {}, "biased": {}}
-    for a, b in itertools.combinations(reps, 2):
-        pair = f"{a}-{b}"
-        deb = [cka(reps[a][L], reps[b][L], debiased=True) for L in range(n_layers)]
-        bia = [cka(reps[a][L], reps[b][L], debiased=False) for L in range(n_layers)]
-        metrics["debiased"][pair] = {"last": deb[-1], "late_mean": sum(deb[L] for L in late) / len(late)}
-        metrics["biased"][pair] = {"last": bia[-1], "late_mean": sum(bia[L] for L in late) / len(late)}
-        table["debiased"][pair], table["biased"][pair] = deb, bia
+    summary, table = pairwise(reps)
+    metrics = {"n": len(rows), "layers": n_layers, **summary,
+               "pooling": "mean over prompt tokens, first token dropped",
+               "layer_convention": "output of decoder block l = 1..L (residual stream), the last one before the "
+                                   "final norm"}
     write_json(args.metrics, metrics)
     for kind, cols in table.items():  # wide: layer, then one column per pair
         write_csv(Path(args.plots) / f"{kind}.csv", {"layer": list(range(1, n_layers + 1)), **cols}, "%.8f")

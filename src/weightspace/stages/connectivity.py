@@ -12,7 +12,7 @@ from pathlib import Path
 from ..adapters import read_deltas
 from ..config import SEED_SUFFIX
 from ..datasets import read_jsonl
-from ..function_space import Merger, answer_ce, answer_items
+from ..function_space import Merger, answer_ce, answer_items, barrier
 from ..models import default_device, load_base
 from ..tables import write_csv
 from .common import parse, set_threads, write_json
@@ -26,13 +26,6 @@ def delta_file(folder: Path, name: str) -> Path:
     if name.endswith(SEED_SUFFIX):
         return folder / "seeds" / f"{name.removesuffix(SEED_SUFFIX)}.safetensors"
     return folder / f"{name}.safetensors"
-
-
-def barrier(alphas: list[float], losses: list[float]) -> float:
-    """max_alpha L(alpha) - [(1 - alpha) L(0) + alpha L(1)]; 0 for a curve at or below its chord.
-    ``alphas`` ascending from 0 to 1."""
-    l0, l1 = losses[0], losses[-1]
-    return max(0.0, max(l - ((1 - a) * l0 + a * l1) for a, l in zip(alphas, losses)))
 
 
 def main(argv=None) -> None:
