@@ -89,6 +89,12 @@ class TinyModel(Section):
     min_acc: Number
     max_acc: Number
 
+    @model_validator(mode="after")
+    def _rules(self):
+        if not 0 <= self.min_acc <= self.max_acc <= 1:
+            raise ValueError(f"min_acc: need 0 <= min_acc <= max_acc <= 1, got {self.min_acc} and {self.max_acc}")
+        return self
+
 
 class HubModel(Section):
     model_id: StrictStr
@@ -132,6 +138,8 @@ class Generation(Section):
     def _rules(self):
         if self.temperature < 0:
             raise ValueError(f"temperature: must be >= 0, got {self.temperature}")
+        if self.top_p > 1:
+            raise ValueError(f"top_p: must lie in (0, 1], got {self.top_p}")
         if self.engine == "openai" and self.openai is None:
             raise ValueError("openai: required when engine is openai")
         return self
@@ -143,12 +151,12 @@ class Prompt(Section):
 
     @model_validator(mode="after")
     def _rules(self):
-        if "{question}" not in self.template:
-            raise ValueError("template: must contain {question}")
         try:
-            self.template.format(question="")
+            filled = self.template.format(question="\x00")
         except (KeyError, IndexError, ValueError) as e:
             raise ValueError(f"template: not a valid format string ({e})") from None
+        if "\x00" not in filled:  # "{{question}}" contains the text but formats to a literal
+            raise ValueError("template: must contain {question}")
         return self
 
     def render(self, question: str) -> str:
@@ -249,6 +257,8 @@ class Train(Section):
             raise ValueError(f"compare_step: must lie in 1..steps={self.steps}, got {self.compare_step}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio: must lie in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: must be >= 0, got {self.weight_decay}")
         return self
 
 
@@ -371,6 +381,13 @@ class _Params(Section):
     @model_validator(mode="after")
     def _rules(self):
         """The rules across sections; messages carry the whole dotted key."""
+        if not self.methods:
+            raise ValueError("methods: empty")
+        for name in self.methods:
+            need = _methods.REGISTRY[name].min_micro_batch
+            if self.train.micro_batch_size < need:
+                raise ValueError(f"train.micro_batch_size: {name} needs at least {need} sequences per micro-batch "
+                                 f"(its reference point is estimated over one), got {self.train.micro_batch_size}")
         if self.controls.seed == self.train.seed:
             raise ValueError(f"controls.seed: must differ from train.seed={self.train.seed}")
         for key in ("method", "lr_of"):
@@ -397,8 +414,6 @@ class _Params(Section):
                              f"{self.train.lora.r}")
         if self.geometry.reference not in self.methods:
             raise ValueError(f"geometry.reference: {self.geometry.reference!r} is not in methods")
-        if not self.methods:
-            raise ValueError("methods: empty")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods: duplicate entries in {list(self.methods)}")
         t, engine = self.rollouts.teacher, self.rollouts.generation.engine

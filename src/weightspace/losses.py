@@ -145,8 +145,10 @@ def kto_loss(policy: torch.Tensor, ref: torch.Tensor, desirable: torch.Tensor, p
     L_i = lambda_D (1 - sigmoid(beta (r_i - z0)))  for desirable rows (``desirable``, the correct ones),
     L_i = lambda_U (1 - sigmoid(beta (z0 - r_i)))  for undesirable rows.
 
-    Same as TRL's ``KTOTrainer`` (loss_type "kto"); the mean for z0 runs over the rows given (the loop: one
-    micro-batch; TRL: one batch). Policy == reference gives lambda/2 per row."""
+    Same as TRL's ``KTOTrainer`` (loss_type "kto"). The mean for z0 runs over the rows given: the loop
+    passes one micro-batch of one process (TRL: one micro-batch gathered over the processes), so a
+    micro-batch needs at least 2 rows (``methods``: min_micro_batch) and z0 depends on its size.
+    Policy == reference gives lambda/2 per row."""
     z0 = (policy_kl - ref_kl).mean().detach().clamp(min=0)
     r = policy - ref
     return torch.where(desirable, desirable_weight * (1 - torch.sigmoid(beta * (r - z0))),

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Literal, Optional
 
+from pydantic import model_validator
+
 from .schema import Number, ParamsError, Positive, Section
 
 if TYPE_CHECKING:
@@ -58,7 +60,13 @@ class DFT(Section):
 class RIFT(Section):
     lr: Positive
     variant: Literal["token", "sequence", "written"]
-    neg_lambda: Number
+    neg_lambda: Number  # lambda >= 0: a wrong row's reward is -lambda
+
+    @model_validator(mode="after")
+    def _rules(self):
+        if self.neg_lambda < 0:
+            raise ValueError(f"neg_lambda: must be >= 0 (the negative reward is -neg_lambda), got {self.neg_lambda}")
+        return self
 
 
 class GRPO(Section):
@@ -170,6 +178,7 @@ class Method:
     reference: bool = False  # the loss reads the reference's (the base's) sequence log-probs
     normaliser: Literal["tokens", "units"] = "tokens"
     table: Optional[Callable[[object, list[dict]], dict]] = None  # per-row tensors computed once per table
+    min_micro_batch: int = 1  # train.micro_batch_size at least this (KTO: its z0 is a mean over a micro-batch)
 
     def units(self, p, rows: list[dict], order: list[int]) -> list:
         """Training units in the persisted ``order`` (see the module docstring)."""
@@ -219,7 +228,7 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("dpo", DPO, "pairs", _dpo, reference=True, normaliser="units"),
     Method("ipo", IPO, "pairs", _ipo, reference=True, normaliser="units"),
     Method("simpo", SimPO, "pairs", _simpo, normaliser="units"),
-    Method("kto", KTO, "unpaired", _kto, reference=True, normaliser="units"),
+    Method("kto", KTO, "unpaired", _kto, reference=True, normaliser="units", min_micro_batch=2),
 )}
 NAMES = tuple(REGISTRY)
 

@@ -10,6 +10,7 @@ errors into one ``ParamsError`` whose one-line message names the dotted key.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -27,9 +28,9 @@ class ParamsError(ValueError):
 
 def _number(value):
     if isinstance(value, str) and _NUMBER.match(value.strip()):
-        return float(value)  # `dvc exp run -S x=1e-05` writes a string PyYAML will not parse
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r}")
+        value = float(value)  # `dvc exp run -S x=1e-05` writes a string PyYAML will not parse
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -57,7 +58,7 @@ def _message(err: dict) -> str:
     if kind == "value_error":  # ours: "expected a number" (a field) or "<relative key>: ..." (a section rule)
         text = str(ctx.get("error", err["msg"]))
         rel = re.match(r"^([\w.\[\]]+): ", text)
-        if rel and not text.startswith("expected a number"):
+        if rel and not text.startswith("expected a "):
             return f"{key}.{text}" if key else text
         return f"{key}: {text}"
     texts = {

@@ -127,7 +127,9 @@ def unit_items(unit, items: dict[int, Item]) -> list[Item]:
     a row and another row's completion under the row's prompt."""
     if isinstance(unit, methods.Mismatch):
         i, j = unit
-        return [items[i], Item(i, items[i].prompt, items[j].completion)]
+        # no longer than the longer of the two real sequences (each within train.max_length)
+        room = max(len(items[i].prompt) + len(items[i].completion), len(items[j].prompt) + len(items[j].completion))
+        return [items[i], Item(i, items[i].prompt, items[j].completion[: max(1, room - len(items[i].prompt))])]
     return [items[r] for r in unit] if isinstance(unit, tuple) else [items[unit]]
 
 
