@@ -45,6 +45,7 @@ QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num
 NARROW = dict(hidden_size=512, intermediate_size=1920, num_attention_heads=4, num_key_value_heads=1)  # CPU smoke
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 PLAN_STEPS, PLAN_BATCH, METHODS = 1500, 32, ("sft", "rft", "dft", "rift", "grpo", "dpo")
+LR_MATCHED = "dpo"  # profiles/paper.yaml controls.lr_matched.method: one more run
 
 
 def peak_bf16(name: str) -> float | None:
@@ -207,6 +208,14 @@ def vs(label: str, a: str, ra: dict | None, b: str, rb: dict | None) -> None:
           f" (pad waste {ra['waste']:.1%} vs {rb['waste']:.1%})")
 
 
+def unit_cost(method: str, gc: bool) -> float:
+    """Forward-backward cost of one unit of ``method`` in sequences of an SFT row (the registry): 2 for a
+    pair or an unpaired row with its mismatched sequence, times (1 + ref) when it reads the reference."""
+    entry = methods.REGISTRY[method]
+    seqs = 2 if entry.rows in ("pairs", "unpaired") else 1
+    return seqs * (1 + ((1 / 3 if gc else 1 / 2) if entry.reference else 0))
+
+
 def plan(tok_s: dict[str, tuple[float, bool]], mean_len: float) -> None:
     """Hours of the paper profile per (tokens/s, gc) run: 13 trainings (6 methods, 6 seed twins, LR-matched
     DPO), 25 with the LR sweep [0.1, 10]. DPO's unit is a pair (2 sequences) plus a no-grad reference
@@ -214,10 +223,10 @@ def plan(tok_s: dict[str, tuple[float, bool]], mean_len: float) -> None:
     print(f"hours/run = {PLAN_STEPS} steps x {PLAN_BATCH} seqs x {mean_len:.0f} tokens (mean prompt+completion) "
           "x c / (tok/s) / 3600; c = 1, c_dpo = 2 x (1 + ref) with ref = 1/3 (gc on) or 1/2 (gc off): "
           "estimated, not measured")
-    runs = {"13 trainings": {m: 2 + (m == "dpo") for m in METHODS},
-            "+ LR sweep [0.1, 10] = 25": {m: 4 + (m == "dpo") for m in METHODS}}
+    runs = {"13 trainings": {m: 2 + (m == LR_MATCHED) for m in METHODS},
+            "+ LR sweep [0.1, 10] = 25": {m: 4 + (m == LR_MATCHED) for m in METHODS}}
     for name, (r, gc) in tok_s.items():
-        cost = {m: (2 * (1 + (1 / 3 if gc else 1 / 2)) if m == "dpo" else 1.0) for m in METHODS}
+        cost = {m: unit_cost(m, gc) for m in METHODS}
         h = {m: PLAN_STEPS * PLAN_BATCH * mean_len * cost[m] / r / 3600 for m in METHODS}
         per = ", ".join(f"{m} {h[m]:.1f}" for m in METHODS)
         tot = "; ".join(f"{k}: {sum(n[m] * h[m] for m in METHODS):.0f} h" for k, n in runs.items())

@@ -102,7 +102,9 @@ def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
 
 @pytest.mark.parametrize("method, mcfg, first", [
     ("ipo", methods.IPO(lr=1e-2, tau=0.1, pairing="all"), 25.0),  # policy == reference: 1/(4 tau^2)
-    ("kto", methods.KTO(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=3.0), None),
+    # at the shared init (policy == reference, z0 = 0) each row's loss is weight/2: the first 4 units of
+    # the order are rows 15, 14, 13, 12 (group 3: rewards 0, 1, 0, 0) -> (1.5 + 0.5 + 1.5 + 1.5) / 4
+    ("kto", methods.KTO(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=3.0), 1.25),
     ("simpo", methods.SimPO(lr=1e-2, beta=2.0, gamma=1.0, pairing="all"), None),
 ])
 def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first):
@@ -120,10 +122,6 @@ def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first):
     assert all(torch.equal(p, after[n]) for n, p in before.items() if "lora_" not in n)
     assert any(not torch.equal(p, after[n]) for n, p in before.items() if "lora_B" in n)
     assert len(logged) == 3 and all(math.isfinite(x) for x in logged)
-    if method == "kto":
-        # at the shared init (policy == reference, z0 = 0) each row's loss is weight/2: the first 4 units of
-        # the order are rows 15, 14, 13, 12 (group 3: rewards 0, 1, 0, 0) -> (1.5 + 0.5 + 1.5 + 1.5) / 4
-        first = (1.5 + 0.5 + 1.5 + 1.5) / 4
     if first is not None:
         assert logged[0] == pytest.approx(first, rel=1e-6)
 
