@@ -280,6 +280,41 @@ def test_claims_report_lists_every_claim(repo):
     assert "![geometry/cosine_matrix.png](../plots/figures/geometry/cosine_matrix.png)" in md
 
 
+def test_nine_methods_with_one_command_as_the_readme_says(repo, tmp_path):
+    """The README's `dvc exp run -S 'methods=[...,ipo,simpo,kto]'`: the three extra losses train from the
+    shared init, and the geometry, accuracy, CKA, figures, curves and report cover nine methods with no
+    file edited; the paper's six are not retrained. Connectivity and CKA made cheap through their params."""
+    import csv
+    import shutil
+    import subprocess
+
+    root, tmp = repo
+    exp = tmp_path / "nine"
+    shutil.copytree(root, exp, symlinks=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "add", "-A"], cwd=exp, check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline run"], cwd=exp, check=True)
+    nine = ("sft", "rft", "dft", "rift", "grpo", "dpo", "ipo", "simpo", "kto")
+    out = run(["dvc", "exp", "run", "-S", f"methods=[{','.join(nine)}]", "-S", "connectivity.n=20", "-S", "cka.n=8"],
+              exp, tmp).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    new = {f"{s}@{m}" for s in ("train", "lr_sweep", "evaluate") for m in ("ipo", "simpo", "kto")}
+    assert ran == new | {"geometry", "compare", "connectivity", "cka", "figures", "report"}, ran
+    init = json.loads((root / "metrics/train/sft.json").read_text())["init_sha256"]
+    for m in ("ipo", "simpo", "kto"):
+        t = json.loads((exp / f"metrics/train/{m}.json").read_text())
+        assert t["init_sha256"] == init and t["delta_frobenius"] > 0 and t["method"] == m
+    g = json.loads((exp / "metrics/geometry.json").read_text())
+    assert set(g["frobenius"]) == set(nine) and set(g["seeds"]) == set(nine)
+    acc = json.loads((exp / "metrics/accuracy.json").read_text())["heldout"]
+    assert {"base", *nine} <= set(acc)
+    md = (exp / "metrics/report.md").read_text()
+    assert all(f"\n| {m} | " in md for m in nine)
+    with (exp / "plots/series/training_loss.csv").open() as f:
+        assert {r["series"] for r in csv.DictReader(f)} == set(nine)
+    assert (exp / "plots/figures/geometry/cosine_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     """The README's experiments, for real: `dvc exp run -S dpo.lr=1e-4` (the other methods' LR),
     then `dvc metrics diff` / `dvc params diff`, then a queued grid run by one worker."""
