@@ -176,8 +176,8 @@ def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
 
 
 def stale_stages(root, tmp) -> set[str]:
-    out = run(["dvc", "status"], root, tmp).stdout
-    return {line.split(":")[0] for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
+    """The stages `dvc status` reports changed (empty when everything is up to date)."""
+    return set(json.loads(run(["dvc", "status", "--json"], root, tmp).stdout or "{}"))
 
 
 @pytest.mark.parametrize("path, old, new, want", [
