@@ -333,7 +333,7 @@ def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     out = run(["dvc", "exp", "run", "-S", "dpo.lr=1e-4", *cheap], exp, tmp).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"train@dpo", "train_lr_matched", "lr_sweep@dpo", "evaluate@dpo", "geometry",
-                   "compare", "connectivity", "cka", "report"}, ran
+                   "compare", "connectivity", "cka", "figures", "report"}, ran
     before = json.loads((root / "metrics/train/dpo.json").read_text())
     after = json.loads((exp / "metrics/train/dpo.json").read_text())
     assert after["lr"] == 1e-4 and before["lr"] == 1e-5
