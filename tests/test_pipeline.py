@@ -156,6 +156,11 @@ def test_training_killed_between_checkpoints_resumes_to_the_same_bytes(repo):
     assert not (tmp / ".checkpoints/killed").exists()  # cleared once the run completed
 
 
+def stale_stages(root, tmp) -> set[str]:
+    """The stages `dvc status` reports changed (empty when everything is up to date)."""
+    return set(json.loads(run(["dvc", "status", "--json"], root, tmp).stdout or "{}"))
+
+
 def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
     import shutil
 
@@ -165,19 +170,13 @@ def test_changing_dpo_lr_reruns_only_the_dpo_branch(repo):
     try:
         params.write_text(saved.replace("dpo:\n  lr: 1.0e-5", "dpo:\n  lr: 1e-04"))
         assert params.read_text() != saved
-        out = run(["dvc", "status"], root, tmp).stdout
-        stale = {line.split(":")[0] for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
-        assert {"train@dpo", "train_lr_matched"} <= stale, out
-        assert not any(s.startswith("train@") and not s.endswith("@dpo") for s in stale), out
-        assert not {"prepare", "base", "rollouts", "init"} & stale, out
+        stale = stale_stages(root, tmp)
+        assert {"train@dpo", "train_lr_matched"} <= stale, stale
+        assert not any(s.startswith("train@") and not s.endswith("@dpo") for s in stale), stale
+        assert not {"prepare", "base", "rollouts", "init"} & stale, stale
     finally:
         params.write_text(saved)
         shutil.rmtree(tmp / ".dvc-site-cache", ignore_errors=True)
-
-
-def stale_stages(root, tmp) -> set[str]:
-    """The stages `dvc status` reports changed (empty when everything is up to date)."""
-    return set(json.loads(run(["dvc", "status", "--json"], root, tmp).stdout or "{}"))
 
 
 @pytest.mark.parametrize("path, old, new, want", [
@@ -285,15 +284,9 @@ def test_nine_methods_with_one_command_as_the_readme_says(repo, tmp_path):
     shared init, and the geometry, accuracy, CKA, figures, curves and report cover nine methods with no
     file edited; the paper's six are not retrained. Connectivity and CKA made cheap through their params."""
     import csv
-    import shutil
-    import subprocess
 
     root, tmp = repo
-    exp = tmp_path / "nine"
-    shutil.copytree(root, exp, symlinks=True)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    subprocess.run(["git", "add", "-A"], cwd=exp, check=True)
-    subprocess.run([*git, "commit", "-qm", "baseline run"], cwd=exp, check=True)
+    exp = committed_copy(root, tmp_path / "nine")
     nine = ("sft", "rft", "dft", "rift", "grpo", "dpo", "ipo", "simpo", "kto")
     out = run(["dvc", "exp", "run", "-S", f"methods=[{','.join(nine)}]", "-S", "connectivity.n=20", "-S", "cka.n=8"],
               exp, tmp).stdout

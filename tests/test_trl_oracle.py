@@ -20,6 +20,31 @@ def tok():
     return tiny.train_tokenizer([r["prompt"] + " " + r["completion"] for r in rows_table()] * 5, 300)
 
 
+def moved_adapter_loss(trainer, seed: int):
+    """(model, batch, TRL's loss) on TRL's first batch after a random non-zero LoRA B (policy != reference)."""
+    model = trainer.model
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.3)
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.train()
+    return model, batch, trainer.compute_loss(model, batch)
+
+
+def trl_items(batch, prefix: str = "") -> list[Item]:
+    """TRL's tokenised sequences (``<prefix>input_ids`` etc.) as the project's Items: prompt, completion."""
+    ids, attn = batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"]
+    comp = batch[f"{prefix}completion_mask"]
+    out = []
+    for i in range(len(ids)):
+        seq = ids[i][attn[i].bool()].tolist()
+        start = int(comp[i][attn[i].bool()].nonzero()[0])
+        out.append(Item(i, tuple(seq[:start]), tuple(seq[start:])))
+    return out
+
+
 def test_dft_equals_trl_sft_trainer_dft(tok, tmp_path):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -60,24 +85,11 @@ def test_pair_losses_equal_trl_dpo_trainer(tok, tmp_path, method, loss_type, mcf
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     trainer = DPOTrainer(model=small_model(tok, seed=5), args=args, train_dataset=ds, processing_class=tok,
                          peft_config=lora)
-    model = trainer.model
-    torch.manual_seed(0)
-    with torch.no_grad():  # policy != reference
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.3)
-    batch = next(iter(trainer.get_train_dataloader()))
-    model.train()
-    theirs = trainer.compute_loss(model, batch)
-    ids, attn, comp = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    model, batch, theirs = moved_adapter_loss(trainer, seed=0)
     # TRL's tokens, re-entered through the project's own path: Items, pairs interleaved (chosen,
     # rejected), collate, policy log-probs, reference_logps (adapter disabled) and LossFn's pair reshape
     P = len(pairs)
-    items = []
-    for i in range(2 * P):
-        seq = ids[i][attn[i].bool()].tolist()
-        start = int(comp[i][attn[i].bool()].nonzero()[0])
-        items.append(Item(i, tuple(seq[:start]), tuple(seq[start:])))
+    items = trl_items(batch)
     interleaved = [items[k] for j in range(P) for k in (j, P + j)]
     ours_batch = collate(interleaved, tok.pad_token_id)
     with torch.no_grad():
@@ -132,29 +144,10 @@ def test_kto_equals_trl_kto_trainer(tok, tmp_path):
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     trainer = KTOTrainer(model=small_model(tok, seed=6), args=args, train_dataset=ds, processing_class=tok,
                          peft_config=lora)
-    model = trainer.model
-    torch.manual_seed(1)
-    with torch.no_grad():  # policy != reference
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.3)
-    batch = next(iter(trainer.get_train_dataloader()))
-    model.train()
-    theirs = trainer.compute_loss(model, batch)
-
-    def seqs(prefix):
-        ids, attn = batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"]
-        comp = batch[f"{prefix}completion_mask"]
-        out = []
-        for i in range(len(ids)):
-            seq = ids[i][attn[i].bool()].tolist()
-            start = int(comp[i][attn[i].bool()].nonzero()[0])
-            out.append(Item(i, tuple(seq[:start]), tuple(seq[start:])))
-        return out
-
+    model, batch, theirs = moved_adapter_loss(trainer, seed=1)
     # TRL's sequences through the project's path: each row then its mismatched (KL) sequence, as the loop
     # lays out a "unpaired" unit; the table rows carry TRL's labels as rewards
-    real, kl = seqs(""), seqs("KL_")
+    real, kl = trl_items(batch), trl_items(batch, "KL_")
     P = len(real)
     ours_batch = collate([x for j in range(P) for x in (real[j], kl[j])], tok.pad_token_id)
     with torch.no_grad():

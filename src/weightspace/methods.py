@@ -126,7 +126,8 @@ class Batch:
 
 
 def _pairs(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(policy, reference) sequence log-probs as (P, 2): column 0 chosen, 1 rejected."""
+    """(policy, reference) sequence log-probs as (P, 2): column 0 chosen (or the row), 1 rejected (or its
+    mismatched sequence)."""
     seq = b.seq().view(-1, 2)
     return seq, b.ref.to(seq.dtype).view(-1, 2)
 
@@ -153,8 +154,7 @@ def _simpo(p: SimPO, b: Batch) -> torch.Tensor:
 
 
 def _kto(p: KTO, b: Batch) -> torch.Tensor:
-    seq = b.seq().view(-1, 2)  # column 0: the row, column 1: its mismatched sequence
-    ref = b.ref.to(seq.dtype).view(-1, 2)
+    seq, ref = _pairs(b)  # column 0: the row, column 1: its mismatched sequence
     desirable = b.reward[b.rows.view(-1, 2)[:, 0]].to(seq.device) == 1
     return _L().kto_loss(seq[:, 0], ref[:, 0], desirable, seq[:, 1], ref[:, 1], p.beta, p.desirable_weight,
                       p.undesirable_weight).sum() / b.normaliser
