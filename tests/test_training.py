@@ -107,17 +107,23 @@ def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
     ("kto", methods.KTO(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=3.0), 1.25),
     ("simpo", methods.SimPO(lr=1e-2, beta=2.0, gamma=1.0, pairing="all"), None),
 ])
-def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first):
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first, precision):
+    # under bf16 autocast too: the reference runs at the policy's precision on its batch, so the
+    # first loss at the shared init keeps its exact value
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state(True)  # a process-wide singleton; each case sets its precision
     rows = rows_table()
     model = peft_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     units = select(method, rows, list(reversed(range(16))), mcfg)
     logged = []
-    train(model, Accelerator(cpu=True), method, units, encode_rows(tok, rows, 64), LossFn(method, mcfg, rows),
-          train_cfg(steps=3, batch_size=4, micro_batch_size=4), 1e-2, tok.pad_token_id,
+    train(model, Accelerator(cpu=True, mixed_precision=precision), method, units, encode_rows(tok, rows, 64),
+          LossFn(method, mcfg, rows), train_cfg(steps=3, batch_size=4, micro_batch_size=4), 1e-2, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
+    AcceleratorState._reset_state(True)
     after = dict(model.named_parameters())
     assert all(torch.equal(p, after[n]) for n, p in before.items() if "lora_" not in n)
     assert any(not torch.equal(p, after[n]) for n, p in before.items() if "lora_B" in n)
