@@ -14,7 +14,8 @@ def paper_metrics() -> dict:
     """Metric files filled with ../shared/PAPER.md's Qwen3-4B numbers (gaps filled consistently)."""
     cos = {"sft-rft": 0.977, "sft-rift": 0.967, "rft-rift": 0.969, "sft-dft": 0.572, "dft-rift": 0.536,
            "rft-dft": 0.56, "sft-grpo": 0.74, "rft-grpo": 0.74, "rift-grpo": 0.74, "dft-grpo": 0.5,
-           "sft-dpo": 0.06, "rft-dpo": 0.057, "rift-dpo": 0.065, "dft-dpo": 0.05, "grpo-dpo": 0.1}
+           "sft-dpo": 0.06, "rft-dpo": 0.057, "rift-dpo": 0.065, "dft-dpo": 0.05, "grpo-dpo": 0.1,
+           "sft-grpo_online": 0.025, "rft-grpo_online": 0.024, "rift-grpo_online": 0.025}
     top1 = {"rft": 6.7, "rift": 8.2, "grpo": 18.5, "dft": 26.7, "dpo": 54.6}
     top10 = {"rft": 36, "rift": 40, "grpo": 76, "dft": 85, "dpo": 90}
     angles = {k: {f"sft-{m}": {"median": v, "q25": v - 1, "q75": v + 1} for m, v in t.items()}
@@ -23,9 +24,10 @@ def paper_metrics() -> dict:
     v1 = {"sft-rft": 0.99, "sft-rift": 1.0, "rft-rift": 0.99, "sft-dpo": 0.68}
     seeds = {m: {"cosine": c, "u1_alignment": 0.99} for m, c in zip(M, (0.07, 0.2, 0.36, 0.15, 0.3, 0.1))}
     geometry = {"cosine": {"global": cos}, **angles, "top_k": 10, "u1_alignment": u1, "v1_alignment": v1,
-                "frobenius": {"sft": 2.9, "rft": 2.82, "dft": 2.95, "rift": 3.04, "grpo": 2.9, "dpo": 0.22},
+                "frobenius": {"sft": 2.84, "rft": 2.82, "dft": 2.95, "rift": 3.04, "grpo": 2.9, "dpo": 0.22,
+                              "grpo_online": 0.30},
                 "effective_rank": {"sft": 16, "rft": 16.1, "dft": 15.9, "rift": 16, "grpo": 14.8, "dpo": 24.5},
-                "orthogonal_fraction": {"direction": {"grpo": 0.67}},
+                "orthogonal_fraction": {"direction": {"grpo": 0.67, "grpo_online": 0.998}},
                 "orthogonal_fraction_depth": {"grpo": {"mid": 0.55, "late": 0.82}},
                 "seeds": seeds, "lr_step": {"lr_matched": {"lr_ratio": 10.0, "cosine": 0.55, "norm_ratio": 3.0}}}
     acc = {m: {"acc": a, "n": 1319} for m, a in zip(M, (0.875, 0.873, 0.878, 0.882, 0.876, 0.935))}
@@ -60,6 +62,27 @@ def test_claims_range_over_the_papers_six_whatever_else_was_trained():
     assert [r["holds"] for r in check(m)] == [r["holds"] for r in check(paper_metrics())]
     del g["seeds"]["grpo"]
     assert {r["id"]: r["holds"] for r in check(m)}["seeds_u1"] is None  # a paper method missing: not measured
+
+
+def test_online_claims_not_measured_without_the_online_run():
+    m = paper_metrics()
+    g = m["geometry"]
+    for key in ("cosine", "frobenius", "orthogonal_fraction"):
+        d = g[key]["global"] if key == "cosine" else g[key]["direction"] if key == "orthogonal_fraction" else g[key]
+        for k in [k for k in d if "grpo_online" in k]:
+            del d[k]
+    got = {r["id"]: r for r in check(m)}
+    assert {k for k, r in got.items() if r["holds"] is None} == {"online_cosine", "online_orthogonal",
+                                                                 "online_vs_offline", "online_norm"}
+    assert "grpo_online" in got["online_cosine"]["missing"]
+    # the paper's contrast, reversed (online GRPO inside the SFT family): every online claim fails
+    for x in ("sft", "rft", "rift"):
+        g["cosine"]["global"][f"{x}-grpo_online"] = 0.95
+    g["orthogonal_fraction"]["direction"]["grpo_online"] = 0.3
+    g["frobenius"]["grpo_online"] = 2.8
+    got = {r["id"]: r for r in check(m)}
+    assert [got[k]["holds"] for k in ("online_cosine", "online_orthogonal", "online_vs_offline", "online_norm")] == [
+        False] * 4
 
 
 def test_not_measured_only_where_the_data_is_missing():

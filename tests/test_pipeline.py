@@ -308,6 +308,66 @@ def test_nine_methods_with_one_command_as_the_readme_says(repo, tmp_path):
     assert (exp / "plots/figures/geometry/cosine_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
+ONLINE = ("sft", "rft", "dft", "rift", "grpo", "dpo", "grpo_online")
+
+
+def test_online_grpo_with_one_command_as_the_readme_says_and_a_killed_run_reruns_to_the_same_bytes(repo, tmp_path):
+    """The README's `dvc exp run -S 'methods=[...,grpo_online]'`: TRL's GRPOTrainer trains from the shared
+    init (same hash), and geometry (with the orthogonal fraction off offline GRPO), accuracy, the
+    connectivity pair grpo_online-grpo, the online claims, curves and report cover it; the paper's six are
+    not retrained. Then the online run, SIGKILLed midway and run again, writes the same adapter bytes
+    (no checkpoints: it starts again from step 0, its sampling seeded)."""
+    import csv
+    import signal
+    import subprocess
+    import time
+
+    from conftest import env
+
+    root, tmp = repo
+    exp = committed_copy(root, tmp_path / "online")
+    out = run(["dvc", "exp", "run", "-S", f"methods=[{','.join(ONLINE)}]", "-S", "connectivity.n=20", "-S", "cka.n=8"],
+              exp, tmp).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train@grpo_online", "lr_sweep@grpo_online", "evaluate@grpo_online", "geometry", "compare",
+                   "connectivity", "cka", "figures", "report"}, ran
+    init = json.loads((root / "metrics/train/sft.json").read_text())["init_sha256"]
+    t = json.loads((exp / "metrics/train/grpo_online.json").read_text())
+    twin = json.loads((exp / "metrics/train/seeds/grpo_online.json").read_text())
+    assert t["init_sha256"] == init and twin["init_sha256"] != init
+    assert (t["method"], t["steps"], t["seed"], twin["seed"]) == ("grpo_online", 100, 42, 123)
+    assert t["delta_frobenius"] > 0 and 0 <= t["reward_last_tenth"] <= 1
+    g = json.loads((exp / "metrics/geometry.json").read_text())
+    assert set(g["frobenius"]) == set(ONLINE) and "grpo-grpo_online" in g["cosine"]["global"]
+    assert set(g["orthogonal_fraction"]["direction_off_offline"]) == {"grpo_online"}
+    assert set(g["seed_twins"]["orthogonal_fraction"]["direction_off_offline"]) == {"grpo_online"}
+    assert "grpo_online-grpo" in json.loads((exp / "metrics/connectivity.json").read_text())
+    assert "grpo_online" in json.loads((exp / "metrics/accuracy.json").read_text())["heldout"]
+    claims = {c["id"]: c for c in json.loads((exp / "metrics/claims.json").read_text())["claims"]}
+    assert all(claims[k]["verdict"] != "not measured" and "seed_twins" in claims[k]
+               for k in ("online_cosine", "online_orthogonal", "online_vs_offline", "online_norm"))
+    md = (exp / "metrics/report.md").read_text()
+    assert "## Online vs offline: grpo_online (on-policy samples) against sft and grpo (the table)" in md
+    with (exp / "plots/series/online.csv").open() as f:
+        series = [r["series"] for r in csv.DictReader(f)]
+    assert {s: series.count(s) for s in set(series)} == {"grpo_online reward": 100, "grpo_online completion_length": 100}
+    # killed midway, then run again: the same adapter, byte for byte, as the pipeline's
+    ref = {f.name: f.read_bytes() for f in (exp / "models/grpo_online").iterdir()}
+    killed = tmp_path / "killed"
+    p = subprocess.Popen(["python", *train_cmd("grpo_online", killed, tmp_path)], cwd=exp, env=env(tmp, exp),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    curve = tmp_path / "killed-plots/plots/metrics/reward.tsv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (curve.exists() and len(curve.read_text().splitlines()) > 40):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert curve.exists() and not killed.exists()  # it was killed midway and left no adapter behind
+    run(["python", *train_cmd("grpo_online", killed, tmp_path)], exp, tmp)
+    assert {f.name: f.read_bytes() for f in killed.iterdir()} == ref
+    assert len(curve.read_text().splitlines()) == 1 + 100
+
+
 def test_lr_control_and_queued_grid_as_the_readme_says(repo, tmp_path):
     """The README's experiments, for real: `dvc exp run -S dpo.lr=1e-4` (the other methods' LR),
     then `dvc metrics diff` / `dvc params diff`, then a queued grid run by one worker."""

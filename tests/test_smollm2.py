@@ -211,6 +211,37 @@ def test_bf16_merge_keeps_the_delta_exact(smoke, in_root):
         assert all(torch.equal(base.get_submodule(n).weight, w0) for n, w0 in merger.w0.items())
 
 
+def test_online_grpo_runs_on_the_real_model_under_bf16(smoke, in_root, tmp_path):
+    """Two steps of online GRPO (TRL's GRPOTrainer, the paper's contrast run) on the real base from the
+    shared init, under bf16 autocast as the paper profile trains: TRL renders the prompts through
+    SmolLM2's own chat template exactly as the offline methods do, samples, grades with the table's
+    grader, logs a finite loss per step, and moves nothing but the LoRA weights."""
+    from peft import PeftModel
+    from trl import GRPOTrainer
+
+    from weightspace import methods, online
+    from weightspace.sequences import prompt_ids
+
+    params = config.load("params.yaml")
+    rows = load_table("data/rollouts.jsonl")
+    order = json.loads(open("models/init/order.json").read())
+    base, tok = models.load_base("models/base")
+    recs = online.prompt_records(rows, order)
+    stub = type("Stub", (), dict(processing_class=tok, _is_vlm=False, environment_factories=None, tools=None,
+                                 chat_template=None, chat_template_kwargs={}))()
+    got, _, _ = GRPOTrainer._tokenize_prompts(stub, [r["prompt"] for r in recs])
+    assert [list(x) for x in got] == [prompt_ids(tok, r["prompt"][0]["content"]) for r in recs]
+    model = PeftModel.from_pretrained(base, "models/init", is_trainable=True)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    mcfg = methods.GRPOOnline(lr=1e-4, steps=2, num_generations=2, batch_size=4, beta=0.0, temperature=1.0, top_p=1.0,
+                              max_completion_length=48, loss_type="dapo", engine="hf")
+    cfg = params.train.model_copy(update={"bf16": True, "micro_batch_size": 2, "steps": 2})
+    trainer, history = online.train(model, tok, mcfg, cfg, mcfg.lr, rows, order, 42, str(tmp_path / "work"))
+    assert trainer.args.bf16 and [h["step"] for h in history] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(float(h["loss"]))) and 0 <= h["reward"] <= 1 for h in history), history
+    assert all(torch.equal(p.detach(), frozen[n]) for n, p in trainer.model.named_parameters() if "lora_" not in n)
+
+
 def test_report_renders(smoke):
     root = smoke[0]
     md = (root / "metrics/report.md").read_text()

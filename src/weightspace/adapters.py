@@ -139,9 +139,10 @@ def read_deltas(path: str | Path) -> dict[str, Factor]:
 def save_adapter(peft_model, path: str | Path) -> None:
     """``save_pretrained`` plus a canonical ``adapter_config.json``: PEFT stores ``target_modules`` as a
     Python set, written in hash-randomised order, so the same adapter would get a different file
-    (and DVC hash) in every process. Lists are sorted; keys sorted as PEFT writes them."""
+    (and DVC hash) in every process. Lists are sorted; keys sorted as PEFT writes them. Only the adapter
+    "default" (the one trained; TRL's GRPO with a KL term adds a frozen "ref" copy beside it)."""
     path = Path(path)
-    peft_model.save_pretrained(path)
+    peft_model.save_pretrained(path, selected_adapters=["default"])
     cfg_file = path / "adapter_config.json"
     cfg = json.loads(cfg_file.read_text())
     if isinstance(cfg.get("target_modules"), list):

@@ -64,7 +64,7 @@ def _r(x):
 @dataclass(frozen=True)
 class Claim:
     id: str
-    group: str  # (i) .. (iv), "headline", "controls"
+    group: str  # (i) .. (iv), "headline", "online", "controls"
     quantity: str  # what is measured, in words
     value: Callable[[dict], object]  # metrics -> a number, a list of numbers or a dict
     op: str  # see the module docstring
@@ -316,6 +316,18 @@ CLAIMS = [
     Claim("aime_dpo", "(iv)", "DPO's AIME accuracy minus the best of the other five",
           lambda m: _dpo_better(m, "aime_set")["margin"], ">", 0, "30.0% vs 3.3-10.0% (SFT-DPO p = 0.07)",
           lambda m: _dpo_margin_band(m, "aime_set")),
+    # online GRPO (on-policy samples, TRL's GRPOTrainer): the paper's contrast; "not measured" unless
+    # grpo_online is in methods
+    Claim("online_cosine", "online", "global cosine of online GRPO to SFT / RFT",
+          lambda m: [_cos(m, "grpo_online", x) for x in ("sft", "rft")], "|x| <=", 0.15, "0.025 / 0.024"),
+    Claim("online_orthogonal", "online", "online GRPO's orthogonal fraction off SFT (direction form, global)",
+          lambda m: _g(m, "orthogonal_fraction", "direction", "grpo_online"), ">=", 0.95, "0.998"),
+    Claim("online_vs_offline", "online", "mean global cosine to SFT/RFT/RIFT, offline GRPO minus online GRPO",
+          lambda m: sum(_cos(m, "grpo", x) - _cos(m, "grpo_online", x) for x in FAMILY) / 3, ">=", 0.35,
+          "about 0.74 - 0.025"),
+    Claim("online_norm", "online", "online GRPO's ||dW||_F divided by SFT's",
+          lambda m: _g(m, "frobenius", "grpo_online") / _g(m, "frobenius", "sft"), "in", (0.053, 0.21),
+          "0.30 / 2.84 = 0.106"),
     # controls: seeds and LR
     Claim("seeds_cosine", "controls", "global cosine between a method's two seeds, each of the paper's six",
           lambda m: [v["cosine"] for v in _six(_g(m, "seeds")).values()], "<=", 0.5, "0.07-0.36"),

@@ -403,7 +403,8 @@ class _Params(Section):
             if name not in self.prepare.eval:
                 raise ValueError(f"{sec}.set: {name!r} is not an evaluation set in prepare.eval")
         for i, pair in enumerate(self.connectivity.pairs):
-            if any(x.removesuffix(SEED_SUFFIX) not in self.methods for x in pair.split("-")):
+            if any(x.removesuffix(SEED_SUFFIX) not in self.methods and not _methods.get(x.removesuffix(SEED_SUFFIX)).online
+                   for x in pair.split("-")):
                 raise ValueError(f"connectivity.pairs[{i}]: {pair!r} uses a method not in methods")
         if self.evaluate.avg_k is not None:
             for name in self.evaluate.avg_k.sets:
@@ -423,6 +424,12 @@ class _Params(Section):
         if t.kind == "tiny" and self.base.kind != "tiny":
             raise ValueError("rollouts.teacher.kind: tiny needs base.kind tiny (it continues the base's pretraining)")
         return self
+
+    def connectivity_pairs(self) -> tuple[str, ...]:
+        """``connectivity.pairs`` whose methods are trained: a pair naming an online method (opt-in, e.g.
+        ``grpo_online-grpo``) runs only when that method is in ``methods``."""
+        return tuple(p for p in self.connectivity.pairs
+                     if all(x.removesuffix(SEED_SUFFIX) in self.methods for x in p.split("-")))
 
     def method(self, name: str):
         """The params section of method ``name``; raises ParamsError for an unknown method."""

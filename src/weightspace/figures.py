@@ -138,7 +138,8 @@ def cka_figure(cka_csv, out_png) -> None:
 def series_tables(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[Path]:
     """The curves of ``dvc plots`` in long form (x, ``series``, y), so that dvc.yaml names no method or
     pair: one line per ``series`` value (template ``.dvc/plots/series.json``). From the training curves
-    (``<tables_dir>/train/<method>/``), the geometry, connectivity and CKA tables."""
+    (``<tables_dir>/train/<method>/``; ``online``: an online method's reward, completion length and KL,
+    header only when none ran), the geometry, connectivity and CKA tables."""
     import pandas as pd
 
     tables, out = Path(tables_dir), Path(out_dir)
@@ -153,6 +154,10 @@ def series_tables(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[
         "seed_alignment": pd.concat([read_csv(tables / "train" / m / "seed_alignment.csv")
                                      .assign(series=m)[["step", "series", "u1_alignment"]] for m in methods]),
     }
+    online = [read_csv(f, sep="\t").assign(series=f"{m} {k}").rename(columns={k: "value"})[["step", "series", "value"]]
+              for m in methods for k in ("reward", "completion_length", "kl")
+              if (f := tables / "train" / m / "plots" / "metrics" / f"{k}.tsv").is_file()]  # online methods' own curves
+    frames["online"] = pd.concat(online) if online else pd.DataFrame(columns=["step", "series", "value"])
     cos = read_csv(tables / "geometry" / "cosine_per_layer.csv")
     series = {x: f"{ref}-{x}" if f"{ref}-{x}" in cos else f"{x}-{ref}" for x in methods if x != ref}
     frames["cosine_per_layer"] = long(cos, "layer", {**series, "noise_floor": "noise_floor"}, "cosine")

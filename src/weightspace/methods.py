@@ -18,6 +18,11 @@ Training units (``Method.units``), in the persisted row order:
 - ``unpaired``: (row, other) for every row, where ``other`` is the nearest earlier row in the order
   (cyclically) from another prompt group: the row's completion under its own prompt is the training
   sequence, ``other``'s completion under the row's prompt the mismatched sequence of KTO's KL estimate.
+- ``prompts``: the prompt groups (an online method samples its own completions of each prompt; its
+  trainer, not the table's rows, decides what it trains on).
+
+An online method (``Method.online``) has no loss here: ``online.fit`` trains it with TRL's
+``GRPOTrainer`` from the same init, and its adapter enters every analysis like any other.
 
 Normalisers: ``tokens`` = the completion tokens of the training rows of the effective batch (summed over
 micro-batches and processes); ``units`` = the number of units (pairs, rows) of the effective batch.
@@ -30,7 +35,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 from pydantic import model_validator
 
-from .schema import Number, ParamsError, Positive, Section
+from .schema import Number, ParamsError, Positive, PositiveInt, Section
 
 if TYPE_CHECKING:
     import torch
@@ -93,6 +98,31 @@ class SimPO(Section):
     beta: Positive  # reward scale of the length-averaged log-probability
     gamma: Number  # target reward margin
     pairing: Literal["one", "all"]
+
+
+class GRPOOnline(Section):
+    """Online GRPO (TRL's ``GRPOTrainer``): the policy samples its own completions of the table's prompts."""
+    lr: Positive
+    steps: PositiveInt  # optimiser steps (paper: 600)
+    num_generations: PositiveInt  # completions per prompt, one GRPO group (paper: 8)
+    batch_size: PositiveInt  # completions per optimiser step: prompts per step x num_generations
+    beta: Number  # KL coefficient to the init (paper and TRL's default: 0, no reference)
+    temperature: Positive
+    top_p: Positive
+    max_completion_length: PositiveInt
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"]  # TRL's token aggregation (its default: dapo)
+    engine: Literal["hf", "vllm"]  # vllm: TRL's colocated vLLM (the gpu extra)
+
+    @model_validator(mode="after")
+    def _rules(self):
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations: a group needs at least 2 completions, got {self.num_generations}")
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size: {self.batch_size} completions is not a whole number of groups of "
+                             f"num_generations={self.num_generations}")
+        if self.beta < 0 or self.top_p > 1:
+            raise ValueError(f"beta must be >= 0 and top_p <= 1 (got beta={self.beta}, top_p={self.top_p})")
+        return self
 
 
 class KTO(Section):
@@ -173,12 +203,15 @@ def _grpo_table(p: GRPO, rows: list[dict]) -> dict:
 class Method:
     name: str
     params: type  # its params.yaml section
-    rows: Literal["all", "positive", "pairs", "unpaired"]
-    loss: Callable[[object, Batch], torch.Tensor]  # (its params, the micro-batch) -> the micro-batch's loss
+    rows: Literal["all", "positive", "pairs", "unpaired", "prompts"]
+    # (its params, the micro-batch) -> the micro-batch's loss; None for an online method (its trainer's own)
+    loss: Optional[Callable[[object, Batch], torch.Tensor]]
     reference: bool = False  # the loss reads the reference's (the base's) sequence log-probs
     normaliser: Literal["tokens", "units"] = "tokens"
     table: Optional[Callable[[object, list[dict]], dict]] = None  # per-row tensors computed once per table
     min_micro_batch: int = 1  # train.micro_batch_size at least this (KTO: its z0 is a mean over a micro-batch)
+    online: bool = False  # trained by ``online.fit`` (TRL's GRPOTrainer on its own samples), not ``training.fit``
+    offline: Optional[str] = None  # an online method's offline counterpart (the geometry's second reference)
 
     def units(self, p, rows: list[dict], order: list[int]) -> list:
         """Training units in the persisted ``order`` (see the module docstring)."""
@@ -186,6 +219,8 @@ class Method:
             return list(order)
         if self.rows == "positive":
             return [i for i in order if rows[i]["reward"] == 1]
+        if self.rows == "prompts":  # one per prompt group, in the order of each group's first row
+            return list(dict.fromkeys(rows[i]["group"] for i in order))
         if self.rows == "unpaired":
             return [Mismatch((i, _other_group(rows, order, k))) for k, i in enumerate(order)]
         by_group: dict[int, list[int]] = {}
@@ -229,6 +264,7 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("ipo", IPO, "pairs", _ipo, reference=True, normaliser="units"),
     Method("simpo", SimPO, "pairs", _simpo, normaliser="units"),
     Method("kto", KTO, "unpaired", _kto, reference=True, normaliser="units", min_micro_batch=2),
+    Method("grpo_online", GRPOOnline, "prompts", None, online=True, offline="grpo"),
 )}
 NAMES = tuple(REGISTRY)
 

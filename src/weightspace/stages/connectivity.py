@@ -1,8 +1,9 @@
 """Stage connectivity: linear mode connectivity in Delta W space. For each pair a-b in params, the
 masked-answer CE of W0 + alpha dW_a + (1 - alpha) dW_b on a grid of alpha (``sft_seed``: SFT from
 ``controls.seed``); barrier = max over alpha
-of L(alpha) - [(1 - alpha) L(0) + alpha L(1)] -> ``<metrics>``, ``<plots>/curves.csv``.
-Params: ``connectivity``, ``prompt``, ``threads``."""
+of L(alpha) - [(1 - alpha) L(0) + alpha L(1)] -> ``<metrics>``, ``<plots>/curves.csv``. A pair naming
+an online method outside ``methods`` is left out (``Params.connectivity_pairs``). Params: ``connectivity``,
+``methods``, ``prompt``, ``threads``."""
 
 from __future__ import annotations
 
@@ -38,13 +39,14 @@ def main(argv=None) -> None:
     device, dtype = default_device()
     model, tok = load_base(args.base, dtype=dtype, device=device)
     items = answer_items(tok, [params.prompt.render(r["question"]) for r in rows], [r["answer"] for r in rows])
-    methods = sorted({m for p in cfg.pairs for m in p.split("-")})
+    pairs = params.connectivity_pairs()
+    methods = sorted({m for p in pairs for m in p.split("-")})
     deltas = {m: read_deltas(delta_file(Path(args.deltas), m)) for m in methods}
     merger = Merger(model, list(deltas[methods[0]]))
     alphas = [i / (cfg.points - 1) for i in range(cfg.points)]
     metrics, curves = {"set": cfg.set, "n": len(rows), "base_ce": answer_ce(model, items, tok.pad_token_id,
                                                                              cfg.batch_size)}, {}
-    for pair in cfg.pairs:
+    for pair in pairs:
         a, b = pair.split("-")
         curve = []
         for alpha in alphas:

@@ -11,6 +11,8 @@ Beside the between-method analyses (``analysis.analyse``):
 - ``lr_step``: each run at another LR against the same method at its own LR: the LR ratio, the
   global cosine and the norm ratio ||dW_new|| / ||dW_own|| (the paper: a 10x step gives cosine
   about 0.55 and about 3x the norm).
+- ``orthogonal_fraction.direction_off_offline`` (only when an online method ran): each online method's
+  orthogonal fraction off its offline counterpart (online GRPO off offline GRPO), on both seed sets.
 Params: ``geometry``, ``methods``, ``controls``, ``train.seed``, the LRs of ``controls.lr_matched``'s two
 methods."""
 
@@ -62,6 +64,19 @@ def controls(deltas: dict, seeds: dict, lr_matched, sweep: dict, params) -> tupl
     return out, per_layer
 
 
+def off_counterpart(deltas: dict, top_k: int) -> dict[str, float]:
+    """Each online method's orthogonal fraction (direction form, global) off its offline counterpart
+    (``methods.Method.offline``), where both were trained: the second reference beside ``geometry.reference``."""
+    from .. import methods
+
+    out = {}
+    for m in deltas:
+        c = methods.get(m).offline
+        if c is not None and c in deltas:
+            out[m] = analyse({c: deltas[c], m: deltas[m]}, top_k, c)[0]["orthogonal_fraction"]["direction"][m]
+    return out
+
+
 def depth_profile(rows: list[dict]) -> dict:
     """Per method, the mean per-layer orthogonal fraction over the middle third of the layers and over
     the last 5/36 of them (the paper: GRPO 0.55 in mid layers, 0.79-0.86 in the last five of 36)."""
@@ -94,6 +109,10 @@ def main(argv=None) -> None:
     metrics["orthogonal_fraction_depth"] = depth_profile(tables["orthogonal_fraction_per_layer"])
     twins, twin_tables = analyse(seeds, cfg.top_k, cfg.reference)
     twins["orthogonal_fraction_depth"] = depth_profile(twin_tables["orthogonal_fraction_per_layer"])
+    for run, ds in ((metrics, deltas), (twins, seeds)):
+        off = off_counterpart(ds, cfg.top_k)
+        if off:
+            run["orthogonal_fraction"]["direction_off_offline"] = off
     metrics["seed_twins"] = {k: twins[k] for k in noise.banded_keys(cfg.top_k)}
     for i, row in enumerate(tables["cosine_per_layer"]):
         row["noise_floor"] = seed_layers[cfg.reference][i]

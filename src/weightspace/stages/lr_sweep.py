@@ -32,6 +32,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True)
     runs = {}
     if params.controls.lr_sweep:
+        from .. import methods
         from ..rollouts import load_table
         from ..training import fit
 
@@ -39,9 +40,16 @@ def main(argv=None) -> None:
         rows = load_table(args.rollouts)
         for mult in params.controls.lr_sweep:
             name = run_name(m, mult)
-            runs[name] = fit(m, mcfg, mult * mcfg.lr, params.train, args.base, args.init, rows, str(out / name),
-                             str(out / f"{name}.safetensors"),
-                             checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
+            if methods.get(m).online:  # TRL's trainer: no checkpoints, sampling seeded by train.seed
+                from .. import online
+
+                runs[name] = online.fit(m, mcfg, mult * mcfg.lr, online.train_cfg(mcfg, params.train), args.base,
+                                        args.init, rows, str(out / name), str(out / f"{name}.safetensors"),
+                                        seed=params.train.seed)
+            else:
+                runs[name] = fit(m, mcfg, mult * mcfg.lr, params.train, args.base, args.init, rows, str(out / name),
+                                 str(out / f"{name}.safetensors"),
+                                 checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
             runs[name]["multiplier"] = mult
             log.info("lr_sweep %s: %s", name, runs[name])
     write_json(args.metrics, {"method": m, "multipliers": list(params.controls.lr_sweep), "runs": runs})

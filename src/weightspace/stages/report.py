@@ -63,6 +63,34 @@ def geometry_table(geo: dict, methods: list[str]) -> list[str]:
     return lines
 
 
+def online_table(geo: dict, methods_run: list[str]) -> list[str]:
+    """Each online method against the geometry's reference (SFT) and its offline counterpart: cosine,
+    median top-1 / top-k angle and orthogonal fraction (direction form), each beside the same number on the
+    seed twins (both methods from ``controls.seed``): |this - twin| is the number's seed band. Empty
+    when no online method ran."""
+    from .. import methods
+
+    k, ref, twins = geo["top_k"], geo["reference"], geo["seed_twins"]
+    lines = []
+    for m in methods_run:
+        c = methods.get(m).offline
+        if c is None or c not in methods_run:
+            continue
+        lines += ["", f"## Online vs offline: {m} (on-policy samples) against {ref} and {c} (the table)", "",
+                  "The same number on the seed twins (every method from `controls.seed`) stands beside each: their "
+                  "difference is its seed band.", "",
+                  f"| against | cosine | twins | top-1 angle | twins | top-{k} angle | twins | orthogonal fraction | twins |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for x, orth in ((ref, "direction"), (c, "direction_off_offline")):
+            vals = []
+            for g in (geo, twins):
+                vals.append((pair(g["cosine"]["global"], m, x), pair(g["angle_top1"], m, x)["median"],
+                             pair(g[f"angle_top{k}"], m, x)["median"], g["orthogonal_fraction"][orth][m]))
+            (a, b, d, e), (ta, tb, td, te) = vals
+            lines.append(f"| {x} | {a:.3f} | {ta:.3f} | {b:.1f} | {tb:.1f} | {d:.1f} | {td:.1f} | {e:.3f} | {te:.3f} |")
+    return lines
+
+
 def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path) -> str:
     geo, acc_set = metrics["geometry"], params.report.accuracy_set
     n = count(claims)
@@ -104,6 +132,7 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
               "as close to each other as one of them is to its own seed twin (cosine and u1 at least, angles at "
               "most the seed value): there the two methods cannot be told apart from seed noise.", ""]
     lines += geometry_table(geo, list(params.methods))
+    lines += online_table(geo, list(params.methods))
     lines += ["", "## Is each method above its seed noise?", "",
               f"Mean |<u1,u1'>| over modules between a method's two seeds at every checkpoint step (the paper: 0.99 "
               f"at step 1000 of 1500). Target: >= {SEED_U1_TARGET} at the compare step. Curves: "

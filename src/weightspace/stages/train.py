@@ -8,8 +8,11 @@ factors, the only form the geometry reads), ``<metrics>`` and per-step curves un
 two runs' mean |<u1, u1'>| and |<v1, v1'>| over modules and their global cosine
 (``<plots>/seed_alignment.csv``; also in ``<metrics>``), where a method's own direction rises above
 its seed noise, or does not. Without the ``--seed-*`` paths it trains the one run. ``--lr-of M`` trains at
-method M's peak LR (the LR-matched control). Runs unchanged under ``accelerate launch``.
-Params: ``<method>``, ``train``, ``threads`` (and ``<M>.lr`` with ``--lr-of M``)."""
+method M's peak LR (the LR-matched control). An online method (``methods.Method.online``: TRL's
+GRPOTrainer, ``online.fit``) trains the same way from the same inits, its sampling seeded by
+``train.seed`` (the twin: ``controls.seed``), its snapshots at its own step count. Runs unchanged under
+``accelerate launch``. Params: ``<method>``, ``train``, ``controls.seed``, ``threads`` (and ``<M>.lr`` with
+``--lr-of M``)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from .. import methods
 from ..rollouts import load_table
 from ..training import fit, snapshot_steps
 from .common import parse, set_threads, write_json
@@ -61,23 +65,29 @@ def main(argv=None) -> None:
     mcfg = params.method(known.method)  # unknown method: ParamsError before any compute
     lr = params.method(known.lr_of).lr if known.lr_of else mcfg.lr
     set_threads(params.threads)
+    cfg, seeds, train_fn = params.train, (params.train.seed, params.controls.seed), fit
+    if methods.get(known.method).online:
+        from .. import online
+
+        cfg, train_fn = online.train_cfg(mcfg, params.train), online.fit
     rows = load_table(args.rollouts)
     runs = [(args.init, args.out, args.deltas, args.metrics, args.plots)]
     if None not in twin:
         runs.append(tuple(twin))
     snaps = [Path(out).parent / ".checkpoints" / f"{Path(out).name}-snapshots" for _, out, *_ in runs]
     summaries = []
-    for (init, out, deltas, metrics, plots), snap in zip(runs, snaps):
-        summary = fit(known.method, mcfg, lr, params.train, args.base, init, rows, out, deltas, plots,
-                      snapshot_dir=str(snap) if len(runs) == 2 else None)
+    for (init, out, deltas, metrics, plots), snap, seed in zip(runs, snaps, seeds):
+        kw = {"seed": seed} if train_fn is not fit else {}
+        summary = train_fn(known.method, mcfg, lr, cfg, args.base, init, rows, out, deltas, plots,
+                           snapshot_dir=str(snap) if len(runs) == 2 else None, **kw)
         summaries.append(summary)
     if not summaries[0]:
         return  # not the main process
     if len(runs) == 2:
-        curve = seed_alignment(*snaps, snapshot_steps(params.train))
+        curve = seed_alignment(*snaps, snapshot_steps(cfg))
         Path(args.plots).mkdir(parents=True, exist_ok=True)
         pd.DataFrame(curve).to_csv(Path(args.plots) / "seed_alignment.csv", index=False)
-        at = next(r for r in curve if r["step"] == (params.train.compare_step or params.train.steps))
+        at = next(r for r in curve if r["step"] == (cfg.compare_step or cfg.steps))
         summaries[0] = {**summaries[0], "seed_alignment": {"compare_step": at, "curve": curve}}
         for snap in snaps:
             shutil.rmtree(snap)

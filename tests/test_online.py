@@ -1,0 +1,124 @@
+"""Online GRPO (TRL's GRPOTrainer, ``online.py``) in process: its reward is the rollout grader, its
+prompts are the offline methods' prompts token for token, and its training moves only the LoRA weights,
+repeatably. The pipeline run (``dvc exp run`` with grpo_online) and kill-and-rerun are in
+test_pipeline.py; the real-model bf16 run in test_smollm2.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from weightspace import config, grading, methods, online, tiny
+from weightspace.schema import ParamsError
+from weightspace.sequences import prompt_ids
+
+CASES = [json.loads(line) for line in (Path(__file__).parent / "data/grading_cases.jsonl").read_text().splitlines()]
+
+
+def online_cfg(**kw):
+    base = dict(lr=1e-3, steps=2, num_generations=4, batch_size=8, beta=0.0, temperature=1.0, top_p=1.0,
+                max_completion_length=24, loss_type="dapo", engine="hf")
+    return methods.GRPOOnline(**{**base, **kw})
+
+
+def train_cfg(**kw):
+    lora = config.Lora(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                       use_rslora=False)
+    base = dict(launcher="python", seed=0, steps=4, compare_step=None, batch_size=8, micro_batch_size=4,
+                warmup_ratio=0.0, weight_decay=0.01, grad_clip=1.0, max_length=64, bf16=False,
+                gradient_checkpointing=False, checkpoint_every=None, lora=lora)
+    return config.Train(**{**base, **kw})
+
+
+def test_reward_gives_the_rollout_graders_verdicts_on_the_hand_labelled_table():
+    # 68 outputs with verdicts derived by hand (tests/data/grading_cases.jsonl), as TRL passes them:
+    # conversational (a list of messages) and plain strings; where math-verify itself errs (the paper's
+    # reward follows it), the hand verdict is flipped, as in test_grading
+    from test_grading import MATH_VERIFY_MISSES
+
+    texts, golds = [c["output"] for c in CASES], [c["gold"] for c in CASES]
+    want = [float(c["correct"] != (i in MATH_VERIFY_MISSES)) for i, c in enumerate(CASES)]
+    conversational = [[{"role": "assistant", "content": t}] for t in texts]
+    assert online.reward([None] * len(CASES), conversational, golds) == want
+    assert online.reward([None] * len(CASES), texts, golds, trainer_state=None) == want
+    assert want == [float(grading.grade(t, g).reward) for t, g in zip(texts, golds)]  # the rollouts' labels
+    assert 0 < sum(want) < len(want)
+
+
+def test_prompts_are_one_per_group_and_tokenise_as_the_offline_methods_do():
+    from trl import GRPOTrainer
+
+    rows = [{"row": i, "group": g, "prompt": f"Ana has {g} cups. How many?", "gold": str(g)}
+            for i, g in enumerate([0, 0, 1, 1, 2, 2])]
+    recs = online.prompt_records(rows, [5, 4, 0, 1, 2, 3])
+    assert [r["group"] for r in recs] == [2, 0, 1] and [r["gold"] for r in recs] == ["2", "0", "1"]
+    tok = tiny.train_tokenizer([r["prompt"] for r in rows] * 5, 300)
+    # TRL's own prompt tokenisation (GRPOTrainer._tokenize_prompts) on the records, against ours
+    stub = SimpleNamespace(processing_class=tok, _is_vlm=False, environment_factories=None, tools=None,
+                           chat_template=None, chat_template_kwargs={})
+    got, _, _ = GRPOTrainer._tokenize_prompts(stub, [r["prompt"] for r in recs])
+    assert [list(x) for x in got] == [prompt_ids(tok, rows[5]["prompt"]), prompt_ids(tok, rows[0]["prompt"]),
+                                      prompt_ids(tok, rows[2]["prompt"])]
+
+
+def test_config_maps_the_params_and_rejects_batches_that_do_not_split():
+    args = online.grpo_config(online_cfg(batch_size=16, steps=40), train_cfg(micro_batch_size=4, warmup_ratio=0.05),
+                              2e-4, 7, "/tmp/unused")
+    assert (args.max_steps, args.learning_rate, args.per_device_train_batch_size, args.gradient_accumulation_steps,
+            args.num_generations, args.seed, args.beta, args.warmup_steps) == (40, 2e-4, 4, 4, 4, 7, 0.0, 2)
+    assert args.save_strategy == "no" and args.report_to in ([], "none", ["none"])
+    with pytest.raises(ParamsError, match="grpo_online.batch_size: 12 completions do not split into micro-batches "
+                                          "of train.micro_batch_size=8"):
+        online.grpo_config(online_cfg(batch_size=12, num_generations=4), train_cfg(micro_batch_size=8), 1e-3, 0, "/x")
+    with pytest.raises(ValueError, match="not a whole number of groups"):
+        online_cfg(batch_size=10, num_generations=4)
+    with pytest.raises(ValueError, match="at least 2 completions"):
+        online_cfg(num_generations=1, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def pipeline_inputs(repo):
+    """The pipeline run's base, init and rollout table (a pretrained tiny student that answers some
+    prompts right and some wrong, so GRPO's groups have reward variance)."""
+    from weightspace.rollouts import load_table
+
+    root, _ = repo
+    rows = load_table(root / "data/rollouts.jsonl")
+    return root, rows, json.loads((root / "models/init/order.json").read_text())
+
+
+def run_online(root, rows, order, tmp, seed=42, **kw):
+    from peft import PeftModel
+
+    from weightspace.models import load_base
+
+    base, tok = load_base(root / "models/base")
+    model = PeftModel.from_pretrained(base, root / "models/init", is_trainable=True)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer, history = online.train(model, tok, online_cfg(**kw), train_cfg(), 1e-3, rows, order, seed, str(tmp))
+    return before, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}, history
+
+
+def test_two_steps_move_only_the_lora_weights_and_repeat_bit_for_bit(pipeline_inputs, tmp_path):
+    root, rows, order = pipeline_inputs
+    before, after, history = run_online(root, rows, order, tmp_path / "a")
+    assert len(history) == 2 and all(0 <= h["reward"] <= 1 for h in history)
+    assert any(h["reward"] > 0 for h in history), history  # the student gets some right: a learning signal
+    assert set(before) == set(after)
+    lora = [n for n in before if "lora_" in n]
+    assert len(lora) == 2 * 4 * 4  # A and B of q, k, v, o in 4 layers
+    for n in before:
+        if "lora_" in n:
+            continue
+        assert torch.equal(before[n], after[n]), f"{n}: a frozen weight moved"
+    assert all(not torch.equal(before[n], after[n]) for n in lora if "lora_B" in n)  # B starts at 0 and moves
+    assert all(torch.count_nonzero(before[n]) == 0 for n in lora if "lora_B" in n)
+    _, again, history2 = run_online(root, rows, order, tmp_path / "b")
+    assert history2 == history
+    assert all(torch.equal(after[n], again[n]) for n in lora)  # seeded sampling: the same adapter, bit for bit
+    _, other, _ = run_online(root, rows, order, tmp_path / "c", seed=43)
+    assert any(not torch.equal(after[n], other[n]) for n in lora)  # and the seed matters
