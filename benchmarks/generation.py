@@ -1,6 +1,9 @@
-"""Batched vs batch-1 generation throughput of the tiny base (HF engine, KV cache, left padding).
+"""Batched vs batch-1 generation throughput of the tiny base (HF engine, KV cache, left padding), and
+the project's batched generator against TRL's GRPOTrainer generation (the online GRPO stage's sampler:
+``GRPOTrainer._generate``, transformers' ``generate`` on TRL's own prompt batch), both sampling at
+temperature 1 on the same prompts in one batch.
 
-Prints tokens/s of both and their ratio, measured in the same run on the same prompts.
+Prints tokens/s of each and the ratios, measured in the same run on the same prompts.
 Usage: python benchmarks/generation.py [--base models/base] [--prompts 64] [--batch 64]
 """
 
@@ -48,6 +51,37 @@ def main() -> None:
     print(f"batch 1:  {n1} tokens in {t1:.2f}s = {n1 / t1:.0f} tok/s")
     print(f"batch {args.batch}: {nb} tokens in {tb:.2f}s = {nb / tb:.0f} tok/s")
     print(f"ratio batched / batch-1: {(nb / tb) / (n1 / t1):.1f}x")
+    nt, tt = trl_generate(model, tok, messages)
+    sampling = config.Generation(engine="hf", temperature=1.0, top_p=1.0, max_new_tokens=64, batch_size=len(messages),
+                                 seed=0, openai=None)
+    no, to = run(HFEngine(model, tok, sampling), messages)
+    print(f"sampling, one batch of {len(messages)}: ours {no} tokens in {to:.2f}s = {no / to:.0f} tok/s; "
+          f"TRL GRPOTrainer {nt} tokens in {tt:.2f}s = {nt / tt:.0f} tok/s")
+    print(f"ratio ours / TRL (sampling): {(no / to) / (nt / tt):.2f}x")
+
+
+def trl_generate(model, tok, messages: list[str]) -> tuple[int, float]:
+    """Completion tokens and seconds of one ``GRPOTrainer._generate`` call on ``messages`` (conversational
+    prompts, as the online stage passes them; temperature 1, top_p 1, at most 64 new tokens)."""
+    import tempfile
+
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    prompts = [[{"role": "user", "content": m}] for m in messages]
+    with tempfile.TemporaryDirectory() as d:
+        args = GRPOConfig(output_dir=d, per_device_train_batch_size=len(messages), num_generations=2,
+                          max_completion_length=64, temperature=1.0, top_p=1.0, use_cpu=True, report_to="none",
+                          save_strategy="no", disable_tqdm=True, bf16=False, gradient_checkpointing=False, seed=0)
+        trainer = GRPOTrainer(model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
+                              train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tok)
+        trainer.model.eval()
+        trainer._generate(prompts[:8])  # warm-up
+        t = time.perf_counter()
+        out = trainer._generate(prompts)
+        seconds = time.perf_counter() - t
+    completion_ids = out[1]
+    return sum(len(c) for c in completion_ids), seconds
 
 
 if __name__ == "__main__":

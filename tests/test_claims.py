@@ -85,6 +85,20 @@ def test_online_claims_not_measured_without_the_online_run():
         False] * 4
 
 
+def test_online_orthogonality_is_undecided_when_its_own_seeds_are_as_far_apart():
+    # the tiny run's situation: online GRPO is as orthogonal to its own seed twin (0.9996) as to SFT (0.998);
+    # then "far from SFT" is seed noise, not a direction, and the three distance claims cannot be decided
+    m = paper_metrics()
+    m["geometry"]["seeds"]["grpo_online"] = {"cosine": 0.017, "u1_alignment": 0.28, "orthogonal_fraction": 0.9996}
+    got = {r["id"]: r for r in check(m)}
+    for k in ("online_cosine", "online_orthogonal", "online_vs_offline"):
+        assert got[k]["holds"] is True and got[k]["below_seed_noise"] is True and got[k]["verdict"] == "undecided", k
+    assert got["online_norm"]["verdict"] == "holds" and "below_seed_noise" not in got["online_norm"]
+    m["geometry"]["seeds"]["grpo_online"]["orthogonal_fraction"] = 0.5  # two seeds agree: a direction of its own
+    got = {r["id"]: r for r in check(m)}
+    assert [got[k]["verdict"] for k in ("online_cosine", "online_orthogonal", "online_vs_offline")] == ["holds"] * 3
+
+
 def test_not_measured_only_where_the_data_is_missing():
     m = paper_metrics()
     m["sets"]["aime_set"] = None

@@ -99,7 +99,9 @@ def run_online(root, rows, order, tmp, seed=42, **kw):
     base, tok = load_base(root / "models/base")
     model = PeftModel.from_pretrained(base, root / "models/init", is_trainable=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer, history = online.train(model, tok, online_cfg(**kw), train_cfg(), 1e-3, rows, order, seed, str(tmp))
+    # 2 steps of 4 prompts x 4 samples at the rollouts' length, T 0.7: the student (25% greedy) gets some right
+    mcfg = online_cfg(**{"batch_size": 16, "max_completion_length": 64, "temperature": 0.7, **kw})
+    trainer, history = online.train(model, tok, mcfg, train_cfg(), 1e-3, rows, order, seed, str(tmp))
     return before, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}, history
 
 

@@ -267,15 +267,16 @@ def test_claims_report_lists_every_claim(repo):
     claims = json.loads((root / "metrics/claims.json").read_text())
     assert set(claims["claims"]) == {c.id for c in CLAIMS} and claims["profile"] == "tiny"
     md = (root / "metrics/report.md").read_text()
-    rows = [line for line in md.splitlines() if line.startswith(("| (", "| headline", "| controls"))]
+    rows = [line for line in md.splitlines() if line.startswith(("| (", "| headline", "| online", "| controls"))]
     assert len(rows) == len(CLAIMS)
     for line in rows:  # each row has exactly 6 cells: escaped pipes do not split a cell
         assert len(line.replace("\\|", "").strip("|").split("|")) == 6, line
     assert "tiny default" in md and "seed band" in md and "RIFT form: `token`" in md and "CKA layers" in md
     assert claims["not_measured"] == sum(c["verdict"] == "not measured" for c in claims["claims"].values())
     assert sum(claims[k] for k in ("holds", "does_not_hold", "undecided", "not_measured")) == len(CLAIMS)
-    # the tiny default measures every claim but the AIME one (it has no AIME set)
-    assert {k for k, c in claims["claims"].items() if c["holds"] is None} == {"aime_dpo"}
+    # the tiny default measures every claim but the AIME one (it has no AIME set) and online GRPO's (opt-in)
+    assert {k for k, c in claims["claims"].items() if c["holds"] is None} == {
+        "aime_dpo", "online_cosine", "online_orthogonal", "online_vs_offline", "online_norm"}
     assert "![geometry/cosine_matrix.png](../plots/figures/geometry/cosine_matrix.png)" in md
 
 
@@ -343,7 +344,7 @@ def test_online_grpo_with_one_command_as_the_readme_says_and_a_killed_run_reruns
     assert set(g["seed_twins"]["orthogonal_fraction"]["direction_off_offline"]) == {"grpo_online"}
     assert "grpo_online-grpo" in json.loads((exp / "metrics/connectivity.json").read_text())
     assert "grpo_online" in json.loads((exp / "metrics/accuracy.json").read_text())["heldout"]
-    claims = {c["id"]: c for c in json.loads((exp / "metrics/claims.json").read_text())["claims"]}
+    claims = json.loads((exp / "metrics/claims.json").read_text())["claims"]
     assert all(claims[k]["verdict"] != "not measured" and "seed_twins" in claims[k]
                for k in ("online_cosine", "online_orthogonal", "online_vs_offline", "online_norm"))
     md = (exp / "metrics/report.md").read_text()

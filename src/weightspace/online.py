@@ -15,9 +15,16 @@ init on its own samples of the rollout table's prompts, rewarded by the grader t
   cosine to 0 (transformers' schedule: warmup starts at LR 0, ``training.lr_lambda`` at LR/warmup),
   micro-batch size, bf16 and gradient checkpointing. Generation: transformers on CPU and by default
   (``engine`` hf); TRL's colocated vLLM (``engine`` vllm, the ``gpu`` extra).
-- Repeatable on one machine: TRL seeds sampling and the prompt order from ``seed`` (``train.seed``, the
-  twin's ``controls.seed``). No checkpoints (TRL's are pickles): a killed run starts again from step 0
-  and gives the same adapter.
+- Repeatable on one machine (engine hf): TRL seeds sampling and the prompt order from ``seed``
+  (``train.seed``, the twin's ``controls.seed``). No checkpoints (TRL's are pickles): a killed run
+  starts again from step 0 and gives the same adapter.
+- Engine vllm (the paper profile; not run by any test here, no GPU): TRL seeds vLLM by process index,
+  not by ``seed``, so the run and its twin share vLLM's sampling seed and a rerun is not bit-identical;
+  TRL's truncated importance-sampling correction of the vLLM/trainer log-prob mismatch stays on (its
+  default: per-sequence ratio, sequences above 3 masked; its ratios go to the curves as
+  ``importance_sampling_ratio_*``), so the gradient is the policy gradient reweighted by that ratio; vLLM's context is the
+  longest prompt of the table plus ``max_completion_length``. The stage trains the run and its twin in
+  one process, so a second colocated vLLM engine starts beside the first: untested.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 
 from . import grading
 from .schema import ParamsError
+from .sequences import prompt_ids
 
 
 def completion_text(completion) -> str:
@@ -57,9 +65,10 @@ def train_cfg(mcfg, cfg):
     return cfg.model_copy(update={"steps": mcfg.steps, "compare_step": None})
 
 
-def grpo_config(mcfg, cfg, lr: float, seed: int, output_dir: str, processes: int = 1):
+def grpo_config(mcfg, cfg, lr: float, seed: int, output_dir: str, processes: int = 1, max_prompt_length: int = 0):
     """TRL's ``GRPOConfig`` from the method's section and the shared ``train``; ParamsError before any
-    compute when the batch does not split into micro-batches over the processes."""
+    compute when the batch does not split into micro-batches over the processes. ``max_prompt_length``
+    (tokens) sizes vLLM's context (engine vllm)."""
     import torch
     from trl import GRPOConfig
 
@@ -77,6 +86,7 @@ def grpo_config(mcfg, cfg, lr: float, seed: int, output_dir: str, processes: int
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         use_vllm=mcfg.engine == "vllm", vllm_mode="colocate", use_cpu=not torch.cuda.is_available(),
+        vllm_max_model_length=(max_prompt_length + mcfg.max_completion_length) if mcfg.engine == "vllm" else None,
         logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
 
 
@@ -90,7 +100,9 @@ def train(model, tok, mcfg, cfg, lr: float, rows: list[dict], order: list[int], 
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOTrainer
 
-    args = grpo_config(mcfg, cfg, lr, seed, work, _world()[0])
+    records = prompt_records(rows, order)
+    longest = max(len(prompt_ids(tok, r["prompt"][0]["content"])) for r in records) if mcfg.engine == "vllm" else 0
+    args = grpo_config(mcfg, cfg, lr, seed, work, _world()[0], longest)
     history: list[dict] = []
 
     class Curves(TrainerCallback):
@@ -99,7 +111,8 @@ def train(model, tok, mcfg, cfg, lr: float, rows: list[dict], order: list[int], 
                 return  # the end-of-training summary
             row = {"step": state.global_step, "loss": logs.get("loss"), "lr": logs.get("learning_rate"),
                    "reward": logs["reward"], "completion_length": logs.get("completions/mean_length"),
-                   "kl": logs.get("kl"), "num_tokens": logs.get("num_tokens")}
+                   "kl": logs.get("kl"), "num_tokens": logs.get("num_tokens"),
+                   **{k.removeprefix("sampling/"): v for k, v in logs.items() if k.startswith("sampling/")}}
             history.append(row)
             if on_log is not None:
                 on_log(row)
@@ -108,8 +121,8 @@ def train(model, tok, mcfg, cfg, lr: float, rows: list[dict], order: list[int], 
             if on_step is not None:
                 on_step(state.global_step, trainer.model)
 
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(
-        prompt_records(rows, order)), processing_class=tok, callbacks=[Curves()])
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(records),
+                          processing_class=tok, callbacks=[Curves()])
     trainer.remove_callback(PrinterCallback)  # the curves go to dvclive, not to stdout
     trainer.train()
     return trainer, history
@@ -152,6 +165,9 @@ def fit(method: str, mcfg, lr: float, cfg, base: str, init: str, rows: list[dict
             for k in ("loss", "lr", "reward", "completion_length") + (("kl",) if mcfg.beta > 0 else ()):
                 if row[k] is not None:
                     live.log_metric(k, float(row[k]))
+            for k, v in row.items():  # engine vllm: TRL's importance-sampling ratios of the vLLM samples
+                if k.startswith("importance_sampling"):
+                    live.log_metric(k.replace("/", "_"), float(v))
             live.next_step()
 
     def on_step(step, m):

@@ -88,6 +88,13 @@ def online_table(geo: dict, methods_run: list[str]) -> list[str]:
                              pair(g[f"angle_top{k}"], m, x)["median"], g["orthogonal_fraction"][orth][m]))
             (a, b, d, e), (ta, tb, td, te) = vals
             lines.append(f"| {x} | {a:.3f} | {ta:.3f} | {b:.1f} | {tb:.1f} | {d:.1f} | {td:.1f} | {e:.3f} | {te:.3f} |")
+        own = geo["seeds"][m]
+        lines.append(f"| its own seed twin | {own['cosine']:.3f} | | {own['angle_top1']['median']:.1f} | | "
+                     f"{own[f'angle_top{k}']['median']:.1f} | | {own['orthogonal_fraction']:.3f} | |")
+        if own["orthogonal_fraction"] >= geo["orthogonal_fraction"]["direction"][m]:
+            lines += ["", f"{m} is at least as orthogonal to its own seed twin as to {ref}: its direction is not above "
+                      "its seed noise, so its distance from the others is what two of its seeds show too (the claims "
+                      "about it are undecided)."]
     return lines
 
 
