@@ -91,6 +91,18 @@ def test_dvc_exp_set_string_numbers_load_as_numbers(tmp_path):
     assert p.method("dpo").lr == 1e-5 and isinstance(p.method("dpo").lr, float)
 
 
+def test_a_connectivity_pair_naming_an_online_method_runs_only_when_it_is_trained(tmp_path):
+    p = config.load(REPO / "params.yaml")
+    assert "grpo_online-grpo" in p.connectivity.pairs and "grpo_online" not in p.methods
+    assert "grpo_online-grpo" not in p.connectivity_pairs()
+    assert set(p.connectivity_pairs()) == set(p.connectivity.pairs) - {"grpo_online-grpo"}
+    on = load_with(tmp_path, lambda r: r["methods"].append("grpo_online"))
+    assert on.connectivity_pairs() == on.connectivity.pairs
+    # an offline method outside methods is still a mistake, named before any compute
+    with pytest.raises(ParamsError, match=r"connectivity.pairs\[7\]: 'ipo-sft' uses a method not in methods"):
+        load_with(tmp_path, lambda r: r["connectivity"]["pairs"].append("ipo-sft"))
+
+
 def test_unknown_method_lookup():
     p = config.load(REPO / "params.yaml")
     with pytest.raises(ParamsError, match="method 'ppo': unknown"):
