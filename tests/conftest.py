@@ -77,6 +77,18 @@ def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True, extra_env: dic
     return p
 
 
+def trl_prompt_ids(tok, prompts: list) -> list[list[int]]:
+    """Token ids of ``prompts`` as TRL's GRPOTrainer makes them (its own ``_tokenize_prompts``, on a stand-in
+    for the trainer that has only what that method reads)."""
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    stub = SimpleNamespace(processing_class=tok, _is_vlm=False, environment_factories=None, tools=None,
+                           chat_template=None, chat_template_kwargs={})
+    return [list(x) for x in GRPOTrainer._tokenize_prompts(stub, prompts)[0]]
+
+
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory):
     """One real `dvc repro` of the tiny default in a fresh copy of the repository, shared by the

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from weightspace import config, grading, methods, online, tiny
+import test_training
+from conftest import trl_prompt_ids
+from weightspace import grading, methods, online, tiny
 from weightspace.schema import ParamsError
 from weightspace.sequences import prompt_ids
 
@@ -26,12 +27,7 @@ def online_cfg(**kw):
 
 
 def train_cfg(**kw):
-    lora = config.Lora(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
-                       use_rslora=False)
-    base = dict(launcher="python", seed=0, steps=4, compare_step=None, batch_size=8, micro_batch_size=4,
-                warmup_ratio=0.0, weight_decay=0.01, grad_clip=1.0, max_length=64, bf16=False,
-                gradient_checkpointing=False, checkpoint_every=None, lora=lora)
-    return config.Train(**{**base, **kw})
+    return test_training.train_cfg(**{"micro_batch_size": 4, **kw})  # the loop tests' config, 2 micro-batches
 
 
 def test_reward_gives_the_rollout_graders_verdicts_on_the_hand_labelled_table():
@@ -50,18 +46,13 @@ def test_reward_gives_the_rollout_graders_verdicts_on_the_hand_labelled_table():
 
 
 def test_prompts_are_one_per_group_and_tokenise_as_the_offline_methods_do():
-    from trl import GRPOTrainer
-
     rows = [{"row": i, "group": g, "prompt": f"Ana has {g} cups. How many?", "gold": str(g)}
             for i, g in enumerate([0, 0, 1, 1, 2, 2])]
     recs = online.prompt_records(rows, [5, 4, 0, 1, 2, 3])
     assert [r["group"] for r in recs] == [2, 0, 1] and [r["gold"] for r in recs] == ["2", "0", "1"]
     tok = tiny.train_tokenizer([r["prompt"] for r in rows] * 5, 300)
     # TRL's own prompt tokenisation (GRPOTrainer._tokenize_prompts) on the records, against ours
-    stub = SimpleNamespace(processing_class=tok, _is_vlm=False, environment_factories=None, tools=None,
-                           chat_template=None, chat_template_kwargs={})
-    got, _, _ = GRPOTrainer._tokenize_prompts(stub, [r["prompt"] for r in recs])
-    assert [list(x) for x in got] == [prompt_ids(tok, rows[5]["prompt"]), prompt_ids(tok, rows[0]["prompt"]),
+    assert trl_prompt_ids(tok, [r["prompt"] for r in recs]) == [prompt_ids(tok, rows[5]["prompt"]), prompt_ids(tok, rows[0]["prompt"]),
                                       prompt_ids(tok, rows[2]["prompt"])]
 
 

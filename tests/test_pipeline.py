@@ -123,26 +123,31 @@ def test_six_adapters_share_one_init_and_load_in_peft(repo):
     assert all(torch.count_nonzero(f.B) == 0 for f in init.values())  # Delta W starts at zero
 
 
-def test_training_killed_between_checkpoints_resumes_to_the_same_bytes(repo):
-    """SIGKILL at a step between checkpoints (every 25 of 100 steps): the re-run resumes from the last
-    checkpoint, runs only the remaining steps, and writes the adapter of an uninterrupted run."""
+def kill_when(cmd: list[str], cwd, tmp, curve, lines: int, timeout_s: float) -> None:
+    """Start ``cmd`` and SIGKILL it once its ``curve`` file has more than ``lines`` lines (or after
+    ``timeout_s``)."""
     import signal
     import subprocess
     import time
 
     from conftest import env
 
-    root, tmp = repo
-    ref = {f.name: f.read_bytes() for f in (root / "models/sft").iterdir()}
-    out = tmp / "killed"
-    p = subprocess.Popen(["python", *train_cmd("sft", out, tmp)], cwd=root, env=env(tmp, root),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    plots = tmp / "killed-plots/plots/metrics/loss.tsv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (plots.exists() and len(plots.read_text().splitlines()) > 60):
+    p = subprocess.Popen(cmd, cwd=cwd, env=env(tmp, cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and not (curve.exists() and len(curve.read_text().splitlines()) > lines):
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
+
+
+def test_training_killed_between_checkpoints_resumes_to_the_same_bytes(repo):
+    """SIGKILL at a step between checkpoints (every 25 of 100 steps): the re-run resumes from the last
+    checkpoint, runs only the remaining steps, and writes the adapter of an uninterrupted run."""
+    root, tmp = repo
+    ref = {f.name: f.read_bytes() for f in (root / "models/sft").iterdir()}
+    out = tmp / "killed"
+    plots = tmp / "killed-plots/plots/metrics/loss.tsv"
+    kill_when(["python", *train_cmd("sft", out, tmp)], root, tmp, plots, 60, 120)
     assert not out.exists()  # a killed run leaves no adapter behind
     ckpts = [d.name for d in (tmp / ".checkpoints/killed").iterdir() if d.name.startswith("step-")]
     assert ckpts in (["step-50"], ["step-75"]), ckpts
@@ -319,11 +324,6 @@ def test_online_grpo_with_one_command_as_the_readme_says_and_a_killed_run_reruns
     not retrained. Then the online run, SIGKILLed midway and run again, writes the same adapter bytes
     (no checkpoints: it starts again from step 0, its sampling seeded)."""
     import csv
-    import signal
-    import subprocess
-    import time
-
-    from conftest import env
 
     root, tmp = repo
     exp = committed_copy(root, tmp_path / "online")
@@ -357,14 +357,8 @@ def test_online_grpo_with_one_command_as_the_readme_says_and_a_killed_run_reruns
     # killed midway, then run again: the same adapter, byte for byte, as the pipeline's
     ref = {f.name: f.read_bytes() for f in (exp / "models/grpo_online").iterdir()}
     killed = tmp_path / "killed"
-    p = subprocess.Popen(["python", *train_cmd("grpo_online", killed, tmp_path)], cwd=exp, env=env(tmp, exp),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     curve = tmp_path / "killed-plots/plots/metrics/reward.tsv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (curve.exists() and len(curve.read_text().splitlines()) > 40):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    kill_when(["python", *train_cmd("grpo_online", killed, tmp_path)], exp, tmp, curve, 40, 300)
     assert curve.exists() and not killed.exists()  # it was killed midway and left no adapter behind
     run(["python", *train_cmd("grpo_online", killed, tmp_path)], exp, tmp)
     assert {f.name: f.read_bytes() for f in killed.iterdir()} == ref

@@ -217,8 +217,8 @@ def test_online_grpo_runs_on_the_real_model_under_bf16(smoke, in_root, tmp_path)
     SmolLM2's own chat template exactly as the offline methods do, samples, grades with the table's
     grader, logs a finite loss per step, and moves nothing but the LoRA weights."""
     from peft import PeftModel
-    from trl import GRPOTrainer
 
+    from conftest import trl_prompt_ids
     from weightspace import methods, online
     from weightspace.sequences import prompt_ids
 
@@ -227,10 +227,7 @@ def test_online_grpo_runs_on_the_real_model_under_bf16(smoke, in_root, tmp_path)
     order = json.loads(open("models/init/order.json").read())
     base, tok = models.load_base("models/base")
     recs = online.prompt_records(rows, order)
-    stub = type("Stub", (), dict(processing_class=tok, _is_vlm=False, environment_factories=None, tools=None,
-                                 chat_template=None, chat_template_kwargs={}))()
-    got, _, _ = GRPOTrainer._tokenize_prompts(stub, [r["prompt"] for r in recs])
-    assert [list(x) for x in got] == [prompt_ids(tok, r["prompt"][0]["content"]) for r in recs]
+    assert trl_prompt_ids(tok, [r["prompt"] for r in recs]) == [prompt_ids(tok, r["prompt"][0]["content"]) for r in recs]
     model = PeftModel.from_pretrained(base, "models/init", is_trainable=True)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     mcfg = methods.GRPOOnline(lr=1e-4, steps=2, num_generations=2, batch_size=4, beta=0.0, temperature=1.0, top_p=1.0,

@@ -135,17 +135,13 @@ def fit(method: str, mcfg, lr: float, cfg, base: str, init: str, rows: list[dict
     ``beta`` > 0, completion length) to ``plots`` (dvclive) and, if given, the adapter at every snapshot
     step (``training.snapshot_steps(train_cfg(...))``) to ``snapshot_dir/step_<n>``. ``training.fit``'s
     contract, so ``stages/train.py`` treats both alike. Returns the summary (main process; others ``{}``)."""
-    import json
-
     from peft import PeftModel
 
     from . import adapters
     from .models import load_base
-    from .training import TrainingError, lora_sha256, snapshot_steps
+    from .training import TrainingError, lora_sha256, read_order, save_whole, snapshot_steps, write_factors
 
-    order = json.loads((Path(init) / "order.json").read_text())
-    if sorted(order) != list(range(len(rows))):
-        raise TrainingError(f"{init}/order.json is not a permutation of the {len(rows)} rollout rows")
+    order = read_order(init, rows)
     out_p = Path(out)
     work = out_p.parent / ".checkpoints" / out_p.name
     grpo_config(mcfg, cfg, lr, seed, str(work), _world()[0])  # a batch that does not split: ParamsError before the model loads
@@ -172,7 +168,7 @@ def fit(method: str, mcfg, lr: float, cfg, base: str, init: str, rows: list[dict
 
     def on_step(step, m):
         if step in snaps and main:
-            _save(m, Path(snapshot_dir) / f"step_{step}")
+            save_whole(getattr(m, "module", m), Path(snapshot_dir) / f"step_{step}")
 
     t0 = time.time()
     trainer, history = train(model, tok, mcfg, cfg, lr, rows, order, seed, str(work), on_log, on_step)
@@ -185,16 +181,12 @@ def fit(method: str, mcfg, lr: float, cfg, base: str, init: str, rows: list[dict
     if len(history) != mcfg.steps or not all(x is not None and math.isfinite(float(x)) for x in losses):
         raise TrainingError(f"method {method}: GRPOTrainer logged {len(history)} of {mcfg.steps} steps, losses "
                             f"{losses[-3:]}: not a finite loss at every step")
-    _save(trainer.model, out_p)
-    factors = adapters.read_adapter(out_p)
-    if deltas is not None:
-        part = Path(str(deltas) + ".partial")
-        adapters.write_deltas(part, factors)
-        part.replace(deltas)
+    save_whole(getattr(trainer.model, "module", trainer.model), out_p)
+    factors = write_factors(out_p, deltas)
     rewards = [h["reward"] for h in history]
     k = max(1, len(rewards) // 10)
     return {"final_loss": history[-1]["loss"], "processes": trainer.args.world_size, "steps": mcfg.steps,
-            "tokens": history[-1]["num_tokens"], "units": len(prompt_records(rows, order)), "resumed_from_step": 0,
+            "tokens": history[-1]["num_tokens"], "units": len(trainer.train_dataset), "resumed_from_step": 0,
             "method": method, "lr": lr, "compare_step": mcfg.steps, "init_sha256": init_sha, "modules": len(factors),
             "delta_frobenius": adapters.frobenius(factors), "seed": seed,
             "reward_first_tenth": sum(rewards[:k]) / k, "reward_last_tenth": sum(rewards[-k:]) / k,
@@ -208,15 +200,3 @@ def _world() -> tuple[int, int]:
     import os
 
     return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-
-
-def _save(model, dest: Path) -> None:
-    """The policy's adapter, written to ``<dest>.partial`` and renamed (whole or not at all)."""
-    from . import adapters
-
-    part = dest.with_name(dest.name + ".partial")
-    for d in (part, dest):
-        if d.exists():
-            shutil.rmtree(d)
-    adapters.save_adapter(getattr(model, "module", model), part)
-    part.rename(dest)

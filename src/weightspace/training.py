@@ -220,6 +220,48 @@ def snapshot_steps(cfg: config.Train) -> list[int]:
     return sorted({s for s in range(every, cfg.steps + 1, every)} | {cfg.compare_step or cfg.steps, cfg.steps})
 
 
+def read_order(init, rows: list[dict]) -> list[int]:
+    """The persisted row order ``<init>/order.json``; TrainingError unless it permutes the table's rows."""
+    import json
+    from pathlib import Path
+
+    order = json.loads((Path(init) / "order.json").read_text())
+    if sorted(order) != list(range(len(rows))):
+        raise TrainingError(f"{init}/order.json is not a permutation of the {len(rows)} rollout rows")
+    return order
+
+
+def save_whole(model, dest) -> None:
+    """The PEFT adapter of ``model`` written to ``<dest>.partial``, then renamed: whole or not at all."""
+    import shutil
+    from pathlib import Path
+
+    from . import adapters
+
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".partial")
+    for d in (part, dest):
+        if d.exists():
+            shutil.rmtree(d)
+    adapters.save_adapter(model, part)
+    part.rename(dest)
+
+
+def write_factors(adapter, deltas) -> dict:
+    """The factors of the adapter folder ``adapter``; written to ``deltas`` (if given) through a
+    ``.partial`` file, so the deltas file too appears whole or not at all."""
+    from pathlib import Path
+
+    from . import adapters
+
+    factors = adapters.read_adapter(adapter)
+    if deltas is not None:
+        part = Path(str(deltas) + ".partial")
+        adapters.write_deltas(part, factors)
+        part.replace(deltas)
+    return factors
+
+
 def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, rows: list[dict], out: str,
         deltas: str | None = None, plots: str | None = None, checkpoint_dir: str | None = None,
         snapshot_dir: str | None = None) -> dict:
@@ -247,9 +289,7 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     from .checkpoints import Checkpoints
     from .models import load_base
 
-    order = json.loads((Path(init) / "order.json").read_text())
-    if sorted(order) != list(range(len(rows))):
-        raise TrainingError(f"{init}/order.json is not a permutation of the {len(rows)} rollout rows")
+    order = read_order(init, rows)
     select(method, rows, order, mcfg)  # no training units: TrainingError before the model loads
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if cfg.bf16 else "no")
     base_model, tok = load_base(base)
@@ -281,14 +321,6 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
             live.log_metric("lr", lr_now)
             live.next_step()
 
-    def save_whole(unwrapped, dest: Path) -> None:  # written to <dest>.partial, then renamed
-        part = dest.with_name(dest.name + ".partial")
-        for d in (part, dest):
-            if d.exists():
-                shutil.rmtree(d)
-        adapters.save_adapter(unwrapped, part)
-        part.rename(dest)
-
     snaps = set(snapshot_steps(cfg)) if snapshot_dir is not None else set()
 
     def save_at(step, unwrapped):  # into the checkpoint folder, so a resumed run still has it
@@ -311,11 +343,7 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     tmp.rename(out_p)  # the adapter appears whole or not at all
     if live is not None:
         live.end()
-    factors = adapters.read_adapter(out_p)
-    if deltas is not None:
-        part = Path(str(deltas) + ".partial")
-        adapters.write_deltas(part, factors)
-        part.replace(deltas)
+    factors = write_factors(out_p, deltas)
     checkpoints.clear()  # the run is complete: its adapter is the output now
     return {**summary, "method": method, "lr": lr, "compare_step": compare, "init_sha256": init_sha,
             "modules": len(factors), "delta_frobenius": adapters.frobenius(factors), "wall_s": round(time.time() - t0, 2)}
