@@ -1,5 +1,7 @@
 # Two commands for a newcomer: `make repro` (set up + run the default pipeline), `make test`.
 VENV ?= .venv
+# test workers: one per core of the 2-core machines this is measured on (each stage runs `threads` torch threads)
+WORKERS ?= 2
 PYTHON ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
@@ -18,7 +20,7 @@ repro: setup
 	dvc repro
 
 test: setup
-	pytest -q
+	pytest -q -n $(WORKERS)
 
 bench: setup
 	python benchmarks/generation.py

@@ -10,15 +10,12 @@ Measured in one run, each after one warm-up step: right-padding (the loop's ``co
 gradient checkpointing on and off, and packing vs padding with checkpointing on. tokens/s counts
 prompt + completion tokens (never padding) per second of whole optimiser steps.
 
-Packing departs from the loop: inside ``packing()`` only, ``training.collate`` and
-``training.sequence_logps`` are swapped for ``pack`` / ``packed_logps``. Each micro-batch's sequences
-are laid first-fit-decreasing into rows no longer than its longest sequence, ``position_ids`` restart
-at 0 per sequence and no ``attention_mask`` is passed: transformers >= 5 then finds the sequence
-boundaries from the position_ids and builds a block-diagonal causal mask (sdpa, eager) or runs varlen
-(flash_attention_2). Passing a 2-D attention_mask turns that detection off and sequences attend
-across boundaries (``tests/test_packing.py`` shows both). Only mask-summed losses (SFT, DFT) survive
-packing unchanged; RFT/RIFT/GRPO index a per-row weight and DPO sums per row, so packing them needs
-per-token weights and per-segment sums.
+Packing is the loop's own ``train.packing`` (``sequences.pack``): each micro-batch's sequences are laid
+first-fit-decreasing into rows no longer than its longest sequence, ``position_ids`` restart at 0 per
+sequence and no ``attention_mask`` is passed: transformers >= 5 then finds the sequence boundaries from
+the position_ids and builds a block-diagonal causal mask (sdpa, eager); with flash_attention_2 the loop
+packs one row, which transformers runs varlen. The log-probs come back in the padded layout, so every method's loss is unchanged
+(``tests/test_packing.py``).
 
 Usage: python benchmarks/gpu_plan.py [--steps 3] [--completion-mean 3000] [--micro 4] [--micro-nogc 1] (CPU: --steps 2)
 """
@@ -26,7 +23,6 @@ Usage: python benchmarks/gpu_plan.py [--steps 3] [--completion-mean 3000] [--mic
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import time
 
@@ -34,7 +30,7 @@ import numpy as np
 import torch
 
 from weightspace import config, methods, training
-from weightspace.losses import token_logps
+from weightspace.sequences import pack
 from weightspace.training import Item, LossFn
 
 # Qwen/Qwen3-4B config.json; Qwen3-4B-Instruct-2507 has the same shapes (max_position_embeddings 262144,
@@ -67,56 +63,6 @@ def synthetic_items(n: int, prompt_mean: int, completion_mean: int, max_length: 
         ids = rng.integers(0, vocab - 1, p + c).tolist()
         items[i] = Item(i, tuple(ids[:p]), tuple(ids[p:]))
     return items
-
-
-def pack(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
-    """Packed batch: ids and position_ids (R, C), completion mask aligned with next-token log-probs (R, C-1).
-
-    First-fit-decreasing into rows of capacity = the longest sequence, so no row is wider than the
-    padded batch. position_ids restart at 0 per sequence and in each row's padded tail."""
-    cap = max(len(it.prompt) + len(it.completion) for it in items)
-    rows: list[list[Item]] = []
-    for it in sorted(items, key=lambda it: -(len(it.prompt) + len(it.completion))):
-        n = len(it.prompt) + len(it.completion)
-        for r in rows:
-            if sum(len(x.prompt) + len(x.completion) for x in r) + n <= cap:
-                r.append(it)
-                break
-        else:
-            rows.append([it])
-    C = max(sum(len(x.prompt) + len(x.completion) for x in r) for r in rows)
-    ids = torch.full((len(rows), C), pad_id)
-    pos = torch.zeros((len(rows), C), dtype=torch.long)
-    comp = torch.zeros((len(rows), C - 1))
-    for i, r in enumerate(rows):
-        o = 0
-        for it in r:
-            n, p = len(it.prompt) + len(it.completion), len(it.prompt)
-            ids[i, o : o + n] = torch.tensor(it.prompt + it.completion)
-            pos[i, o : o + n] = torch.arange(n)
-            comp[i, o + p - 1 : o + n - 1] = 1  # logp[t] scores token t+1; never across a boundary
-            o += n
-        pos[i, o:] = torch.arange(C - o)
-    return {"input_ids": ids, "position_ids": pos, "completion_mask": comp}
-
-
-def packed_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``training.sequence_logps`` for a packed batch: position_ids and NO attention_mask (see module doc)."""
-    device = next(model.parameters()).device
-    ids = batch["input_ids"].to(device)
-    logits = model(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False).logits
-    return token_logps(logits, ids), batch["completion_mask"].to(device)
-
-
-@contextlib.contextmanager
-def packing():
-    """Inside: ``training.train`` packs every micro-batch instead of right-padding it."""
-    saved = training.collate, training.sequence_logps
-    training.collate, training.sequence_logps = pack, packed_logps
-    try:
-        yield
-    finally:
-        training.collate, training.sequence_logps = saved
 
 
 def pad_waste(chunks: list[list[Item]], pad_id: int, packed: bool) -> float:
@@ -154,7 +100,7 @@ def measure(args, accelerator, items, rows, micro: int, gc: bool, packed: bool, 
     B, steps = args.batch, args.steps + 1
     cfg = config.Train(launcher="python", seed=0, steps=steps, compare_step=None, batch_size=B, micro_batch_size=micro,
                        warmup_ratio=0.05, weight_decay=0.01, grad_clip=1.0, max_length=args.max_length, bf16=cuda,
-                       gradient_checkpointing=gc, checkpoint_every=None,
+                       gradient_checkpointing=gc, checkpoint_every=None, packing=packed,
                        lora=config.Lora(r=32, alpha=64.0, dropout=0.0, target_modules=TARGETS, use_rslora=False))
     model = build(args, "cuda" if cuda else "cpu")
     if gc:
@@ -171,9 +117,8 @@ def measure(args, accelerator, items, rows, micro: int, gc: bool, packed: bool, 
         torch.cuda.reset_peak_memory_stats()
     units = list(range(B * steps))
     try:
-        with packing() if packed else contextlib.nullcontext():
-            training.train(model, accelerator, "sft", units, items, LossFn("sft", methods.SFT(lr=1e-5), rows), cfg,
-                           1e-5, args.vocab - 1, on_step=on_step)
+        training.train(model, accelerator, "sft", units, items, LossFn("sft", methods.SFT(lr=1e-5), rows), cfg, 1e-5,
+                       args.vocab - 1, on_step=on_step)
     except torch.OutOfMemoryError:
         return None
     finally:

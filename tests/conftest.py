@@ -89,12 +89,98 @@ def trl_prompt_ids(tok, prompts: list) -> list[list[int]]:
     return [list(x) for x in GRPOTrainer._tokenize_prompts(stub, prompts)[0]]
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """The session's folder shared by every pytest-xdist worker (each worker's own base temp sits below it);
+    without xdist, the session's base temp."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory):
     """One real `dvc repro` of the tiny default in a fresh copy of the repository, shared by the
-    pipeline and remote tests: (repo root, scratch folder)."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    root = copy_repo(tmp / "repo")
-    run(["dvc", "repro"], root, tmp)
-    return root, tmp
+    pipeline and remote tests: (repo root, scratch folder).
 
+    It is built once per session by whichever worker asks first (a file lock; a failed build is recorded and
+    raised to every worker, not retried). Under `pytest -n` each worker then gets its own copy of the built
+    repository, so a test that edits it or runs dvc in it (dvc takes a repository-wide lock) never meets
+    another worker's; without xdist the tests use the build itself, as before."""
+    from filelock import FileLock
+
+    shared = shared_dir(tmp_path_factory)
+    built, failed = shared / "pipeline", shared / "pipeline.failed"
+    with FileLock(shared / "pipeline.lock"):
+        if failed.exists():
+            raise AssertionError(f"the shared pipeline run failed on another worker:\n{failed.read_text()}")
+        if not (built / "built").exists():
+            built.mkdir()
+            try:
+                run(["dvc", "repro"], copy_repo(built / "repo"), built)
+            except BaseException as e:
+                failed.write_text(str(e))
+                raise
+            (built / "built").touch()
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return built / "repo", built
+    tmp = tmp_path_factory.mktemp("pipeline")
+    shutil.copytree(built / "repo", tmp / "repo", symlinks=True)
+    return tmp / "repo", tmp
+
+
+# ---------------------------------------------------------------- `pytest -n` (make test): what runs where, and when
+# The heaviest units first (longest-processing-time first: the scheduler hands the next unit to whichever worker is
+# free, so the long ones must not come last). The first test builds the shared pipeline (`repo`, 447 s), so that run
+# starts at once while the other worker runs the SmolLM2 module (its fixture 630 s); seconds measured serially with
+# `PYTEST_ADDOPTS=--durations=0 make test` on 2 cores. Units not named here follow in file order.
+FIRST = (
+    "tests/test_pipeline.py::test_dvc_status_clean_after_repro",
+    "tests/test_smollm2.py",
+    "tests/test_pipeline.py::test_another_float_path_keeps_every_conclusion",  # 577 s
+    "tests/test_pipeline.py::test_lr_control_and_queued_grid_as_the_readme_says",  # 396 s
+    "tests/test_pipeline.py::test_online_grpo_with_one_command_as_the_readme_says_and_a_killed_run_reruns_to_the_same_bytes",
+    "tests/test_pipeline.py::test_nine_methods_with_one_command_as_the_readme_says",  # 211 s
+    "tests/test_remote_s3.py",  # 60 s
+)
+# modules split into one unit per test (no module-scoped fixture); every other module is one unit on one worker,
+# so a module fixture (the SmolLM2 run, the S3 server) is built once
+PER_TEST = ("tests/test_pipeline.py",)
+
+
+def pytest_configure(config):
+    """Under `pytest -n`, torch's OpenMP threads sleep instead of spinning while they wait
+    (OMP_WAIT_POLICY=PASSIVE, inherited by the workers and every stage they start): two 2-thread trainings
+    at once then take 22 s instead of 52 s on 2 cores (one alone: 15-19 s, 20 s passive; the same bytes).
+    Set before the workers start, so before any of them imports torch; a value already set is kept."""
+    if getattr(config.option, "numprocesses", None):
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _unit(nodeid: str) -> str:
+    module = nodeid.split("::")[0]
+    return nodeid if module in PER_TEST else module
+
+
+def _rank(nodeid: str) -> int:
+    for key in (nodeid, nodeid.split("[")[0], _unit(nodeid), nodeid.split("::")[0]):
+        if key in FIRST:
+            return FIRST.index(key)
+    return len(FIRST)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The units of FIRST at the front, in that order; the rest keep their order (a module stays together)."""
+    items.sort(key=lambda item: _rank(item.nodeid))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent without it
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's LoadScope scheduling with our units (``_unit``) in collection order. (`--dist loadgroup` cannot
+    do this here: with pytest 9.2 its ``xdist_group`` marks are ignored, and both workers built the pipeline.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order: heaviest first
+    return Units(config, log)

@@ -244,6 +244,36 @@ def test_two_processes_match_one_within_tolerance(repo):
     assert cosine(list(one.values()), list(two.values())) > 0.99999
 
 
+LIGHT = ("prepare", "geometry", "compare", "figures", "report", "lr_sweep@sft")  # lr_sweep: off in the default
+HEAVY_IMPORTS = {"transformers", "peft", "trl", "accelerate", "vllm"}
+
+
+def test_light_stages_import_neither_transformers_nor_peft(repo, tmp_path):
+    """A stage pays for what it uses: the stages that only read and write numbers, files and figures (and the LR
+    sweep when it is off) run their locked commands (in a copy) under `python -X importtime`, and none of them
+    imports transformers, peft, trl, accelerate or vLLM (about 10 s of start-up each here); cka, which runs the
+    model, imports transformers (the check can fail)."""
+    import shlex
+
+    import yaml
+
+    root, tmp = repo
+    exp = committed_copy(root, tmp_path / "light")
+    lock = yaml.safe_load((exp / "dvc.lock").read_text())["stages"]
+
+    def imported(stage: str) -> set[str]:
+        cmd = shlex.split(lock[stage]["cmd"])
+        assert cmd[:2] == ["python", "-m"], cmd
+        err = run(["python", "-X", "importtime", *cmd[1:]], exp, tmp).stderr
+        return {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in err.splitlines()
+                if line.startswith("import time:")}
+
+    for stage in LIGHT:
+        mods = imported(stage)
+        assert "weightspace" in mods and not mods & HEAVY_IMPORTS, (stage, sorted(mods & HEAVY_IMPORTS))
+    assert "transformers" in imported("cka")
+
+
 def test_geometry_metrics_match_the_adapters(repo):
     """metrics/geometry.json agrees with a dense recomputation from the PEFT adapters themselves."""
     import torch
@@ -482,6 +512,7 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
     ("benchmarks/train_throughput.py", ["--steps", "3", "--batch", "8"]),
     ("benchmarks/geometry_scale.py", ["--layers", "1", "--sample", "1"]),
     ("benchmarks/grading.py", ["--rows", "200", "--processes", "2"]),
+    ("benchmarks/gpu_plan.py", ["--steps", "1", "--batch", "4", "--micro", "2", "--micro-nogc", "2"]),
 ])
 def test_benchmarks_run_and_print_a_ratio(repo, script, args):
     """The README's benchmark commands, shrunk: each prints its ratio against an in-run baseline."""

@@ -245,6 +245,9 @@ class Train(Section):
     gradient_checkpointing: StrictBool
     checkpoint_every: Optional[PositiveInt]  # steps between resumable checkpoints; null = none (a kill restarts at 0)
     lora: Lora
+    # pack each micro-batch's sequences into rows (position ids, no padding inside a row) instead of right-padding:
+    # the same losses and gradients up to float summation order (tests/test_packing.py), fewer pad tokens computed
+    packing: StrictBool = False
 
     @model_validator(mode="after")
     def _rules(self):

@@ -29,6 +29,8 @@ init on its own samples of the rollout table's prompts, rewarded by the grader t
 
 from __future__ import annotations
 
+import logging
+
 import math
 import shutil
 import time
@@ -73,6 +75,8 @@ def grpo_config(mcfg, cfg, lr: float, seed: int, output_dir: str, processes: int
     from trl import GRPOConfig
 
     micro = min(cfg.micro_batch_size, mcfg.batch_size)
+    if cfg.packing:
+        logging.getLogger(__name__).warning("train.packing applies to the offline loop; TRL's GRPOTrainer pads")
     if mcfg.batch_size % (micro * processes):
         raise ParamsError(f"grpo_online.batch_size: {mcfg.batch_size} completions do not split into micro-batches of "
                           f"train.micro_batch_size={micro} over {processes} process(es)")

@@ -51,3 +51,56 @@ def labels(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     out = torch.full_like(batch["input_ids"], -100)
     out[:, 1:] = torch.where(batch["completion_mask"].bool(), batch["input_ids"][:, 1:], -100)
     return out
+
+
+def pack(items: list[Item], pad_id: int, one_row: bool = False) -> dict[str, torch.Tensor]:
+    """The same sequences as ``collate(items)``, packed: laid first-fit-decreasing into rows no longer than the
+    longest sequence, ``position_ids`` restarting at 0 per sequence (and in a row's padded tail), no attention
+    mask. transformers (>= 5) then finds each sequence's bounds from the position_ids and lets it attend only to
+    itself (a block-diagonal causal mask with sdpa/eager), so each sequence's log-probs are those of the padded
+    batch up to float summation order, with fewer pad slots computed. ``one_row``: every sequence in a single
+    row, which flash_attention_2 needs (transformers runs it varlen from position_ids only at batch size 1; on
+    several rows it would let sequences attend across their bounds).
+
+    Returns ids and position_ids (R, C), and, in ``collate``'s padded layout (B, T-1): the completion mask,
+    ``index`` (where each next-token log-prob sits in the packed (R, C-1) log-probs, flattened) and ``valid``
+    (the positions inside a sequence), which ``unpack`` uses."""
+    lengths = [len(it.prompt) + len(it.completion) for it in items]
+    T = max(lengths)
+    cap = sum(lengths) if one_row else T
+    rows: list[list[int]] = []  # item indices per packed row
+    room: list[int] = []
+    for i in range(len(items)) if one_row else sorted(range(len(items)), key=lambda i: -lengths[i]):  # stable
+        for r in range(len(rows)):
+            if lengths[i] <= room[r]:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(cap - lengths[i])
+    C = max(cap - r for r in room)
+    ids = torch.full((len(rows), C), pad_id)
+    pos = torch.zeros((len(rows), C), dtype=torch.long)
+    index = torch.zeros((len(items), T - 1), dtype=torch.long)
+    valid = torch.zeros((len(items), T - 1), dtype=torch.bool)
+    for r, members in enumerate(rows):
+        o = 0
+        for i in members:
+            n, it = lengths[i], items[i]
+            ids[r, o : o + n] = torch.tensor(it.prompt + it.completion)
+            pos[r, o : o + n] = torch.arange(n)
+            index[i, : n - 1] = r * (C - 1) + o + torch.arange(n - 1)  # logp[t] scores token t+1, inside the sequence
+            valid[i, : n - 1] = True
+            o += n
+        pos[r, o:] = torch.arange(C - o)
+    return {"input_ids": ids, "position_ids": pos, "completion_mask": collate(items, pad_id)["completion_mask"],
+            "index": index, "valid": valid}
+
+
+def unpack(packed_logps: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token log-probs of a ``pack``ed batch (R, C-1) laid back into the padded layout (B, T-1) of
+    ``collate``: the same value at every position inside a sequence, 0 past its end (where the padded batch
+    has log-probs of pad tokens; the completion mask is 0 there in both)."""
+    flat = packed_logps.reshape(-1)[batch["index"].to(packed_logps.device)]
+    return torch.where(batch["valid"].to(flat.device), flat, torch.zeros((), dtype=flat.dtype, device=flat.device))

@@ -20,7 +20,7 @@ import torch
 
 from . import config, methods
 from . import losses as L
-from .sequences import Item, collate, ids, prompt_ids  # noqa: F401  (Item, collate: the loop's batch types)
+from .sequences import Item, collate, ids, pack, prompt_ids, unpack  # noqa: F401  (Item, collate: the loop's batch types)
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,15 @@ def select(method: str, rows: list[dict], order: list[int], mcfg) -> list:
 
 
 def sequence_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token log-probs (B, T-1), completion mask (B, T-1)) of ``model`` on a collated batch, on the
-    model's device."""
+    """(token log-probs (B, T-1), completion mask (B, T-1)) of ``model`` on a ``collate``d batch, on the
+    model's device; on a ``pack``ed batch (``train.packing``) the forward pass runs on the packed rows (position
+    ids, no attention mask) and its log-probs come back in the padded layout, so every loss reads the same
+    tensors either way."""
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
+    if "position_ids" in batch:
+        logits = model(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False).logits
+        return unpack(L.token_logps(logits, ids), batch), batch["completion_mask"].to(device)
     logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
     return L.token_logps(logits, ids), batch["completion_mask"].to(device)
 
@@ -153,6 +158,7 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
     raw_opt = opt
     model, opt = accelerator.prepare(model, opt)
     unwrapped = accelerator.unwrap_model(model)
+    one_row = str(getattr(unwrapped.config, "_attn_implementation", "")).startswith("flash")  # see sequences.pack
     model.train()
     B, micro, t0, loss_total = cfg.batch_size, cfg.micro_batch_size, time.time(), float("nan")
     for step, loss_h, lr_h in history:
@@ -175,7 +181,7 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
             flat = [it for u in chunk for it in unit_items(u, items)]
             ctx = accelerator.no_sync(model) if c < len(chunks) - 1 else contextlib.nullcontext()
             with ctx:
-                batch_t = collate(flat, pad_id)
+                batch_t = pack(flat, pad_id, one_row) if cfg.packing else collate(flat, pad_id)
                 with accelerator.autocast():  # reference and policy: one batch, one precision
                     ref = None
                     if loss_fn.needs_reference:
