@@ -182,5 +182,16 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return _unit(nodeid)
 
+        def _assign_work_unit(self, node) -> None:
+            """A worker starts a test only once it holds the next one, so a unit is also handed out while the
+            worker still runs another. Behind a unit of FIRST it gets the first unit not in FIRST (a light one),
+            so two heavy units never queue on one worker while the other has nothing heavy to do."""
+            busy = any(scope in FIRST and not all(done.values())
+                       for scope, done in self.assigned_work.get(node, {}).items())
+            light = next((scope for scope in self.workqueue if scope not in FIRST), None) if busy else None
+            if light is not None:
+                self.workqueue.move_to_end(light, last=False)
+            super()._assign_work_unit(node)
+
     config.option.loadscopereorder = False  # keep the collection order: heaviest first
     return Units(config, log)
