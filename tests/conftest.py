@@ -161,7 +161,8 @@ def _unit(nodeid: str) -> str:
 
 
 def _rank(nodeid: str) -> int:
-    for key in (nodeid, nodeid.split("[")[0], _unit(nodeid), nodeid.split("::")[0]):
+    """Place in FIRST of the test (any parametrisation) or its module; len(FIRST) if neither is named."""
+    for key in (nodeid.split("[")[0], nodeid.split("::")[0]):
         if key in FIRST:
             return FIRST.index(key)
     return len(FIRST)

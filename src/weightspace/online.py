@@ -30,7 +30,6 @@ init on its own samples of the rollout table's prompts, rewarded by the grader t
 from __future__ import annotations
 
 import logging
-
 import math
 import shutil
 import time
@@ -39,6 +38,8 @@ from pathlib import Path
 from . import grading
 from .schema import ParamsError
 from .sequences import prompt_ids
+
+log = logging.getLogger(__name__)
 
 
 def completion_text(completion) -> str:
@@ -76,7 +77,7 @@ def grpo_config(mcfg, cfg, lr: float, seed: int, output_dir: str, processes: int
 
     micro = min(cfg.micro_batch_size, mcfg.batch_size)
     if cfg.packing:
-        logging.getLogger(__name__).warning("train.packing applies to the offline loop; TRL's GRPOTrainer pads")
+        log.warning("train.packing applies to the offline loop; TRL's GRPOTrainer pads")
     if mcfg.batch_size % (micro * processes):
         raise ParamsError(f"grpo_online.batch_size: {mcfg.batch_size} completions do not split into micro-batches of "
                           f"train.micro_batch_size={micro} over {processes} process(es)")

@@ -37,13 +37,21 @@ def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
     T = max(len(it.prompt) + len(it.completion) for it in items)
     batch = torch.full((len(items), T), pad_id)
     attn = torch.zeros((len(items), T), dtype=torch.long)
+    for i, it in enumerate(items):
+        n = len(it.prompt) + len(it.completion)
+        batch[i, :n] = torch.tensor(it.prompt + it.completion)
+        attn[i, :n] = 1
+    return {"input_ids": batch, "attention_mask": attn, "completion_mask": completion_mask(items)}
+
+
+def completion_mask(items: list[Item]) -> torch.Tensor:
+    """(B, T-1), T the longest sequence: 1 where the next-token log-prob scores a completion token."""
+    T = max(len(it.prompt) + len(it.completion) for it in items)
     comp = torch.zeros((len(items), T - 1))
     for i, it in enumerate(items):
         n, p = len(it.prompt) + len(it.completion), len(it.prompt)
-        batch[i, :n] = torch.tensor(it.prompt + it.completion)
-        attn[i, :n] = 1
         comp[i, p - 1 : n - 1] = 1  # logp[t] scores token t+1
-    return {"input_ids": batch, "attention_mask": attn, "completion_mask": comp}
+    return comp
 
 
 def labels(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -94,8 +102,8 @@ def pack(items: list[Item], pad_id: int, one_row: bool = False) -> dict[str, tor
             valid[i, : n - 1] = True
             o += n
         pos[r, o:] = torch.arange(C - o)
-    return {"input_ids": ids, "position_ids": pos, "completion_mask": collate(items, pad_id)["completion_mask"],
-            "index": index, "valid": valid}
+    return {"input_ids": ids, "position_ids": pos, "completion_mask": completion_mask(items), "index": index,
+            "valid": valid}
 
 
 def unpack(packed_logps: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
