@@ -1,11 +1,12 @@
-# Two commands for a newcomer: `make repro` (set up + run the default pipeline), `make test`.
+# Two commands for a newcomer: `make repro` (set up + run the default pipeline), `make test` (the fast tier;
+# `make test-all`: every test, what CI runs).
 VENV ?= .venv
 # test workers: one per core of the 2-core machines this is measured on (each stage runs `threads` torch threads)
 WORKERS ?= 2
 PYTHON ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test bench profile-paper
+.PHONY: setup repro test test-all bench profile-paper
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -19,7 +20,12 @@ $(VENV)/.installed: pyproject.toml
 repro: setup
 	dvc repro
 
+# the fast tier: unit and oracle tests and the plumbing profile's real run (tests marked slow left out)
 test: setup
+	pytest -q -n $(WORKERS) -m "not slow"
+
+# every test: the fast tier, one run of the full default and of the SmolLM2 profile, experiments, queues, servers
+test-all: setup
 	pytest -q -n $(WORKERS)
 
 bench: setup

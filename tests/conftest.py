@@ -37,8 +37,9 @@ def env(tmp: Path, cwd: Path | None = None) -> dict:
     return e
 
 
-def copy_repo(dst: Path) -> Path:
-    """A fresh git clone-like copy of the tracked files (plus uncommitted edits) in ``dst``."""
+def copy_repo(dst: Path, params: str | None = None) -> Path:
+    """A fresh git clone-like copy of the tracked files (plus uncommitted edits) in ``dst``; ``params``: a
+    profile (``profiles/<name>.yaml``) copied over params.yaml before the commit, as a user switches profile."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
                            capture_output=True, text=True).stdout.split()
     for f in files:
@@ -46,6 +47,8 @@ def copy_repo(dst: Path) -> Path:
         if src.is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / f)
+    if params is not None:
+        shutil.copyfile(dst / params, dst / "params.yaml")
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
@@ -96,103 +99,98 @@ def shared_dir(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-@pytest.fixture(scope="session")
-def repo(tmp_path_factory):
-    """One real `dvc repro` of the tiny default in a fresh copy of the repository, shared by the
-    pipeline and remote tests: (repo root, scratch folder).
-
-    It is built once per session by whichever worker asks first (a file lock; a failed build is recorded and
-    raised to every worker, not retried). Under `pytest -n` each worker then gets its own copy of the built
-    repository, so a test that edits it or runs dvc in it (dvc takes a repository-wide lock) never meets
-    another worker's; without xdist the tests use the build itself, as before."""
+def shared_build(tmp_path_factory, name: str, build) -> tuple[Path, Path]:
+    """A heavy fixture built once per session, whoever asks first: ``build(folder)`` fills ``folder`` (under a file
+    lock; a failed build is recorded and raised to every worker, not retried) and returns the repository inside it.
+    Under `pytest -n` each worker then works on its own copy of the folder, so a test that edits the repository or
+    runs dvc in it (dvc takes a repository-wide lock) never meets the other worker's. Returns (repo, scratch)."""
     from filelock import FileLock
 
     shared = shared_dir(tmp_path_factory)
-    built, failed = shared / "pipeline", shared / "pipeline.failed"
-    with FileLock(shared / "pipeline.lock"):
+    built, failed, done = shared / name, shared / f"{name}.failed", shared / name / "built"
+    with FileLock(shared / f"{name}.lock"):
         if failed.exists():
-            raise AssertionError(f"the shared pipeline run failed on another worker:\n{failed.read_text()}")
-        if not (built / "built").exists():
+            raise AssertionError(f"the shared {name} build failed on another worker:\n{failed.read_text()}")
+        if not done.exists():
             built.mkdir()
             try:
-                run(["dvc", "repro"], copy_repo(built / "repo"), built)
+                repo = build(built)
             except BaseException as e:
                 failed.write_text(str(e))
                 raise
-            (built / "built").touch()
+            done.write_text(str(repo.relative_to(built)))
+    rel = done.read_text()
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return built / "repo", built
-    tmp = tmp_path_factory.mktemp("pipeline")
-    shutil.copytree(built / "repo", tmp / "repo", symlinks=True)
-    return tmp / "repo", tmp
+        return built / rel, built
+    tmp = tmp_path_factory.mktemp(name)
+    shutil.copytree(built, tmp / "copy", symlinks=True)
+    return tmp / "copy" / rel, tmp / "copy"
 
 
-# ---------------------------------------------------------------- `pytest -n` (make test): what runs where, and when
-# The heaviest units first (longest-processing-time first: the scheduler hands the next unit to whichever worker is
-# free, so the long ones must not come last). The first test builds the shared pipeline (`repo`, 447 s), so that run
-# starts at once while the other worker runs the SmolLM2 module (its fixture 630 s); seconds measured serially with
-# `PYTEST_ADDOPTS=--durations=0 make test` on 2 cores. Units not named here follow in file order.
-FIRST = (
-    "tests/test_pipeline.py::test_dvc_status_clean_after_repro",
-    "tests/test_smollm2.py",
-    "tests/test_pipeline.py::test_another_float_path_keeps_every_conclusion",  # 577 s
-    "tests/test_pipeline.py::test_lr_control_and_queued_grid_as_the_readme_says",  # 396 s
-    "tests/test_pipeline.py::test_online_grpo_with_one_command_as_the_readme_says_and_a_killed_run_reruns_to_the_same_bytes",
-    "tests/test_pipeline.py::test_nine_methods_with_one_command_as_the_readme_says",  # 211 s
-    "tests/test_remote_s3.py",  # 60 s
-)
-# modules split into one unit per test (no module-scoped fixture); every other module is one unit on one worker,
-# so a module fixture (the SmolLM2 run, the S3 server) is built once
-PER_TEST = ("tests/test_pipeline.py",)
+@pytest.fixture(scope="session")
+def plumbing(tmp_path_factory):
+    """One real `dvc repro` of the plumbing profile (profiles/plumbing.yaml: the whole stage graph, small) in a
+    fresh copy of the repository, its params.yaml the profile, committed: (repo root, scratch folder). Every
+    plumbing test (stale stages, kills and resumes, dvc exp run, remotes, plots, benchmarks) runs on it."""
+    def build(folder: Path) -> Path:
+        root = copy_repo(folder / "repo", params="profiles/plumbing.yaml")
+        run(["dvc", "repro"], root, folder)
+        return root
+
+    return shared_build(tmp_path_factory, "plumbing", build)
+
+
+FLOAT_PATH = {"ATEN_CPU_CAPABILITY": "default"}  # PyTorch's kernels on their generic (non-SIMD) code path
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """One real `dvc repro` of the tiny default (params.yaml as committed) in a fresh copy, on another float
+    path than the committed run's (``FLOAT_PATH``: no SIMD, so reductions sum in another order, as on another
+    CPU): (repo root, scratch folder). Every science test of the default reads it, and the reproduction check
+    compares it with the committed metrics. Slow tier (``SLOW_FIXTURES``)."""
+    def build(folder: Path) -> Path:
+        root = copy_repo(folder / "repo")
+        run(["dvc", "repro"], root, folder, extra_env=FLOAT_PATH)
+        return root
+
+    return shared_build(tmp_path_factory, "default", build)
+
+
+# ---------------------------------------------------------------- tiers and order
+# The fast tier (`make test` = `pytest -m "not slow"`) runs every unit and oracle test and the plumbing run; the
+# full tier (`make test-all`) adds the tests marked slow: those on a run of the full default or of the SmolLM2
+# profile (marked through their fixture, so the unit tests of the same modules stay fast) and the plumbing tests
+# that run experiments, queues and servers (marked one by one).
+SLOW_FIXTURES = ("default_run", "smoke")  # the full default; the SmolLM2 profile (test_smollm2.py)
+BUILDERS = SLOW_FIXTURES + ("plumbing",)  # heavy session fixtures, in the order their builds should start
 
 
 def pytest_configure(config):
     """Under `pytest -n`, torch's OpenMP threads sleep instead of spinning while they wait
-    (OMP_WAIT_POLICY=PASSIVE, inherited by the workers and every stage they start): two 2-thread trainings
-    at once then take 22 s instead of 52 s on 2 cores (one alone: 15-19 s, 20 s passive; the same bytes).
-    Set before the workers start, so before any of them imports torch; a value already set is kept."""
+    (OMP_WAIT_POLICY=PASSIVE, inherited by the workers and every stage they start), so two stages on two workers
+    share the cores instead of spinning against each other; a value already set is kept."""
     if getattr(config.option, "numprocesses", None):
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _unit(nodeid: str) -> str:
-    module = nodeid.split("::")[0]
-    return nodeid if module in PER_TEST else module
-
-
-def _rank(nodeid: str) -> int:
-    """Place in FIRST of the test (any parametrisation) or its module; len(FIRST) if neither is named."""
-    for key in (nodeid.split("[")[0], nodeid.split("::")[0]):
-        if key in FIRST:
-            return FIRST.index(key)
-    return len(FIRST)
-
-
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
 def pytest_collection_modifyitems(config, items):
-    """The units of FIRST at the front, in that order; the rest keep their order (a module stays together)."""
-    items.sort(key=lambda item: _rank(item.nodeid))
-
-
-@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent without it
-def pytest_xdist_make_scheduler(config, log):
-    """xdist's LoadScope scheduling with our units (``_unit``) in collection order. (`--dist loadgroup` cannot
-    do this here: with pytest 9.2 its ``xdist_group`` marks are ignored, and both workers built the pipeline.)"""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class Units(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return _unit(nodeid)
-
-        def _assign_work_unit(self, node) -> None:
-            """A worker starts a test only once it holds the next one, so a unit is also handed out while the
-            worker still runs another. Behind a unit of FIRST it gets the first unit not in FIRST (a light one),
-            so two heavy units never queue on one worker while the other has nothing heavy to do."""
-            busy = any(scope in FIRST and not all(done.values())
-                       for scope, done in self.assigned_work.get(node, {}).items())
-            light = next((scope for scope in self.workqueue if scope not in FIRST), None) if busy else None
-            if light is not None:
-                self.workqueue.move_to_end(light, last=False)
-            super()._assign_work_unit(node)
-
-    config.option.loadscopereorder = False  # keep the collection order: heaviest first
-    return Units(config, log)
+    """Mark slow every test that uses a fixture of ``SLOW_FIXTURES``. Then the order: one test per heavy fixture
+    first (each starts its build at once, on its own worker), the tests that need no heavy fixture next (they
+    run while the builds do), the rest of the heavy fixtures' tests last."""
+    for item in items:
+        if set(SLOW_FIXTURES) & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+    first, light, rest = [], [], []
+    started = set()
+    for item in items:
+        heavy = [f for f in BUILDERS if f in item.fixturenames]
+        # a plumbing test marked slow is deselected by the fast tier: it cannot be the one that starts the build
+        if heavy and heavy[0] not in started and (heavy[0] in SLOW_FIXTURES or not item.get_closest_marker("slow")):
+            started.add(heavy[0])
+            first.append(item)
+        else:
+            (rest if heavy else light).append(item)
+    first.sort(key=lambda item: next(i for i, f in enumerate(BUILDERS) if f in item.fixturenames))
+    items[:] = first + light + rest

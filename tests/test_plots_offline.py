@@ -21,9 +21,8 @@ def test_template_inlines_vega_and_is_configured():
     assert "html_template = plots_template.html" in (REPO / ".dvc/config").read_text()
 
 
-@pytest.mark.slow
-def test_every_declared_plot_renders_offline(repo):
-    root, tmp = repo
+def test_every_declared_plot_renders_offline(plumbing):
+    root, tmp = plumbing
     out = run(["dvc", "plots", "show", "-o", str(tmp / "plots-html")], root, tmp)
     html = (tmp / "plots-html/index.html").read_text()
     assert remote_refs(html) == [], remote_refs(html)[:3]

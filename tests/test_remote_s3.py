@@ -1,8 +1,10 @@
 """The reviewer path against a real S3 server: SeaweedFS (`weed mini`) on 127.0.0.1, started and
-stopped by this test, with credentials enforced; DVC talks to it through dvc-s3."""
+stopped by this test, with credentials enforced; DVC talks to it through dvc-s3. On the plumbing run; full tier
+(a server start and a push and four pulls)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -93,8 +95,8 @@ TRACKED = ["data/prepared/train.jsonl", "data/rollouts.jsonl", "models/base/mode
            "models/deltas/grpo.safetensors", "data/evaluations/rift/heldout.jsonl"]
 
 
-def test_push_pull_is_byte_identical_and_selective(repo, s3, tmp_path):
-    root, tmp = repo
+def test_push_pull_is_byte_identical_and_selective(plumbing, s3, tmp_path):
+    root, tmp = plumbing
     pusher = tmp_path / "pusher"
     shutil.copytree(root, pusher, symlinks=True)
     use_s3(pusher, tmp, s3)
@@ -106,8 +108,7 @@ def test_push_pull_is_byte_identical_and_selective(repo, s3, tmp_path):
     run(["dvc", "pull"], reviewer, tmp)
     for f in TRACKED:
         assert (reviewer / f).read_bytes() == (root / f).read_bytes(), f
-    out = run(["dvc", "status"], reviewer, tmp).stdout
-    assert "changed" not in out and "modified" not in out, out
+    assert json.loads(run(["dvc", "status", "--json"], reviewer, tmp).stdout or "{}") == {}
 
     one = fresh_clone(pusher, tmp_path / "one")
     use_s3(one, tmp, s3)
@@ -124,8 +125,8 @@ def test_push_pull_is_byte_identical_and_selective(repo, s3, tmp_path):
         root / "models/grpo/adapter_model.safetensors").read_bytes()
 
 
-def test_wrong_credentials_give_a_clear_error(repo, s3, tmp_path):
-    root, tmp = repo
+def test_wrong_credentials_give_a_clear_error(plumbing, s3, tmp_path):
+    root, tmp = plumbing
     bad = fresh_clone(root, tmp_path / "bad")
     use_s3(bad, tmp, s3, secret="not-the-secret")
     p = run(["dvc", "pull", "train@sft"], bad, tmp, check=False)

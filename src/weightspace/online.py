@@ -96,11 +96,12 @@ def grpo_config(mcfg, cfg, lr: float, seed: int, output_dir: str, processes: int
 
 
 def train(model, tok, mcfg, cfg, lr: float, rows: list[dict], order: list[int], seed: int, work: str,
-          on_log=None, on_step=None):
+          on_log=None, on_step=None, reward_fn=reward):
     """Run TRL's GRPOTrainer on the in-memory PEFT ``model`` over the prompts of ``rows`` (``order``: the
     persisted row order); returns (trainer, history), history one dict per step (step, loss, lr, reward,
     completion_length, kl, num_tokens). ``on_log(row)`` after each logged step, ``on_step(step, model)``
-    after each optimiser step. ``work``: TRL's output folder (nothing is saved there)."""
+    after each optimiser step. ``work``: TRL's output folder (nothing is saved there). ``reward_fn``: TRL's
+    reward function, the table's grader (``reward``); a test passes one whose rewards it knows."""
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOTrainer
@@ -126,7 +127,7 @@ def train(model, tok, mcfg, cfg, lr: float, rows: list[dict], order: list[int], 
             if on_step is not None:
                 on_step(state.global_step, trainer.model)
 
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(records),
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(records),
                           processing_class=tok, callbacks=[Curves()])
     trainer.remove_callback(PrinterCallback)  # the curves go to dvclive, not to stdout
     trainer.train()

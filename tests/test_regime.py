@@ -1,0 +1,55 @@
+"""The committed run of the tiny default is in the paper's regime, read from the git-tracked metrics/*.json with no
+run (fast tier): a student of middling accuracy, a clearly stronger teacher, a table mostly right with mixed
+groups, DPO's small update; and the committed verdicts are what the claims declared in claims.py give on the
+committed numbers. The same science on a fresh run of the default: test_science.py (full tier)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO
+from weightspace import config
+from weightspace.claims import CLAIMS, check
+
+METRICS = REPO / "metrics"
+PAPER_SIX = ("sft", "rft", "dft", "rift", "grpo", "dpo")
+
+
+def load(name: str) -> dict:
+    return json.loads((METRICS / f"{name}.json").read_text())
+
+
+def test_the_committed_metrics_are_the_defaults():
+    p = config.load(REPO / "params.yaml")
+    assert p.profile == "tiny" and load("claims")["profile"] == "tiny"
+    assert set(load("geometry")["frobenius"]) == set(p.methods)
+    assert load("rollouts")["rows"] == p.prepare.train.n * p.rollouts.k + p.rollouts.gold_rows
+
+
+def test_student_teacher_and_table_are_in_the_papers_regime():
+    base, teacher, r = load("base"), load("teacher"), load("rollouts")
+    assert 0.2 <= base["heldout_acc"] <= 0.5, base["heldout_acc"]
+    assert teacher["base_heldout_acc"] == base["heldout_acc"] and teacher["heldout_acc"] >= base["heldout_acc"] + 0.2
+    assert r["accuracy"] >= 0.6 and r["mixed_group_share"] >= 0.3, r
+
+
+def test_dpo_update_is_far_smaller_than_the_others():
+    norms = {m: load(f"train/{m}")["delta_frobenius"] for m in PAPER_SIX}
+    assert 5 * norms["dpo"] < min(v for m, v in norms.items() if m != "dpo"), norms
+    geo = load("geometry")["frobenius"]  # the same norms from the deltas files, summed in another order
+    assert geo == pytest.approx({m: norms[m] for m in geo}, rel=1e-12)
+
+
+def test_committed_verdicts_follow_from_the_committed_numbers():
+    """claims.check on the committed metric files (as the report stage reads them) gives the committed verdicts."""
+    p = config.load(REPO / "params.yaml")
+    metrics = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts")}
+    metrics["train"] = {m: load(f"train/{m}").get("seed_alignment", {}).get("curve", []) for m in p.methods}
+    metrics["sets"] = {"accuracy_set": p.report.accuracy_set, "aime_set": p.report.aime_set}
+    got = {c["id"]: c["verdict"] for c in check(metrics)}
+    committed = load("claims")
+    assert got == {k: c["verdict"] for k, c in committed["claims"].items()}
+    assert set(got) == {c.id for c in CLAIMS}
+    assert sum(committed[k] for k in ("holds", "does_not_hold", "undecided", "not_measured")) == len(CLAIMS)
