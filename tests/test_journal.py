@@ -36,7 +36,8 @@ class FakeEngine:
 
 
 def hf_gen(**kw):
-    base = dict(engine="hf", temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=2, seed=7, openai=None)
+    base = dict(engine="hf", temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=2, seed=7, max_model_len=None,
+                gpu_memory_utilization=None, openai=None)
     return config.Generation(**{**base, **kw})
 
 
