@@ -131,9 +131,22 @@ def slow_server():
     httpd.server_close()
 
 
+def student(tmp):
+    """A tiny student folder (model + tokenizer with a chat template): the rollouts stage counts its tokens."""
+    from test_training import small_model
+    from weightspace import tiny
+
+    folder = tmp / "student"
+    if not (folder / "config.json").is_file():
+        tok = tiny.train_tokenizer([f"What is {i}+{i}? The answer is {2 * i}." for i in range(50)], 300)
+        small_model(tok).save_pretrained(folder)
+        tok.save_pretrained(folder)
+    return folder
+
+
 def rollouts_cmd(tmp, params, journal, out):
     return ["python", "-m", "weightspace.stages.rollouts", "--params", str(params), "--data", str(tmp / "data"),
-            "--teacher", str(tmp / "no-teacher"), "--out", str(out), "--metrics", str(out) + ".metrics.json",
+            "--teacher", str(tmp / "no-teacher"), "--base", str(student(tmp)), "--out", str(out), "--metrics", str(out) + ".metrics.json",
             "--journal", str(journal)]
 
 

@@ -41,6 +41,9 @@ def test_rollout_table_mixes_right_and_wrong(repo):
     rows = load_table(root / "data/rollouts.jsonl")
     m = json.loads((root / "metrics/rollouts.json").read_text())
     assert len(rows) == m["rows"] == 192 * 4
+    # the tiny teacher writes no reasoning and no row outgrows train.max_length (64 new tokens of 192)
+    assert m["policy"] == {"reasoning": "keep", "reasoning_kept": 0, "reasoning_dropped": 0, "overlong": "drop",
+                           "max_length": 192, "rows_cut": 0, "rows_dropped": 0, "rows_flipped": 0}
     assert m["accuracy"] == pytest.approx(sum(r["reward"] for r in rows) / len(rows))
     assert 0 < m["mixed_group_share"] < 1
     # every reward agrees with the grader on the stored completion
@@ -73,7 +76,7 @@ def test_rollouts_are_byte_identical_on_rerun_and_from_the_journal(repo):
 
     def rollouts(journal, out):
         return run(["python", "-m", "weightspace.stages.rollouts", "--data", "data/prepared", "--teacher", "models/teacher",
-                    "--out", str(tmp / out), "--metrics", str(tmp / f"{out}.json"), "--journal", str(tmp / journal)],
+                    "--base", "models/base", "--out", str(tmp / out), "--metrics", str(tmp / f"{out}.json"), "--journal", str(tmp / journal)],
                    root, tmp)
 
     rollouts("fresh.journal", "again.jsonl")  # a fresh journal: everything generated again

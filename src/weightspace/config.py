@@ -215,6 +215,11 @@ class Rollouts(Section):
     # the first n prompts each get one more row after their k samples: the gold answer written as a
     # completion (column ``source`` = "gold"), for a base too weak to be right on its own; 0 = none
     gold_rows: StrictInt
+    # the teacher's reasoning (a leading <think>...</think> block): kept in the completion, or dropped
+    reasoning: Literal["keep", "drop"]
+    # a reward-1 row longer than train.max_length in the student's tokens (training would cut its answer):
+    # removed from the table (drop) or given reward 0 (fail); rollouts.apply_overlong
+    overlong: Literal["drop", "fail"]
     generation: Generation
 
     @model_validator(mode="after")

@@ -163,8 +163,9 @@ class OpenAIEngine:
     SDK retries each request up to ``max_retries`` times (exponential backoff with jitter; a 429's
     ``Retry-After`` honoured) on connection errors, timeouts, 408/409/429 and 5xx answers; a request
     that still fails costs that request, never the run (``run_jobs``). A reasoning model's
-    ``reasoning_content`` is kept, wrapped in ``<think>...</think>`` before the answer (the grader
-    strips it). ``stats`` counts requests (ok / failed), HTTP attempts (retries = attempts - requests)
+    ``reasoning_content`` is written as a ``<think>...</think>`` block before the answer, the teacher's
+    raw output that the journal keeps; the rollouts stage keeps or drops it (``rollouts.reasoning``) and
+    the grader ignores it. ``stats`` counts requests (ok / failed), HTTP attempts (retries = attempts - requests)
     and tokens."""
 
     def __init__(self, gen: Generation):
