@@ -172,3 +172,12 @@ def test_hf_engine_serving_adapters_in_turn_matches_a_fresh_engine_per_model(tok
         assert engine.generate(messages, n, seed=11, adapter=lora) == fresh(lora), lora
     assert len(built) == 1
     assert engine.generate(messages, 1, seed=11, adapter=str(tmp_path / "a")) != engine.generate(messages, 1, seed=11)
+
+
+def test_a_missing_adapter_fails_before_any_model_is_loaded(tmp_path, monkeypatch):
+    from weightspace import models
+
+    monkeypatch.setattr(models, "load_base", lambda *a, **kw: pytest.fail("the base was loaded"))
+    for gen in (hf_gen(), vgen()):
+        with pytest.raises(FileNotFoundError, match="adapter_config.json: not found"):
+            generation.make_engine(gen, "unused", [str(tmp_path / "gone")])

@@ -287,13 +287,14 @@ def make_engine(gen: Generation, model: str | Path, adapters: list[str] = ()):
     ``adapters`` per call (vllm: LoRA sized by their largest rank; hf: merged per call)."""
     from .models import base_ref, default_device, load_base
 
+    if gen.engine == "openai" and adapters:
+        raise ValueError("openai engine: cannot serve LoRA adapters")
+    rank = lora_rank(list(adapters)) if adapters else None  # every adapter folder checked before any compute
     if gen.engine == "openai":
-        if adapters:
-            raise ValueError("openai engine: cannot serve LoRA adapters")
         return OpenAIEngine(gen)
     if gen.engine == "vllm":
         name, revision = base_ref(model)
-        return VLLMEngine(name, gen, revision=revision, lora_rank=lora_rank(list(adapters)) if adapters else None)
+        return VLLMEngine(name, gen, revision=revision, lora_rank=rank)
     device, dtype = default_device()
     model, tok = load_base(model, dtype=dtype, device=device)
     return HFEngine(model, tok, gen)
