@@ -42,7 +42,7 @@ def main() -> None:
 
     def engine(batch: int) -> HFEngine:
         gen = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=64, batch_size=batch,
-                                seed=0, openai=None)
+                                seed=0, max_model_len=None, gpu_memory_utilization=None, openai=None)
         return HFEngine(model, tok, gen)
 
     run(engine(args.batch), messages[:8])  # warm-up
@@ -53,7 +53,7 @@ def main() -> None:
     print(f"ratio batched / batch-1: {(nb / tb) / (n1 / t1):.1f}x")
     nt, tt = trl_generate(model, tok, messages)
     sampling = config.Generation(engine="hf", temperature=1.0, top_p=1.0, max_new_tokens=64, batch_size=len(messages),
-                                 seed=0, openai=None)
+                                 seed=0, max_model_len=None, gpu_memory_utilization=None, openai=None)
     no, to = run(HFEngine(model, tok, sampling), messages)
     print(f"sampling, one batch of {len(messages)}: ours {no} tokens in {to:.2f}s = {no / to:.0f} tok/s; "
           f"TRL GRPOTrainer {nt} tokens in {tt:.2f}s = {nt / tt:.0f} tok/s")

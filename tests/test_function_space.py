@@ -198,9 +198,10 @@ def test_hf_engine_merges_an_adapter_exactly_into_a_bf16_base(tok, tmp_path, mon
     peft = trained_adapter(tok, tmp_path, "a", 3)
     monkeypatch.setattr(models, "load_base", lambda base, dtype, device: (model, tok))
     gen = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=4, batch_size=2, seed=0,
-                            openai=None)
+                            max_model_len=None, gpu_memory_utilization=None, openai=None)
     monkeypatch.setattr(tok, "padding_side", "left")
-    engine = generation.make_engine(gen, "unused", lora=str(tmp_path / "a"))
+    engine = generation.make_engine(gen, "unused", [str(tmp_path / "a")])
+    engine.use(str(tmp_path / "a"))
     for name, f in read_adapter(tmp_path / "a").items():
         w = engine.model.get_submodule(name).weight.detach().to(torch.float64)
         w0 = peft.get_submodule(f"base_model.model.{name}").base_layer.weight.detach().to(torch.bfloat16)

@@ -36,7 +36,8 @@ class FakeEngine:
 
 
 def hf_gen(**kw):
-    base = dict(engine="hf", temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=2, seed=7, openai=None)
+    base = dict(engine="hf", temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=2, seed=7, max_model_len=None,
+                gpu_memory_utilization=None, openai=None)
     return config.Generation(**{**base, **kw})
 
 
@@ -130,9 +131,22 @@ def slow_server():
     httpd.server_close()
 
 
+def student(tmp):
+    """A tiny student folder (model + tokenizer with a chat template): the rollouts stage counts its tokens."""
+    from test_training import small_model
+    from weightspace import tiny
+
+    folder = tmp / "student"
+    if not (folder / "config.json").is_file():
+        tok = tiny.train_tokenizer([f"What is {i}+{i}? The answer is {2 * i}." for i in range(50)], 300)
+        small_model(tok).save_pretrained(folder)
+        tok.save_pretrained(folder)
+    return folder
+
+
 def rollouts_cmd(tmp, params, journal, out):
     return ["python", "-m", "weightspace.stages.rollouts", "--params", str(params), "--data", str(tmp / "data"),
-            "--teacher", str(tmp / "no-teacher"), "--out", str(out), "--metrics", str(out) + ".metrics.json",
+            "--teacher", str(tmp / "no-teacher"), "--base", str(student(tmp)), "--out", str(out), "--metrics", str(out) + ".metrics.json",
             "--journal", str(journal)]
 
 

@@ -22,7 +22,7 @@ CASES = [json.loads(line) for line in (Path(__file__).parent / "data/grading_cas
 
 def online_cfg(**kw):
     base = dict(lr=1e-3, steps=2, num_generations=4, batch_size=8, beta=0.0, temperature=1.0, top_p=1.0,
-                max_completion_length=24, loss_type="dapo", engine="hf")
+                max_completion_length=24, loss_type="dapo", engine="hf", gpu_memory_utilization=None)
     return methods.GRPOOnline(**{**base, **kw})
 
 
@@ -126,3 +126,65 @@ def test_two_steps_move_only_the_lora_weights_and_repeat_bit_for_bit(pipeline_in
     assert all(torch.equal(after[n], again[n]) for n in lora)  # seeded sampling: the same adapter, bit for bit
     _, other, _ = run_online(root, rows, order, tmp_path / "c", seed=43)
     assert any(not torch.equal(after[n], other[n]) for n in lora)  # and the seed matters
+
+
+def test_vllm_config_passes_the_engines_context_and_memory_share():
+    mcfg = online_cfg(engine="vllm", gpu_memory_utilization=0.25)
+    with pytest.raises(ValueError, match="gpu_memory_utilization: required when engine is vllm"):
+        online_cfg(engine="vllm")
+    with pytest.raises(ValueError, match="gpu_memory_utilization: required when engine is vllm, null otherwise"):
+        online_cfg(gpu_memory_utilization=0.3)
+    try:
+        args = online.grpo_config(mcfg, train_cfg(), 1e-3, 0, "/tmp/unused", max_prompt_length=40)
+    except ImportError as e:  # TRL checks that vllm is installed (the gpu extra)
+        pytest.skip(f"GRPOConfig(use_vllm=True) needs vllm here: {e}")
+    assert (args.use_vllm, args.vllm_mode, args.vllm_max_model_length, args.vllm_gpu_memory_utilization) == (
+        True, "colocate", 40 + 24, 0.25)
+
+
+def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_one(tmp_path, monkeypatch):
+    """The plan of stages/train.py: with engine vllm the run and its twin each go through ``isolated`` (a
+    spawned process); with hf neither does. ``online.fit`` is a stand-in recording its seed."""
+    import yaml
+
+    from conftest import REPO
+    from weightspace.stages import train as stage
+
+    (tmp_path / "t.jsonl").write_text(json.dumps({
+        "row": 0, "prompt_id": "p", "group": 0, "prompt": "1+1?", "completion": "\\boxed{2}", "n_tokens": 3,
+        "extracted": "2", "gold": "2", "reward": 1, "reward_rule": "string", "truncated": False, "model": "m",
+        "source": "model"}) + "\n")
+    seen = []
+
+    def fit(method, mcfg, lr, cfg, base, init, rows, out, deltas, plots, snapshot_dir=None, seed=None):
+        Path(snapshot_dir).mkdir(parents=True)
+        seen.append(seed)
+        return {"method": method, "seed": seed}
+
+    monkeypatch.setattr(online, "fit", fit)
+    monkeypatch.setattr(stage, "seed_alignment", lambda a, b, steps: [{"step": s} for s in steps])
+    spawned = []
+    monkeypatch.setattr(stage, "isolated", lambda threads, fn, *a, **kw: spawned.append(kw["seed"]) or fn(*a, **kw))
+    for engine, share in (("hf", None), ("vllm", 0.3)):
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        raw["grpo_online"].update(engine=engine, gpu_memory_utilization=share)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+        argv = ["--method", "grpo_online", "--params", str(tmp_path / "params.yaml"), "--base", "b", "--init", "i",
+                "--rollouts", str(tmp_path / "t.jsonl")]
+        for twin in ("", "seed-"):
+            argv += [f"--{twin}out", str(tmp_path / engine / twin / "out"), f"--{twin}deltas", str(tmp_path / "d"),
+                     f"--{twin}metrics", str(tmp_path / engine / f"{twin}m.json"), f"--{twin}plots", str(tmp_path / "p")]
+        argv += ["--seed-init", "i2"]
+        stage.main(argv)
+    assert seen == [42, 123, 42, 123] and spawned == [42, 123]  # hf: in this process; vllm: one process each
+
+
+def test_isolated_runs_in_a_fresh_process_and_returns_or_raises():
+    import os
+
+    from weightspace.stages.train import isolated
+
+    a, b = isolated(1, os.getpid), isolated(1, os.getpid)
+    assert len({a, b, os.getpid()}) == 3  # two fresh processes, neither this one
+    with pytest.raises(ValueError, match="invalid literal"):
+        isolated(1, int, "x")

@@ -78,7 +78,7 @@ def gen(url, retries=3, concurrency=3):
     o = config.OpenAIEngine(base_url=url, model="teacher", api_key_env="TEST_TEACHER_KEY", concurrency=concurrency,
                             max_retries=retries, timeout_s=10)
     return config.Generation(engine="openai", temperature=0.6, top_p=0.95, max_new_tokens=50, batch_size=8, seed=42,
-                             openai=o)
+                             max_model_len=None, gpu_memory_utilization=None, openai=o)
 
 
 def test_completions_and_request_fields(server, monkeypatch):

@@ -74,7 +74,11 @@ def test_rollout_table_has_every_row_and_the_graders_labels(plumbing):
     p = params_of(root)
     rows = load_table(root / "data/rollouts.jsonl")
     m = json.loads((root / "metrics/rollouts.json").read_text())
-    assert len(rows) == m["rows"] == p.prepare.train.n * p.rollouts.k + p.rollouts.gold_rows
+    policy = m["policy"]  # the teacher output policy (rollouts.reasoning, rollouts.overlong) and its counts
+    assert (policy["reasoning"], policy["overlong"], policy["max_length"]) == (
+        p.rollouts.reasoning, p.rollouts.overlong, p.train.max_length)
+    assert policy["reasoning_kept"] == policy["reasoning_dropped"] == 0  # the tiny teacher writes no reasoning
+    assert len(rows) == m["rows"] == p.prepare.train.n * p.rollouts.k + p.rollouts.gold_rows - policy["rows_dropped"]
     assert m["accuracy"] == pytest.approx(sum(r["reward"] for r in rows) / len(rows))
     assert sum(r["source"] == "gold" for r in rows) == m["gold_rows"] == p.rollouts.gold_rows
     assert all(r["reward"] == is_correct(r["completion"], r["gold"]) for r in rows)  # the grader's labels
@@ -85,8 +89,8 @@ def test_rollouts_are_byte_identical_on_rerun_and_from_the_journal(plumbing):
 
     def rollouts(journal, out):
         return run(["python", "-m", "weightspace.stages.rollouts", "--data", "data/prepared", "--teacher", "models/teacher",
-                    "--out", str(tmp / out), "--metrics", str(tmp / f"{out}.json"), "--journal", str(tmp / journal)],
-                   root, tmp)
+                    "--base", "models/base", "--out", str(tmp / out), "--metrics", str(tmp / f"{out}.json"),
+                    "--journal", str(tmp / journal)], root, tmp)
 
     rollouts("fresh.journal", "again.jsonl")  # a fresh journal: everything generated again
     assert (tmp / "again.jsonl").read_bytes() == (root / "data/rollouts.jsonl").read_bytes()

@@ -45,6 +45,9 @@ def test_a_stronger_teacher_writes_the_table_in_the_papers_regime(default_run):
     assert r["teacher"] == {"kind": "tiny", "model": identity}
     rows = load_table(root / "data/rollouts.jsonl")
     assert len(rows) == r["rows"] == p.prepare.train.n * p.rollouts.k
+    # the tiny teacher writes no reasoning and no row outgrows train.max_length (64 new tokens of 192)
+    assert r["policy"] == {"reasoning": "keep", "reasoning_kept": 0, "reasoning_dropped": 0, "overlong": "drop",
+                           "max_length": p.train.max_length, "rows_cut": 0, "rows_dropped": 0, "rows_flipped": 0}
     assert {row["model"] for row in rows} == {identity}
     assert sum(row["completion"].startswith("Start: ") for row in rows) >= 0.9 * len(rows)  # the teacher's style
     assert all(row["reward"] == is_correct(row["completion"], row["gold"]) for row in rows)
@@ -75,7 +78,8 @@ def test_online_grpo_gets_a_learning_signal_from_the_students_own_samples(defaul
     base, tok = load_base(root / "models/base")
     model = PeftModel.from_pretrained(base, root / "models/init", is_trainable=True)
     mcfg = methods.GRPOOnline(lr=1e-4, steps=4, num_generations=4, batch_size=64, beta=0.0, temperature=1.0,
-                              top_p=0.95, max_completion_length=64, loss_type="dapo", engine="hf")
+                              top_p=0.95, max_completion_length=64, loss_type="dapo", engine="hf",
+                              gpu_memory_utilization=None)
     cfg = test_training.train_cfg(micro_batch_size=16)
     trainer, history = online.train(model, tok, mcfg, cfg, mcfg.lr, rows, order, 42, str(tmp_path / "work"))
     rewards = [h["reward"] for h in history]

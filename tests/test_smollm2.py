@@ -232,7 +232,8 @@ def test_online_grpo_runs_on_the_real_model_under_bf16(smoke, in_root, tmp_path)
     model = PeftModel.from_pretrained(base, "models/init", is_trainable=True)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     mcfg = methods.GRPOOnline(lr=1e-4, steps=2, num_generations=2, batch_size=4, beta=0.0, temperature=1.0, top_p=1.0,
-                              max_completion_length=48, loss_type="dapo", engine="hf")
+                              max_completion_length=48, loss_type="dapo", engine="hf",
+                              gpu_memory_utilization=None)
     cfg = params.train.model_copy(update={"bf16": True, "micro_batch_size": 2, "steps": 2})
     # a reward sampling cannot change (the first sample of each group): the gradient is never zero (the model
     # closes no box at 48 tokens, so the grader would reward nothing; the grader itself: test_online.py)

@@ -125,13 +125,16 @@ class OpenAIEngine(Section):
 
 
 class Generation(Section):
-    """Sampling settings shared by every engine."""
+    """Sampling settings shared by every engine; ``max_model_len`` and ``gpu_memory_utilization`` size the
+    vllm engine (required for it, null for the others)."""
     engine: Literal["hf", "vllm", "openai"]
     temperature: Number
     top_p: Positive
     max_new_tokens: PositiveInt
     batch_size: PositiveInt
     seed: StrictInt
+    max_model_len: Optional[PositiveInt]  # vllm: context in tokens (prompt + completion); sizes the KV cache
+    gpu_memory_utilization: Optional[Number]  # vllm: share of GPU memory the one engine claims, in (0, 1]
     openai: Optional[OpenAIEngine]
 
     @model_validator(mode="after")
@@ -142,6 +145,15 @@ class Generation(Section):
             raise ValueError(f"top_p: must lie in (0, 1], got {self.top_p}")
         if self.engine == "openai" and self.openai is None:
             raise ValueError("openai: required when engine is openai")
+        for key in ("max_model_len", "gpu_memory_utilization"):
+            if (self.engine == "vllm") != (getattr(self, key) is not None):
+                raise ValueError(f"{key}: required when engine is vllm, null otherwise (engine {self.engine})")
+        if self.engine == "vllm":
+            if not 0 < self.gpu_memory_utilization <= 1:
+                raise ValueError(f"gpu_memory_utilization: must lie in (0, 1], got {self.gpu_memory_utilization}")
+            if self.max_model_len <= self.max_new_tokens:
+                raise ValueError(f"max_model_len: {self.max_model_len} leaves no room for a prompt before "
+                                 f"max_new_tokens={self.max_new_tokens}")
         return self
 
 
@@ -203,6 +215,11 @@ class Rollouts(Section):
     # the first n prompts each get one more row after their k samples: the gold answer written as a
     # completion (column ``source`` = "gold"), for a base too weak to be right on its own; 0 = none
     gold_rows: StrictInt
+    # the teacher's reasoning (a leading <think>...</think> block): kept in the completion, or dropped
+    reasoning: Literal["keep", "drop"]
+    # a reward-1 row longer than train.max_length in the student's tokens (training would cut its answer):
+    # removed from the table (drop) or given reward 0 (fail); rollouts.apply_overlong
+    overlong: Literal["drop", "fail"]
     generation: Generation
 
     @model_validator(mode="after")

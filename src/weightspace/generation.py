@@ -1,8 +1,14 @@
-"""Text generation behind one interface: ``engine.generate(messages, n) -> [[Completion] * n]``.
+"""Text generation behind one interface: ``engine.generate(messages, n, adapter=None) -> [[Completion] * n]``.
+
+One engine per process: ``adapter`` (a PEFT adapter folder, or None for the base) is chosen per call, so a
+method and its seed twin are evaluated by the engine that evaluated the other.
 
 Engines (``params: *.generation.engine``):
-- ``hf``: transformers ``generate`` in batches, left padding, KV cache; CPU or one GPU.
-- ``vllm``: vLLM offline inference (GPU; imported only when chosen; LoRA through ``lora_path``).
+- ``hf``: transformers ``generate`` in batches, left padding, KV cache; CPU or one GPU. An adapter is
+  merged exactly into the one base model (``function_space.Merger``), W0 restored by the next call.
+- ``vllm``: vLLM offline inference (GPU; imported only when chosen): one ``LLM`` sized by
+  ``max_model_len`` and ``gpu_memory_utilization``; with ``lora_rank`` it serves each adapter per request
+  (``LoRARequest``: one int id per adapter folder).
 - ``openai``: any OpenAI-compatible chat endpoint; bounded concurrency, the SDK's retries with
   exponential backoff (Retry-After honoured); the API key comes from the environment variable
   named in params.
@@ -44,12 +50,37 @@ class HFEngine:
         if tokenizer.padding_side != "left":
             raise ValueError("HFEngine needs a left-padding tokenizer (padding_side='left')")
         self.model, self.tok, self.gen = model, tokenizer, gen
+        self._merger = None  # built at the first adapter, over its target modules
+        self._adapter: str | None = None  # the adapter merged now
+
+    def use(self, adapter: str | None) -> None:
+        """Merge ``adapter``'s W0 + dW into the target modules (exactly: float32, see
+        ``function_space.Merger``), or restore W0 (None). Every adapter served by one engine must adapt
+        the same modules. Once an adapter was merged, the base (None) runs with W0 in float32 in those
+        modules (bit-equal to a fresh base in a float32 model)."""
+        if adapter == self._adapter:
+            return
+        if adapter is None:
+            self._merger.reset()
+        else:
+            from .adapters import read_adapter
+            from .function_space import Merger
+
+            factors = read_adapter(adapter)
+            if self._merger is None:
+                self._merger = Merger(self.model, list(factors))
+            elif set(factors) != set(self._merger.w0):
+                raise ValueError(f"{adapter}: adapts other modules than the adapter served before by this engine")
+            self._merger.set([(1.0, factors)])
+        self._adapter = adapter
 
     @torch.no_grad()
-    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None
-                 ) -> list[list[Completion]]:
-        """``n`` completions of each message; sampling seeded once per call with ``seed`` (default
-        ``gen.seed``), so one call's completions do not depend on any other call."""
+    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None,
+                 adapter: str | None = None) -> list[list[Completion]]:
+        """``n`` completions of each message by the base + ``adapter`` (None: the base); sampling seeded
+        once per call with ``seed`` (default ``gen.seed``), so one call's completions do not depend on any
+        other call."""
+        self.use(adapter)
         g, tok = self.gen, self.tok
         self.model.eval()
         torch.manual_seed(g.seed if seed is None else seed)
@@ -77,27 +108,52 @@ class HFEngine:
         return Completion(self.tok.decode(ids, skip_special_tokens=True), len(ids), True)
 
 
-class VLLMEngine:
-    """vLLM offline inference; ``lora_path`` serves a PEFT adapter on top of the base."""
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM 0.31.0 MaxLoRARanks (vllm/config/lora.py)
 
-    def __init__(self, model_path: str, gen: Generation, revision: str | None = None, lora_path: str | None = None,
-                 max_lora_rank: int = 64):
+
+class VLLMEngine:
+    """vLLM offline inference: one ``LLM`` per process. With ``lora_rank`` (the largest rank of the
+    adapters it will serve) LoRA is enabled and each call names its adapter: a ``LoRARequest`` whose
+    name is the folder and whose int id is fixed at the folder's first use (1, 2, ...). ``max_loras`` is 1:
+    a call serves one adapter, so one GPU slot suffices."""
+
+    def __init__(self, model_path: str, gen: Generation, revision: str | None = None, lora_rank: int | None = None):
         from vllm import LLM  # GPU extra; imported only when this engine is chosen
 
-        self.gen, self.lora_path = gen, lora_path
-        self.llm = LLM(model=model_path, revision=revision, seed=gen.seed, enable_lora=lora_path is not None,
-                       max_lora_rank=max_lora_rank, trust_remote_code=False)
+        if gen.max_model_len is None or gen.gpu_memory_utilization is None:
+            raise ValueError("vllm engine: generation.max_model_len and generation.gpu_memory_utilization are required")
+        self.gen, self._ids = gen, {}
+        kw = {}
+        if lora_rank is not None:
+            fit = [r for r in VLLM_LORA_RANKS if r >= lora_rank]
+            if not fit:
+                raise ValueError(f"vllm engine: LoRA rank {lora_rank} exceeds vLLM's largest {VLLM_LORA_RANKS[-1]}")
+            kw = {"enable_lora": True, "max_lora_rank": fit[0], "max_loras": 1}
+        self.lora = lora_rank is not None
+        self.llm = LLM(model=model_path, revision=revision, seed=gen.seed, max_model_len=gen.max_model_len,
+                       gpu_memory_utilization=gen.gpu_memory_utilization, trust_remote_code=False, **kw)
 
-    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None
-                 ) -> list[list[Completion]]:
-        from vllm import SamplingParams
+    def lora_request(self, adapter: str | None):
+        """The ``LoRARequest`` of ``adapter`` (None for the base): one int id per folder, for the engine's life."""
+        if adapter is None:
+            return None
+        if not self.lora:
+            raise ValueError(f"vllm engine: {adapter} asked of an engine built without LoRA (lora_rank)")
         from vllm.lora.request import LoRARequest
+
+        adapter = str(adapter)
+        self._ids.setdefault(adapter, len(self._ids) + 1)
+        return LoRARequest(lora_name=adapter, lora_int_id=self._ids[adapter], lora_path=adapter)
+
+    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None,
+                 adapter: str | None = None) -> list[list[Completion]]:
+        from vllm import SamplingParams
 
         g = self.gen
         params = SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p if g.temperature > 0 else 1.0,
                                 max_tokens=g.max_new_tokens, seed=g.seed if seed is None else seed)
-        lora = LoRARequest("adapter", 1, self.lora_path) if self.lora_path else None
-        results = self.llm.chat([chat(m) for m in messages], params, lora_request=lora, use_tqdm=True)
+        results = self.llm.chat([chat(m) for m in messages], params, use_tqdm=True,
+                                lora_request=self.lora_request(adapter))
         return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs]
                 for r in results]
 
@@ -107,8 +163,9 @@ class OpenAIEngine:
     SDK retries each request up to ``max_retries`` times (exponential backoff with jitter; a 429's
     ``Retry-After`` honoured) on connection errors, timeouts, 408/409/429 and 5xx answers; a request
     that still fails costs that request, never the run (``run_jobs``). A reasoning model's
-    ``reasoning_content`` is kept, wrapped in ``<think>...</think>`` before the answer (the grader
-    strips it). ``stats`` counts requests (ok / failed), HTTP attempts (retries = attempts - requests)
+    ``reasoning_content`` is written as a ``<think>...</think>`` block before the answer, the teacher's
+    raw output that the journal keeps; the rollouts stage keeps or drops it (``rollouts.reasoning``) and
+    the grader ignores it. ``stats`` counts requests (ok / failed), HTTP attempts (retries = attempts - requests)
     and tokens."""
 
     def __init__(self, gen: Generation):
@@ -178,10 +235,12 @@ class OpenAIEngine:
 
         return (openai.APIError,)
 
-    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None
-                 ) -> list[list[Completion]]:
+    def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None,
+                 adapter: str | None = None) -> list[list[Completion]]:
         """``n`` completions per message (sample s sent with seed ``seed + s``); raises if any request
-        failed after its retries, naming how many and the first error."""
+        failed after its retries, naming how many and the first error. An endpoint serves no adapter."""
+        if adapter is not None:
+            raise ValueError(f"openai engine: cannot serve the LoRA adapter {adapter}")
         base = self.gen.seed if seed is None else seed
         jobs = [(f"{i}:{s}", m, base + s) for i, m in enumerate(messages) for s in range(n)]
         got: dict[str, Completion] = {}
@@ -206,22 +265,36 @@ def model_identity(gen: Generation, model: str | Path) -> str:
     return f"local:{Path(model).name}@{folder_sha256(name)}"
 
 
-def make_engine(gen: Generation, model: str | Path, lora: str | None = None):
+def lora_rank(adapters: list[str]) -> int:
+    """The largest rank ``r`` among the PEFT adapter folders ``adapters`` (their ``adapter_config.json``)."""
+    import json
+
+    ranks = []
+    for a in adapters:
+        path = Path(a) / "adapter_config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; is {a} a PEFT adapter folder?")
+        cfg = json.loads(path.read_text())
+        if "r" not in cfg:
+            raise ValueError(f"{path}: no rank 'r'")
+        ranks.append(cfg["r"])
+    return max(ranks)
+
+
+def make_engine(gen: Generation, model: str | Path, adapters: list[str] = ()):
     """The generation engine of ``gen.engine`` on the model folder ``model`` (an HF folder or the
-    ``hub.json`` of the base / teacher stage; unused by the openai engine), with ``lora`` merged."""
+    ``hub.json`` of the base / teacher stage; unused by the openai engine), able to serve each of
+    ``adapters`` per call (vllm: LoRA sized by their largest rank; hf: merged per call)."""
     from .models import base_ref, default_device, load_base
 
+    if gen.engine == "openai" and adapters:
+        raise ValueError("openai engine: cannot serve LoRA adapters")
+    rank = lora_rank(list(adapters)) if adapters else None  # every adapter folder checked before any compute
     if gen.engine == "openai":
         return OpenAIEngine(gen)
     if gen.engine == "vllm":
         name, revision = base_ref(model)
-        return VLLMEngine(name, gen, revision=revision, lora_path=lora)
+        return VLLMEngine(name, gen, revision=revision, lora_rank=rank)
     device, dtype = default_device()
     model, tok = load_base(model, dtype=dtype, device=device)
-    if lora:  # merged exactly (float32 target modules), not bf16(W0 + dW): see function_space.Merger
-        from .adapters import read_adapter
-        from .function_space import Merger
-
-        factors = read_adapter(lora)
-        Merger(model, list(factors)).set([(1.0, factors)])
     return HFEngine(model, tok, gen)

@@ -112,9 +112,18 @@ class GRPOOnline(Section):
     max_completion_length: PositiveInt
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"]  # TRL's token aggregation (its default: dapo)
     engine: Literal["hf", "vllm"]  # vllm: TRL's colocated vLLM (the gpu extra)
+    # vllm: the share of GPU memory TRL's colocated engine claims beside the training (TRL's default 0.3);
+    # null for hf. Its context is the table's longest prompt + max_completion_length (online.grpo_config).
+    gpu_memory_utilization: Optional[Number]
 
     @model_validator(mode="after")
     def _rules(self):
+        if (self.engine == "vllm") != (self.gpu_memory_utilization is not None):
+            raise ValueError(f"gpu_memory_utilization: required when engine is vllm, null otherwise "
+                             f"(engine {self.engine})")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization < 1:
+            raise ValueError(f"gpu_memory_utilization: must lie in (0, 1) (the training shares the GPU), got "
+                             f"{self.gpu_memory_utilization}")
         if self.num_generations < 2:
             raise ValueError(f"num_generations: a group needs at least 2 completions, got {self.num_generations}")
         if self.batch_size % self.num_generations:

@@ -23,8 +23,9 @@ init on its own samples of the rollout table's prompts, rewarded by the grader t
   TRL's truncated importance-sampling correction of the vLLM/trainer log-prob mismatch stays on (its
   default: per-sequence ratio, sequences above 3 masked; its ratios go to the curves as
   ``importance_sampling_ratio_*``), so the gradient is the policy gradient reweighted by that ratio; vLLM's context is the
-  longest prompt of the table plus ``max_completion_length``. The stage trains the run and its twin in
-  one process, so a second colocated vLLM engine starts beside the first: untested.
+  longest prompt of the table plus ``max_completion_length``, its share of GPU memory
+  ``gpu_memory_utilization``. The stage (``stages/train.py``) trains the run and its twin each in its own
+  spawned process, so one process never holds two colocated vLLM engines.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def grpo_config(mcfg, cfg, lr: float, seed: int, output_dir: str, processes: int
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         use_vllm=mcfg.engine == "vllm", vllm_mode="colocate", use_cpu=not torch.cuda.is_available(),
         vllm_max_model_length=(max_prompt_length + mcfg.max_completion_length) if mcfg.engine == "vllm" else None,
+        **({"vllm_gpu_memory_utilization": mcfg.gpu_memory_utilization} if mcfg.engine == "vllm" else {}),
         logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
 
 

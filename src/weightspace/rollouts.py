@@ -8,6 +8,17 @@ string | math_verify | fallback | no_answer), ``truncated`` (bool), ``model`` (w
 completion: ``generation.model_identity`` of the teacher; "gold" for gold rows), ``source`` ("model": a sample of the
 teacher; "gold": the gold answer written as a completion, ``GOLD_COMPLETION``, added after the samples
 of the first ``rollouts.gold_rows`` prompts, graded like any row, ``n_tokens`` 0 as nothing was generated).
+
+Teacher output policy (``rollouts.reasoning``, ``rollouts.overlong``), applied by the rollouts stage after the
+journal (which keeps the teacher's raw text) and before the table is written, so every method trains on one table:
+- ``reasoning``: a completion's leading ``<think>...</think>`` block (the openai engine's ``reasoning_content``,
+  or a thinking model's own) is kept, or dropped before grading (``split_reasoning``). ``n_tokens`` stays the
+  teacher's generated count either way.
+- ``overlong``: a row longer than ``train.max_length`` in the student's tokens (chat-templated prompt +
+  completion + EOS, as ``training.encode_rows`` counts them) loses its end, its ``\boxed{}`` answer and EOS
+  included, when the student trains on it. A reward-1 row so cut is removed (``drop``; the rows are
+  renumbered) or counted as a failure (``fail``: reward 0, ``reward_rule`` "overlong"). A cut reward-0 row
+  stays as it is (its answer was wrong before the cut). ``apply_overlong``.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ COLUMNS = {"row": int, "prompt_id": str, "group": int, "prompt": str, "completio
            "extracted": (str, type(None)), "gold": str, "reward": int, "reward_rule": str, "truncated": bool,
            "model": str, "source": str}
 SOURCES = ("model", "gold")
+OVERLONG_RULE = "overlong"  # reward_rule of a reward-1 row counted as a failure by rollouts.overlong fail
 GOLD_COMPLETION = "The final answer is \\boxed{{{answer}}}."
 
 
@@ -47,6 +59,66 @@ def grade_rows(prompts: list[dict], messages: list[str], completions: list[list[
     if wrong:
         raise DataError(f"gold rows {wrong[:5]} grade as wrong against their own gold answer (grader or data bug)")
     return rows
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """(reasoning, answer) of a completion that opens with a ``<think>...</think>`` block (leading
+    whitespace allowed), else (None, text). An unclosed block is all reasoning: ("...", "")."""
+    stripped = text.lstrip()
+    if not stripped.startswith("<think>"):
+        return None, text
+    end = stripped.find("</think>")
+    if end < 0:
+        return stripped[len("<think>"):], ""
+    return stripped[len("<think>"):end], stripped[end + len("</think>"):].lstrip()
+
+
+def apply_reasoning(completions: list[list[Completion]], policy: str) -> tuple[list[list[Completion]], dict]:
+    """``policy`` keep: the completions as they are; drop: each one's reasoning block removed. Counts
+    the completions that carried reasoning (``reasoning_kept`` / ``reasoning_dropped``)."""
+    if policy not in ("keep", "drop"):
+        raise ValueError(f"rollouts.reasoning: 'keep' or 'drop', got {policy!r}")
+    n, out = 0, []
+    for comps in completions:
+        row = []
+        for c in comps:
+            reasoning, answer = split_reasoning(c.text)
+            n += reasoning is not None
+            row.append(Completion(answer, c.n_tokens, c.truncated) if policy == "drop" and reasoning is not None else c)
+        out.append(row)
+    return out, {"reasoning_kept": n if policy == "keep" else 0, "reasoning_dropped": n if policy == "drop" else 0}
+
+
+def student_length(tok, row: dict) -> int:
+    """Tokens the student trains on for ``row``: the chat-templated prompt, the completion, and the EOS
+    unless the teacher was truncated (``training.encode_rows`` before its cut)."""
+    from .sequences import ids, prompt_ids
+
+    return len(prompt_ids(tok, row["prompt"])) + len(ids(tok, row["completion"])) + (0 if row["truncated"] else 1)
+
+
+def apply_overlong(rows: list[dict], lengths: list[int], max_length: int, policy: str) -> tuple[list[dict], dict]:
+    """Rows with ``lengths[i] > max_length`` (the student's tokens) would be cut by training: a reward-1
+    one is removed (``drop``, the others renumbered) or given reward 0 (``fail``, ``reward_rule``
+    "overlong"); a cut reward-0 row is kept. Raises ValueError naming ``train.max_length`` when every row
+    is too long. Counts: ``rows_cut`` (all rows over the limit), ``rows_dropped``, ``rows_flipped``."""
+    if policy not in ("drop", "fail"):
+        raise ValueError(f"rollouts.overlong: 'drop' or 'fail', got {policy!r}")
+    cut = [n > max_length for n in lengths]
+    if rows and all(cut):
+        raise ValueError(f"rollouts: every one of the {len(rows)} rows is longer than train.max_length={max_length} "
+                         f"student tokens (shortest {min(lengths)}): raise train.max_length or lower "
+                         "rollouts.generation.max_new_tokens")
+    out, dropped, flipped = [], 0, 0
+    for r, c in zip(rows, cut):
+        if c and r["reward"] == 1:
+            if policy == "drop":
+                dropped += 1
+                continue
+            r = {**r, "reward": 0, "reward_rule": OVERLONG_RULE}
+            flipped += 1
+        out.append({**r, "row": len(out)})
+    return out, {"max_length": max_length, "rows_cut": sum(cut), "rows_dropped": dropped, "rows_flipped": flipped}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -120,7 +120,8 @@ def greedy_engine(model, tok, max_new_tokens: int, n: int, seed: int):
     from .generation import HFEngine
 
     gen = config.Generation(engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
-                            batch_size=n, seed=seed, openai=None)
+                            batch_size=n, seed=seed, max_model_len=None, gpu_memory_utilization=None,
+                            openai=None)
     return HFEngine(model, tok, gen)
 
 

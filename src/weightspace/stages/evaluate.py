@@ -1,7 +1,8 @@
 """Stage evaluate@<model>: greedy pass@1 (and optional avg@k samples) of the base or one adapter on
 every evaluation set -> ``<out>/<set>.jsonl``, one record per item: id, output, extracted, gold,
 correct, tokens, truncated (and ``samples_correct`` for avg@k). ``--adapter`` and ``--out`` may each
-name several, comma-separated and paired in order (a method and its seed twin, in one process).
+name several, comma-separated and paired in order (a method and its seed twin, in one process, by one
+engine: vllm serves each adapter per request, hf merges each in turn into one base).
 Params: ``evaluate``, ``prompt``, ``threads``."""
 
 from __future__ import annotations
@@ -29,19 +30,20 @@ def main(argv=None) -> None:
     sets = {p.stem: read_jsonl(p) for p in sorted(Path(args.data).glob("*.jsonl"))}
     if not sets:
         raise FileNotFoundError(f"{args.data}: no evaluation sets (*.jsonl)")
-    for adapter, out in zip(adapters, outs):
-        evaluate(params, args.base, None if adapter == "none" else adapter, sets, Path(out))
+    adapters = [None if a == "none" else a for a in adapters]
+    engine = make_engine(params.evaluate.generation, args.base, [a for a in adapters if a is not None])
+    for adapter, out in zip(adapters, outs):  # one engine serves them all, one adapter per call
+        evaluate(params, engine, adapter, sets, Path(out))
 
 
-def evaluate(params, base: str, lora: str | None, sets: dict[str, list[dict]], out: Path) -> None:
-    """Every set's records of ``base`` (+ ``lora``) -> ``<out>/<set>.jsonl``."""
+def evaluate(params, engine, lora: str | None, sets: dict[str, list[dict]], out: Path) -> None:
+    """Every set's records of the engine's base + ``lora`` (None: the base) -> ``<out>/<set>.jsonl``."""
     cfg = params.evaluate
-    engine = make_engine(cfg.generation, base, lora=lora)
     if out.exists():
         shutil.rmtree(out)
     for name, rows in sets.items():
         messages = [params.prompt.render(r["question"]) for r in rows]
-        greedy = [c[0] for c in engine.generate(messages, 1, desc=f"eval {name}")]
+        greedy = [c[0] for c in engine.generate(messages, 1, desc=f"eval {name}", adapter=lora)]
         verdicts = grading.grade_many([c.text for c in greedy], [r["answer"] for r in rows])
         records = [{"id": r["id"], "output": c.text, "extracted": v.extracted, "gold": r["answer"],
                     "correct": bool(v.reward), "reward_rule": v.rule, "tokens": c.n_tokens,
@@ -49,7 +51,7 @@ def evaluate(params, base: str, lora: str | None, sets: dict[str, list[dict]], o
         if cfg.avg_k is not None and name in cfg.avg_k.sets:
             engine.gen = cfg.generation.model_copy(update={"temperature": cfg.avg_k.temperature,
                                                              "top_p": cfg.avg_k.top_p})
-            samples = engine.generate(messages, cfg.avg_k.k, desc=f"avg@k {name}")
+            samples = engine.generate(messages, cfg.avg_k.k, desc=f"avg@k {name}", adapter=lora)
             engine.gen = cfg.generation
             for rec, r, cs in zip(records, rows, samples):
                 rec["samples_correct"] = [bool(v.reward) for v in

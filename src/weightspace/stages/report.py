@@ -98,6 +98,18 @@ def online_table(geo: dict, methods_run: list[str]) -> list[str]:
     return lines
 
 
+def policy_line(p: dict) -> str:
+    """The teacher output policy of the rollout table (``metrics/rollouts.json`` ``policy``) in one sentence."""
+    reasoning = (f"{p['reasoning_kept']} completions carried the teacher's reasoning, kept as a `<think>` block"
+                 if p["reasoning"] == "keep" else
+                 f"{p['reasoning_dropped']} completions carried the teacher's reasoning, dropped")
+    fate = (f"{p['rows_dropped']} of them with reward 1 were dropped from the table" if p["overlong"] == "drop" else
+            f"{p['rows_flipped']} of them with reward 1 were counted as failures (reward 0)")
+    return (f"- Teacher output: {reasoning} (`rollouts.reasoning: {p['reasoning']}`); {p['rows_cut']} rows were longer "
+            f"than `train.max_length={p['max_length']}` student tokens, so training would cut their answer and EOS: "
+            f"{fate} (`rollouts.overlong: {p['overlong']}`); a cut row with reward 0 stays as it is.")
+
+
 def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path) -> str:
     geo, acc_set = metrics["geometry"], params.report.accuracy_set
     n = count(claims)
@@ -128,6 +140,7 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
               + (f" {r['gold_rows']} of the rows are gold answers written as completions, not samples "
                  f"(`rollouts.gold_rows`; `source: gold` in the table); the model's own samples scored "
                  f"{r['model_accuracy']:.3f}." if r["gold_rows"] else ""),
+              policy_line(r["policy"]),
               f"- RIFT form: `{params.method('rift').variant}` (`rift.variant`; token = positives -log p, negatives "
               "+lambda p per token; the paper's written sum_i (1 - r_i lambda) l_i is `written`).",
               f"- CKA layers: {metrics['cka']['layer_convention']}; pooling: {metrics['cka']['pooling']}; "

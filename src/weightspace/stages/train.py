@@ -10,7 +10,10 @@ two runs' mean |<u1, u1'>| and |<v1, v1'>| over modules and their global cosine
 its seed noise, or does not. Without the ``--seed-*`` paths it trains the one run. ``--lr-of M`` trains at
 method M's peak LR (the LR-matched control). An online method (``methods.Method.online``: TRL's
 GRPOTrainer, ``online.fit``) trains the same way from the same inits, its sampling seeded by
-``train.seed`` (the twin: ``controls.seed``), its snapshots at its own step count. Runs unchanged under
+``train.seed`` (the twin: ``controls.seed``), its snapshots at its own step count; with ``engine`` vllm each
+run trains in a fresh spawned process (``isolated``): TRL's colocated vLLM claims its share of GPU memory
+up front and is not released within a process, so the run and its twin never hold two engines in one process.
+Runs unchanged under
 ``accelerate launch``. Params: ``<method>``, ``train``, ``controls.seed``, ``threads`` (and ``<M>.lr`` with
 ``--lr-of M``)."""
 
@@ -43,6 +46,29 @@ def seed_alignment(a: Path, b: Path, steps: list[int]) -> list[dict]:
         rows.append({"step": s, "u1_alignment": m["u1_alignment"]["a-b"], "v1_alignment": m["v1_alignment"]["a-b"],
                      "angle_u1_median": m["angle_top1"]["a-b"]["median"], "cosine": m["cosine"]["global"]["a-b"]})
     return rows
+
+
+def _child_init(threads: int, level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    set_threads(threads)
+
+
+def isolated(threads: int, fn, *args, **kw):
+    """``fn(*args, **kw)`` in a fresh spawned process (its own CUDA context and vLLM engine, freed when it
+    exits), torch threads and logging set as here; returns its value or raises its exception."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_child_init,
+                             initargs=(threads, os.environ.get("LOGLEVEL", "INFO"))) as pool:
+        return pool.submit(fn, *args, **kw).result()
+
+
+def own_process(method: str, mcfg) -> bool:
+    """Whether each run of ``method`` trains in its own process: an online method on the vllm engine."""
+    return methods.get(method).online and mcfg.engine == "vllm"
 
 
 def main(argv=None) -> None:
@@ -78,8 +104,9 @@ def main(argv=None) -> None:
     summaries = []
     for (init, out, deltas, metrics, plots), snap, seed in zip(runs, snaps, seeds):
         kw = {"seed": seed} if train_fn is not fit else {}
-        summary = train_fn(known.method, mcfg, lr, cfg, args.base, init, rows, out, deltas, plots,
-                           snapshot_dir=str(snap) if len(runs) == 2 else None, **kw)
+        call = (train_fn, known.method, mcfg, lr, cfg, args.base, init, rows, out, deltas, plots)
+        kw["snapshot_dir"] = str(snap) if len(runs) == 2 else None
+        summary = isolated(params.threads, *call, **kw) if own_process(known.method, mcfg) else call[0](*call[1:], **kw)
         summaries.append(summary)
     if not summaries[0]:
         return  # not the main process
