@@ -531,7 +531,7 @@ BENCHMARKS = [
     ("benchmarks/connectivity.py", ["--n", "8", "--batch", "8", "--repeats", "1"], r"plain forward"),
     ("benchmarks/dvc_noop.py", ["--repeats", "1"], r"floor"),  # in the run's up-to-date copy: fails if a stage runs
 ]
-RATIO = re.compile(r"ratio [^:]+: ([-+0-9.eE]+|nan|inf)x")
+RATIO = re.compile(r"ratio(?: [^:\n]+:)? ([-+0-9.eE]+|nan|inf)x")  # "ratio a / b: 1.3x" or "..., ratio 1.3x"
 
 
 @pytest.mark.slow
