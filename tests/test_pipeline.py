@@ -501,8 +501,7 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
     a, b = dense(root / "models/dpo"), dense(root / "models/controls/lr_matched")
     assert step["lr_ratio"] == pytest.approx(10) and step["norm_ratio"] == pytest.approx((b.norm() / a.norm()).item())
     for m in METHODS:
-        assert json.loads((root / f"metrics/train/lr_sweep/{m}.json").read_text()) == {"method": m, "multipliers": [],
-                                                                                     "runs": {}}
+        assert json.loads((root / f"metrics/train/lr_sweep/{m}.json").read_text()) == {"method": m, "lrs": [], "runs": {}}
     conn = json.loads((root / "metrics/connectivity.json").read_text())
     assert {"grpo-rift", "sft-sft_seed"} <= set(conn)
 
@@ -523,30 +522,37 @@ def test_benchmarks_run_and_print_a_ratio(repo, script, args):
     assert "ratio" in out and "x" in out.split("ratio")[-1], out
 
 
-def test_lr_sweep_trains_a_method_at_each_multiplier_and_geometry_reads_it(repo):
-    """controls.lr_sweep on (shortened to 4 steps): lr_sweep@<method> trains its method at 10x its LR
-    (two branches here: a row method and a pair method), and the geometry's lr_step has each run against
-    the same method at its own LR."""
+def test_lr_sweep_trains_a_method_at_each_learning_rate_and_geometry_reads_it(repo):
+    """controls.lr_sweep on (shortened to 4 steps), the grid [10x SFT's LR, DPO's LR]: lr_sweep@sft trains SFT
+    at both, lr_sweep@dpo only at the first (the second is its own LR: its main run, train@dpo); the geometry's
+    lr_step has each run against the same method at its own LR, with the ratio of the two LRs."""
     root, tmp = repo
     params = tmp / "params-sweep.yaml"
-    text = (root / "params.yaml").read_text().replace("  lr_sweep: []", "  lr_sweep: [10]")
+    own = {m: json.loads((root / f"metrics/train/{m}.json").read_text())["lr"] for m in ("sft", "dpo")}
+    grid = [10 * own["sft"], own["dpo"]]
+    # written as 1.0e-03: YAML 1.1 (PyYAML) reads a float without a dot as a string
+    text = (root / "params.yaml").read_text().replace("  lr_sweep: []", f"  lr_sweep: [{grid[0]:.1e}, {grid[1]:.1e}]")
     params.write_text(text.replace("\n  steps: ", "\n  steps: 4 #", 1))
     sweep = tmp / "lr_sweep"
-    swept = ("sft", "dpo")
-    for m in swept:
+    want = {"sft": grid, "dpo": [grid[0]]}
+    for m, lrs in want.items():
         run(["python", "-m", "weightspace.stages.lr_sweep", "--params", str(params), "--method", m, "--base",
              "models/base", "--init", "models/init", "--rollouts", "data/rollouts.jsonl", "--out", str(sweep / m),
              "--metrics", str(tmp / f"sweep-{m}.json")], root, tmp)
-        runs = json.loads((tmp / f"sweep-{m}.json").read_text())["runs"]
-        assert set(runs) == {f"{m}_x10"}
-        base_lr = json.loads((root / f"metrics/train/{m}.json").read_text())["lr"]
-        assert runs[f"{m}_x10"]["lr"] == pytest.approx(10 * base_lr) and runs[f"{m}_x10"]["steps"] == 4
-        assert (sweep / m / f"{m}_x10.safetensors").is_file() and (sweep / m / f"{m}_x10/adapter_config.json").is_file()
+        metrics = json.loads((tmp / f"sweep-{m}.json").read_text())
+        assert metrics["lrs"] == pytest.approx(lrs)
+        assert set(metrics["runs"]) == {f"{m}_lr{lr:g}" for lr in lrs}
+        for lr in lrs:
+            name = f"{m}_lr{lr:g}"
+            assert metrics["runs"][name]["lr"] == pytest.approx(lr) and metrics["runs"][name]["steps"] == 4
+            assert (sweep / m / f"{name}.safetensors").is_file() and (sweep / m / name / "adapter_config.json").is_file()
     run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--deltas", "models/deltas",
          "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots")], root, tmp)
     steps = json.loads((tmp / "geo.json").read_text())["lr_step"]
-    assert set(steps) == {"lr_matched"} | {f"{m}_x10" for m in swept}
-    assert all(s["lr_ratio"] == 10 for s in steps.values())
+    assert set(steps) == {"lr_matched"} | {f"{m}_lr{lr:g}" for m, lrs in want.items() for lr in lrs}
+    for m, lrs in want.items():
+        for lr in lrs:
+            assert steps[f"{m}_lr{lr:g}"]["lr_ratio"] == pytest.approx(lr / own[m])
 
 
 def committed_copy(root, dst):
