@@ -199,9 +199,9 @@ def full_vocab_logps(logits, input_ids):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_token_logps_is_the_full_vocab_log_softmax_values_and_gradients(dtype, monkeypatch):
-    """Blocks of CHUNK positions (3 rows x 9 positions in blocks of 4: a partial last block) give the full
+    """Blocks of positions (3 rows x 9 positions in blocks of 4: a partial last block) give the full
     log_softmax's values and logit gradients to float32 rounding, for float32 and bf16 logits."""
-    monkeypatch.setattr(L, "CHUNK", 4)
+    monkeypatch.setattr(L, "BLOCK_ELEMENTS", 4 * 37 + 3)  # 4 positions of 37 logits
     torch.manual_seed(2)
     logits = (3 * torch.randn(3, 10, 37)).to(dtype).requires_grad_()
     ids, g = torch.randint(0, 37, (3, 10)), torch.randn(3, 9)

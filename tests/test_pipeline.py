@@ -513,6 +513,7 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
     ("benchmarks/grading.py", ["--rows", "200", "--processes", "2"]),
     ("benchmarks/gpu_plan.py", ["--steps", "1", "--batch", "4", "--micro", "2", "--micro-nogc", "2"]),
     ("benchmarks/connectivity.py", ["--n", "20", "--batch", "20", "--repeats", "1"]),
+    ("benchmarks/logprob_memory.py", ["--length", "64"]),
     ("benchmarks/dvc_noop.py", ["--repeats", "1"]),  # in the pipeline's up-to-date copy: it fails if a stage runs
 ])
 def test_benchmarks_run_and_print_a_ratio(repo, script, args):
