@@ -12,7 +12,7 @@ and batch already built), so only what the micro-batch allocates counts. Both pa
 
 Usage: python benchmarks/logprob_memory.py [--length 512] [--bf16]
 
-Measured (2-core CPU, 2 x 512 tokens, about 30 s a run): fp32 1802 vs 1337 MiB (1.35x; the logits and
+Measured (2-core CPU, 2 x 512 tokens): fp32 1802 vs 1337 MiB (1.35x; the logits and
 their gradient, 594 MiB each, remain); bf16 autocast 1820 vs 865 MiB (2.10x).
 """
 
