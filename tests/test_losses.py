@@ -190,3 +190,50 @@ def test_kto_reference_point_carries_no_gradient():
     L.kto_loss(r, torch.zeros(2), torch.tensor([True, False]), kl_p, torch.zeros(2), 0.5, 1.0, 1.0).sum().backward()
     assert kl_p.grad is None or torch.count_nonzero(kl_p.grad) == 0
     assert torch.count_nonzero(r.grad) == 2
+
+
+def full_vocab_logps(logits, input_ids):
+    """The definition token_logps must equal: a full (B, T-1, V) float32 log_softmax, gathered."""
+    return torch.gather(logits[:, :-1].float().log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_token_logps_is_the_full_vocab_log_softmax_values_and_gradients(dtype, monkeypatch):
+    """Blocks of positions (3 rows x 9 positions in blocks of 4: a partial last block) give the full
+    log_softmax's values and logit gradients to float32 rounding, for float32 and bf16 logits."""
+    monkeypatch.setattr(L, "BLOCK_ELEMENTS", 4 * 37 + 3)  # 4 positions of 37 logits
+    torch.manual_seed(2)
+    logits = (3 * torch.randn(3, 10, 37)).to(dtype).requires_grad_()
+    ids, g = torch.randint(0, 37, (3, 10)), torch.randn(3, 9)
+    new, old = L.token_logps(logits, ids), full_vocab_logps(logits, ids)
+    assert new.dtype == old.dtype == torch.float32
+    torch.testing.assert_close(new, old, rtol=1e-6, atol=1e-6)
+    (g_new,) = torch.autograd.grad((new * g).sum(), logits)
+    (g_old,) = torch.autograd.grad((old * g).sum(), logits)
+    assert g_new.dtype == dtype and g_new[:, -1].abs().max() == 0  # the last position predicts nothing
+    torch.testing.assert_close(g_new, g_old, **({} if dtype == torch.float32 else {"rtol": 2**-8, "atol": 1e-6}))
+
+
+@pytest.mark.parametrize("method", [m for m, e in __import__("weightspace.methods").methods.REGISTRY.items()
+                                    if not e.online])
+def test_every_offline_loss_and_its_lora_gradients_are_unchanged_by_token_logps(method, monkeypatch):
+    """Each offline method's first micro-batch on a tiny random Qwen3 with LoRA (tests/test_packing.py), its
+    reference pass included: token_logps gives the full-vocabulary formula's loss and LoRA gradients to float32
+    rounding in fp32, and under bf16 autocast within a tenth of the distance bf16 itself puts between the bf16
+    and fp32 results of the full formula."""
+    from test_packing import lora_model, method_loss_and_grads, rows_table
+
+    from weightspace import tiny
+
+    tok = tiny.train_tokenizer([r["prompt"] + " " + r["completion"] for r in rows_table()] * 5, 300)
+    model = lora_model(tok)
+    new32, new16 = (method_loss_and_grads(model, tok, method, False, bf16) for bf16 in (False, True))
+    monkeypatch.setattr(L, "token_logps", full_vocab_logps)
+    old32, old16 = (method_loss_and_grads(model, tok, method, False, bf16) for bf16 in (False, True))
+    assert old32[1].abs().max() > 1e-4  # a gradient worth comparing
+    assert new32[0] == pytest.approx(old32[0], rel=1e-6, abs=1e-7)
+    torch.testing.assert_close(new32[1], old32[1], rtol=1e-5, atol=1e-6)
+    bf16_error = (old16[1] - old32[1]).norm()
+    assert bf16_error > 0  # bf16 really ran
+    assert (new16[1] - old16[1]).norm() <= 0.1 * bf16_error, ((new16[1] - old16[1]).norm(), bf16_error)
+    assert new16[0] == pytest.approx(old16[0], rel=1e-6, abs=1e-7)

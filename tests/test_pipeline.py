@@ -515,8 +515,7 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(plumbing):
     assert step["lr_ratio"] == pytest.approx(p.method(c.lr_of).lr / p.method(c.method).lr)
     assert step["norm_ratio"] == pytest.approx((b.norm() / a.norm()).item())
     for m in p.methods:
-        assert json.loads((root / f"metrics/train/lr_sweep/{m}.json").read_text()) == {
-            "method": m, "multipliers": [], "runs": {}}
+        assert json.loads((root / f"metrics/train/lr_sweep/{m}.json").read_text()) == {"method": m, "lrs": [], "runs": {}}
     conn = json.loads((root / "metrics/connectivity.json").read_text())
     assert set(p.connectivity_pairs()) <= set(conn) and {"grpo-rift", "sft-sft_seed"} <= set(conn)
 
@@ -529,6 +528,7 @@ BENCHMARKS = [
     ("benchmarks/grading.py", ["--rows", "200", "--processes", "2"], r"one process"),
     ("benchmarks/gpu_plan.py", ["--steps", "1", "--batch", "4", "--micro", "2", "--micro-nogc", "2"], r"padded"),
     ("benchmarks/connectivity.py", ["--n", "8", "--batch", "8", "--repeats", "1"], r"plain forward"),
+    ("benchmarks/logprob_memory.py", ["--length", "64"], r"full-vocabulary"),
     ("benchmarks/dvc_noop.py", ["--repeats", "1"], r"floor"),  # in the run's up-to-date copy: fails if a stage runs
 ]
 RATIO = re.compile(r"ratio(?: [^:\n]+:)? ([-+0-9.eE]+|nan|inf)x")  # "ratio a / b: 1.3x" or "..., ratio 1.3x"
@@ -549,30 +549,38 @@ def test_benchmarks_run_and_print_a_ratio(plumbing, script, args, baseline):
 
 
 @pytest.mark.slow
-def test_lr_sweep_trains_a_method_at_each_multiplier_and_geometry_reads_it(plumbing):
-    """controls.lr_sweep on: lr_sweep@<method> trains its method at 10x its LR (two branches here: a row method
-    and a pair method), and the geometry's lr_step has each run against the same method at its own LR."""
+def test_lr_sweep_trains_a_method_at_each_learning_rate_and_geometry_reads_it(plumbing):
+    """controls.lr_sweep on, the grid [10x SFT's LR, DPO's LR]: lr_sweep@sft trains SFT at both, lr_sweep@dpo only
+    at the first (the second is its own LR: its main run, train@dpo); the geometry's lr_step has each run against
+    the same method at its own LR, with the ratio of the two LRs."""
     root, tmp = plumbing
     params = tmp / "params-sweep.yaml"
-    text = (root / "params.yaml").read_text().replace("  lr_sweep: []", "  lr_sweep: [10]")
-    params.write_text(text)
+    own = {m: json.loads((root / f"metrics/train/{m}.json").read_text())["lr"] for m in ("sft", "dpo")}
+    grid = [10 * own["sft"], own["dpo"]]
+    # written as 1.0e-03: YAML 1.1 (PyYAML) reads a float without a dot as a string
+    params.write_text((root / "params.yaml").read_text().replace("  lr_sweep: []",
+                                                                 f"  lr_sweep: [{grid[0]:.1e}, {grid[1]:.1e}]"))
     sweep = tmp / "lr_sweep"
-    swept = ("sft", "dpo")
-    for m in swept:
+    want = {"sft": grid, "dpo": [grid[0]]}
+    for m, lrs in want.items():
         run(["python", "-m", "weightspace.stages.lr_sweep", "--params", str(params), "--method", m, "--base",
              "models/base", "--init", "models/init", "--rollouts", "data/rollouts.jsonl", "--out", str(sweep / m),
              "--metrics", str(tmp / f"sweep-{m}.json")], root, tmp)
-        runs = json.loads((tmp / f"sweep-{m}.json").read_text())["runs"]
-        assert set(runs) == {f"{m}_x10"}
-        base_lr = json.loads((root / f"metrics/train/{m}.json").read_text())["lr"]
-        assert runs[f"{m}_x10"]["lr"] == pytest.approx(10 * base_lr)
-        assert runs[f"{m}_x10"]["steps"] == params_of(root).train.steps
-        assert (sweep / m / f"{m}_x10.safetensors").is_file() and (sweep / m / f"{m}_x10/adapter_config.json").is_file()
+        metrics = json.loads((tmp / f"sweep-{m}.json").read_text())
+        assert metrics["lrs"] == pytest.approx(lrs)
+        assert set(metrics["runs"]) == {f"{m}_lr{lr:g}" for lr in lrs}
+        for lr in lrs:
+            name = f"{m}_lr{lr:g}"
+            assert metrics["runs"][name]["lr"] == pytest.approx(lr)
+            assert metrics["runs"][name]["steps"] == params_of(root).train.steps
+            assert (sweep / m / f"{name}.safetensors").is_file() and (sweep / m / name / "adapter_config.json").is_file()
     run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--deltas", "models/deltas",
          "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots")], root, tmp)
     steps = json.loads((tmp / "geo.json").read_text())["lr_step"]
-    assert set(steps) == {"lr_matched"} | {f"{m}_x10" for m in swept}
-    assert all(s["lr_ratio"] == 10 for s in steps.values())
+    assert set(steps) == {"lr_matched"} | {f"{m}_lr{lr:g}" for m, lrs in want.items() for lr in lrs}
+    for m, lrs in want.items():
+        for lr in lrs:
+            assert steps[f"{m}_lr{lr:g}"]["lr_ratio"] == pytest.approx(lr / own[m])
 
 
 CHECK = ["python", "-m", "weightspace.reproduce", "--against", "HEAD"]

@@ -308,3 +308,114 @@ def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_r
         weights[reuse] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     assert all(torch.equal(weights[True][n], weights[False][n]) for n in weights[True])
     assert any(weights[True][n].abs().sum() > 0 for n in weights[True] if "lora_B" in n)  # it trained
+
+
+POLICY_STEP = r"""
+import json, resource, sys
+import torch
+import peft, transformers.models.qwen3.modeling_qwen3  # imported before the baseline
+from accelerate import Accelerator
+from weightspace import config, models
+from weightspace.training import load_policy, sequence_logps, collate, Item
+
+def status_kib(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key + ":"))
+
+base, init, bf16 = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+cfg = config.Train(**json.loads(sys.argv[4]))
+acc = Accelerator(cpu=True, mixed_precision="bf16" if bf16 else "no")
+before, anon_before = status_kib("VmRSS"), status_kib("RssAnon")
+model, tok = load_policy(base, init, cfg)
+model.train()
+batch = collate([Item(i, (1, 2, 3), tuple(range(4, 36))) for i in range(2)], tok.pad_token_id)
+with acc.autocast():
+    logp, mask = sequence_logps(model, batch)
+(-(logp * mask).sum()).backward()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux: the process's high-water mark
+dtypes = {n: str(p.dtype) for n, p in model.named_parameters()}
+param_kib = sum(p.numel() * p.element_size() for p in model.parameters()) // 1024
+print(json.dumps({"peak_over_start_kib": peak - before, "anon_kib": status_kib("RssAnon") - anon_before,
+                  "param_kib": param_kib, "dtypes": dtypes,
+                  "lora_grads": all(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)}))
+"""
+
+
+def test_bf16_training_loads_bf16_base_weights_and_fp32_lora_in_less_memory(tok, tmp_path):
+    """``train.bf16``: ``load_policy`` gives bf16 base weights and fp32 LoRA factors, and one training step
+    (forward under autocast, backward) of a random Qwen3 whose weights dominate memory (hidden 512, 8 layers:
+    134 MB in fp32; stored in bf16 like Qwen3's checkpoints) holds about half the memory of the fp32-weights
+    path. Each path runs in a fresh subprocess (torch's CPU allocator keeps no statistics) and reports, from
+    after its imports (torch, transformers' Qwen3, peft): the bytes of its parameters; the anonymous memory
+    it holds after the step (``RssAnon``: weights, LoRA gradients); its peak RSS (``ru_maxrss``), printed
+    only: it also counts the checkpoint's file pages mapped while loading, the same in both paths."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from peft import LoraConfig, get_peft_model
+
+    base_dir, init_dir = tmp_path / "base", tmp_path / "init"
+    big = tiny.build_model(len(tok), 512, 8, 8, 2, 64, 2048, 128, 0, tok.eos_token_id, tok.pad_token_id)
+    big.to(torch.bfloat16).save_pretrained(base_dir)  # stored in bf16, as Qwen3's checkpoints are
+    tok.save_pretrained(base_dir)
+    torch.manual_seed(0)
+    get_peft_model(big, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                   target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])).save_pretrained(init_dir)
+    out = {}
+    for bf16 in (False, True):
+        cfg_json = train_cfg(bf16=bf16).model_dump_json()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        proc = subprocess.run([sys.executable, "-c", POLICY_STEP, str(base_dir), str(init_dir), str(int(bf16)),
+                               cfg_json], capture_output=True, text=True, env=env, check=True)
+        out[bf16] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for bf16, want in ((False, "torch.float32"), (True, "torch.bfloat16")):
+        dt = out[bf16]["dtypes"]
+        assert {d for n, d in dt.items() if "lora_" in n} == {"torch.float32"}
+        assert {d for n, d in dt.items() if "lora_" not in n} == {want}
+        assert out[bf16]["lora_grads"]
+    print({bf16: {k: v for k, v in o.items() if k != "dtypes"} for bf16, o in out.items()})
+    assert out[True]["param_kib"] < 0.51 * out[False]["param_kib"]  # bf16 weights; LoRA (0.4%) in fp32
+    assert out[True]["anon_kib"] < 0.6 * out[False]["anon_kib"]
+
+
+def test_first_dpo_loss_is_log2_with_bf16_base_weights(tok):
+    """``train.bf16`` loads bf16 base weights (``load_policy``): at the shared init (B = 0) the policy's LoRA
+    term is exactly 0, so under bf16 autocast policy == reference to the bit and the first loss is log 2."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from peft import LoraConfig, get_peft_model
+
+    AcceleratorState._reset_state(True)
+    rows, logged = rows_table(), []
+    model = get_peft_model(small_model(tok).to(torch.bfloat16),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
+    dpo = methods.DPO(lr=1e-3, beta=0.1, pairing="all")
+    train(model, Accelerator(cpu=True, mixed_precision="bf16"), "dpo", select("dpo", rows, list(range(16)), dpo),
+          encode_rows(tok, rows, 64), LossFn("dpo", dpo, rows), train_cfg(steps=1, batch_size=4, micro_batch_size=2,
+                                                                            bf16=True), 1e-3, tok.pad_token_id,
+          on_step=lambda s, loss, lr: logged.append(loss))
+    AcceleratorState._reset_state(True)
+    assert logged[0] == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_set_threads_sets_the_cublas_workspace_before_cuda_starts():
+    """A fresh process as a stage starts: after ``set_threads`` the environment has
+    CUBLAS_WORKSPACE_CONFIG=:4096:8 (deterministic cuBLAS) and CUDA is still uninitialised, so a CUDA
+    stage's first cuBLAS call sees it; a value already in the environment is kept."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, os, sys; from weightspace.stages.common import set_threads; "
+              "before = 'torch' in sys.modules; set_threads(1); import torch; "
+              "print(json.dumps([before, os.environ.get('CUBLAS_WORKSPACE_CONFIG'), torch.cuda.is_initialized(), "
+              "torch.are_deterministic_algorithms_enabled()]))")
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    run = lambda e: json.loads(subprocess.run([sys.executable, "-c", script], env=e, capture_output=True, text=True,  # noqa: E731
+                                              check=True).stdout.strip().splitlines()[-1])
+    assert run(env) == [False, ":4096:8", False, True]
+    assert run({**env, "CUBLAS_WORKSPACE_CONFIG": ":16:8"})[1] == ":16:8"

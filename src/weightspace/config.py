@@ -358,7 +358,7 @@ class LrMatched(Section):
 class Controls(Section):
     """The paper's controls, run by the default pipeline: every method retrained from ``seed`` (its own
     LoRA init and row order: the method's noise floor), the LR-matched run, and an optional LR sweep
-    (each method at ``multiplier x`` its own LR; empty = off)."""
+    (every method retrained at each absolute peak LR of ``lr_sweep`` other than its own; empty = off)."""
     seed: StrictInt
     lr_matched: LrMatched
     lr_sweep: tuple[Number, ...]
@@ -366,10 +366,10 @@ class Controls(Section):
     @model_validator(mode="after")
     def _rules(self):
         for i, x in enumerate(self.lr_sweep):
-            if x <= 0 or x == 1:
-                raise ValueError(f"lr_sweep[{i}]: a multiplier must be positive and not 1, got {x}")
+            if x <= 0:
+                raise ValueError(f"lr_sweep[{i}]: a learning rate must be positive, got {x}")
         if len(set(self.lr_sweep)) != len(self.lr_sweep):
-            raise ValueError(f"lr_sweep: repeated multipliers {list(self.lr_sweep)}")
+            raise ValueError(f"lr_sweep: repeated learning rates {list(self.lr_sweep)}")
         if self.lr_matched.method == self.lr_matched.lr_of:
             raise ValueError("lr_matched.lr_of: must differ from lr_matched.method")
         return self

@@ -268,6 +268,24 @@ def write_factors(adapter, deltas) -> dict:
     return factors
 
 
+def load_policy(base: str, init: str, cfg: config.Train):
+    """(PEFT model, tokenizer): the base in ``base`` at its training precision, the LoRA init in ``init``
+    trainable. ``train.bf16``: bf16 base weights (half of fp32's memory, the precision autocast computes in
+    anyway), LoRA parameters in fp32 (PEFT's ``autocast_adapter_dtype=True`` upcasts bf16/fp16 adapters, so
+    the fp32 init loads unrounded and AdamW updates fp32 factors). Merges for analysis stay in float64
+    (``function_space``)."""
+    from peft import PeftModel
+
+    from .models import load_base
+
+    base_model, tok = load_base(base, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+    model = PeftModel.from_pretrained(base_model, init, is_trainable=True, autocast_adapter_dtype=True)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return model, tok
+
+
 def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, rows: list[dict], out: str,
         deltas: str | None = None, plots: str | None = None, checkpoint_dir: str | None = None,
         snapshot_dir: str | None = None) -> dict:
@@ -289,20 +307,14 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     from pathlib import Path
 
     from accelerate import Accelerator
-    from peft import PeftModel
 
     from . import adapters
     from .checkpoints import Checkpoints
-    from .models import load_base
 
     order = read_order(init, rows)
     select(method, rows, order, mcfg)  # no training units: TrainingError before the model loads
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if cfg.bf16 else "no")
-    base_model, tok = load_base(base)
-    model = PeftModel.from_pretrained(base_model, init, is_trainable=True)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    model, tok = load_policy(base, init, cfg)
     model.to(accelerator.device)
     init_sha = lora_sha256(model)  # identical across methods: one shared initialisation
     out_p, compare = Path(out), cfg.compare_step or cfg.steps

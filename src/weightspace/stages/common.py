@@ -24,6 +24,13 @@ def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.
 
 
 def set_threads(n: int) -> None:
+    """``n`` CPU threads and deterministic algorithms, called by every compute stage before it touches a model.
+
+    ``torch.use_deterministic_algorithms(True)`` on CUDA raises at the first cuBLAS call unless
+    ``CUBLAS_WORKSPACE_CONFIG`` is ``:4096:8`` (or ``:16:8``) before CUDA initialises (PyTorch's
+    reproducibility notes), so it is set here (``setdefault``: a value from the environment wins) before
+    torch is imported by this function; CPU runs ignore it."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
 
     torch.set_num_threads(n)

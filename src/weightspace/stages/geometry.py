@@ -27,6 +27,7 @@ from ..adapters import read_deltas
 from ..analysis import analyse
 from ..tables import write_csv
 from .common import parse, write_json
+from .lr_sweep import parse_run_name
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,10 @@ def main(argv=None) -> None:
     metrics, tables = analyse(deltas, cfg.top_k, cfg.reference)
     seeds = {m: read_deltas(d / "seeds" / f"{m}.safetensors") for m in params.methods}
     sweep = {}
-    for f in sorted(Path(args.lr_sweep).glob("*/*.safetensors")):  # <lr_sweep>/<method>/<method>_x<mult>
-        m, mult = f.stem.rsplit("_x", 1)
+    for f in sorted(Path(args.lr_sweep).glob("*/*.safetensors")):  # <lr_sweep>/<method>/<method>_lr<lr>
+        m, lr = parse_run_name(f.stem)
         if m in params.methods:
-            sweep[f.stem] = (m, float(mult), read_deltas(f))
+            sweep[f.stem] = (m, lr / params.method(m).lr, read_deltas(f))
     extra, seed_layers = controls(deltas, seeds, read_deltas(d / "controls" / "lr_matched.safetensors"), sweep, params)
     metrics.update(extra)
     metrics["noise_floor"] = {"method": cfg.reference, **metrics["seeds"][cfg.reference]}

@@ -1,12 +1,13 @@
-"""Stage lr_sweep@<method>: the method retrained at each multiplier of its own peak LR
-(``controls.lr_sweep``, the paper's three LRs per loss; ``[]`` = off, and then nothing is imported or
-trained) from the shared init -> ``<out>/<method>_x<mult>/`` (adapter) and
-``<out>/<method>_x<mult>.safetensors`` (deltas), ``<metrics>``. Params: ``controls.lr_sweep``,
-``<method>``, ``train``, ``threads``."""
+"""Stage lr_sweep@<method>: the method retrained at each absolute peak LR of ``controls.lr_sweep`` (the
+paper's grid, the same for every loss; ``[]`` = off, and then nothing is imported or trained) from the
+shared init -> ``<out>/<method>_lr<lr>/`` (adapter) and ``<out>/<method>_lr<lr>.safetensors`` (deltas),
+``<metrics>``. A grid LR equal to the method's own ``lr`` is skipped: that run is ``train@<method>``.
+Params: ``controls.lr_sweep``, ``<method>``, ``train``, ``threads``."""
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,20 @@ from .common import parse, set_threads, write_json
 log = logging.getLogger(__name__)
 
 
-def run_name(method: str, mult: float) -> str:
-    """``dpo_x10``, ``sft_x0.1``: the sweep run of ``method`` at ``mult`` x its LR."""
-    return f"{method}_x{mult:g}"
+def run_name(method: str, lr: float) -> str:
+    """``dpo_lr5e-06``, ``sft_lr0.0001``: the sweep run of ``method`` at peak LR ``lr``."""
+    return f"{method}_lr{lr:g}"
+
+
+def parse_run_name(name: str) -> tuple[str, float]:
+    """(method, lr) of a ``run_name``."""
+    m, lr = name.rsplit("_lr", 1)
+    return m, float(lr)
+
+
+def sweep_lrs(grid, own_lr: float) -> list[float]:
+    """The grid's LRs but the method's own (its main run, ``train@<method>``), in grid order."""
+    return [lr for lr in grid if not math.isclose(lr, own_lr, rel_tol=1e-9)]
 
 
 def main(argv=None) -> None:
@@ -30,29 +42,30 @@ def main(argv=None) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    runs = {}
-    if params.controls.lr_sweep:
+    runs, lrs = {}, sweep_lrs(params.controls.lr_sweep, mcfg.lr)
+    if lrs:
         from .. import methods
         from ..rollouts import load_table
         from ..training import fit
 
         set_threads(params.threads)
         rows = load_table(args.rollouts)
-        for mult in params.controls.lr_sweep:
-            name = run_name(m, mult)
+        for lr in lrs:
+            name = run_name(m, lr)
             if methods.get(m).online:  # TRL's trainer: no checkpoints, sampling seeded by train.seed
                 from .. import online
 
-                runs[name] = online.fit(m, mcfg, mult * mcfg.lr, online.train_cfg(mcfg, params.train), args.base,
+                runs[name] = online.fit(m, mcfg, lr, online.train_cfg(mcfg, params.train), args.base,
                                         args.init, rows, str(out / name), str(out / f"{name}.safetensors"),
                                         seed=params.train.seed)
             else:
-                runs[name] = fit(m, mcfg, mult * mcfg.lr, params.train, args.base, args.init, rows, str(out / name),
+                runs[name] = fit(m, mcfg, lr, params.train, args.base, args.init, rows, str(out / name),
                                  str(out / f"{name}.safetensors"),
                                  checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
-            runs[name]["multiplier"] = mult
             log.info("lr_sweep %s: %s", name, runs[name])
-    write_json(args.metrics, {"method": m, "multipliers": list(params.controls.lr_sweep), "runs": runs})
+        if not all(runs.values()):
+            return  # not the main process (accelerate launch: fit returns {} there): the main one writes metrics
+    write_json(args.metrics, {"method": m, "lrs": lrs, "runs": runs})
 
 
 if __name__ == "__main__":
