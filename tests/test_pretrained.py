@@ -198,6 +198,35 @@ def test_update_sparsity_on_constructed_bf16_values():
     assert P.update_sparsity(torch.full((2, 4), 1.001, dtype=torch.float64), f, 1e-3)[0] == 2 / 8
 
 
+def test_update_sparsity_ties_round_to_even():
+    """W+ exactly halfway between two bf16 values goes to the one with an even last significand bit:
+    1 + 2^-8 -> 1 (even): unchanged from W0 = 1; from W0 = 1 + 2^-7 (odd), +2^-8 -> 1 + 2^-6 and -2^-8 -> 1:
+    both changed. Same as torch's own rounding of W+."""
+    h = 2.0**-8
+    W0 = torch.tensor([[1.0, 1 + 2 * h, 1 + 2 * h]], dtype=torch.bfloat16)
+    D = torch.tensor([[h, h, -h]], dtype=torch.float64)
+    assert ((W0.double() + D).to(torch.bfloat16) == W0).tolist() == [[True, False, False]]
+    f = Factor(D, torch.ones(1, 1, dtype=torch.float64), 1.0, 0, "q")
+    for dtype in (torch.float64, torch.float32):
+        assert P.update_sparsity(W0, f, 1e-3, dtype)[0] == 1 / 3
+
+
+def test_update_sparsity_equals_rounding_w_plus():
+    """Random W0 ~ N(0, 0.02^2) in float32 and deltas of three sizes: the counts equal rounding W+ computed in
+    float64 and comparing (bf16), and the relative test written as in the paper."""
+    g = torch.Generator().manual_seed(0)
+    W0 = (torch.randn(64, 48, generator=g) * 0.02).to(torch.float32)
+    for size in (1e-5, 1e-4, 1e-3):
+        f = rand_factor(64, 48, r=4, seed=int(1 / size), size=size)
+        D = torch.from_numpy(dense(f))
+        Wp = W0.double() + D
+        want_bf16 = (Wp.to(torch.bfloat16) == W0.to(torch.bfloat16)).double().mean().item()
+        want_rel = (D.abs() <= 1e-3 * torch.maximum(W0.double().abs(), Wp.abs())).double().mean().item()
+        assert 0 < want_bf16 < 1 or size == 1e-5
+        for dtype in (torch.float64, torch.float32):
+            assert P.update_sparsity(W0, f, 1e-3, dtype) == (want_bf16, want_rel)
+
+
 def test_sign_agreement_equals_dense():
     f, g = rand_factor(seed=10), rand_factor(seed=11)
     g.A[:, :5] = 0  # 5 columns of dW_g are zero: excluded from the count

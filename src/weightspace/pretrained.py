@@ -50,7 +50,7 @@ def factorise(W0: torch.Tensor, rank: int | None, oversample: int = 10, power_it
               seed: int = 0) -> Spectrum:
     """W0's SVD: exact (rank None, float64 LAPACK) or its top ``rank`` triplets (randomized range finder in
     float32 with ``rank + oversample`` columns and ``power_iters`` re-orthonormalised power iterations,
-    Gaussian test matrix from ``seed``; then U = orth(range), SVD of U^T W0 in float64, top ``rank`` kept)."""
+    Gaussian test matrix from ``seed``; then U = orth(range), SVD of U^T W0, top ``rank`` kept)."""
     if W0.ndim != 2:
         raise ValueError(f"W0 must be a matrix, got shape {tuple(W0.shape)}")
     m, n = W0.shape
@@ -66,7 +66,7 @@ def factorise(W0: torch.Tensor, rank: int | None, oversample: int = 10, power_it
     for _ in range(power_iters):
         Y = torch.linalg.qr(W @ torch.linalg.qr(W.mT @ Y)[0])[0]
     Q = torch.linalg.qr(Y.to(torch.float64))[0]  # orthonormal in float64
-    Uc, S, Vh = torch.linalg.svd(Q.mT @ W0.to(torch.float64), full_matrices=False)  # Rayleigh-Ritz
+    Uc, S, Vh = torch.linalg.svd((Q.to(torch.float32).mT @ W).to(torch.float64), full_matrices=False)  # Rayleigh-Ritz
     return Spectrum((Q @ Uc)[:, :rank], S[:rank], Vh[:rank].mT, W, False)
 
 
@@ -166,58 +166,75 @@ def stable_rank(f: Factor) -> float:
 
 class DenseSums(NamedTuple):
     """Entry counts and sums of one module's dense pass over N adapters: ``entries`` = m n;
-    bf16_unchanged, rel_unchanged (N,); agree, both_nonzero, dot = <dW_a, dW_b>, abs_dot = <|dW_a|, |dW_b|>
-    (N, N), float64."""
+    bf16_unchanged, rel_unchanged (N,); agree, both_nonzero, abs_dot = <|dW_a|, |dW_b|> (N, N), float64."""
 
     entries: int
     bf16_unchanged: torch.Tensor
     rel_unchanged: torch.Tensor
     agree: torch.Tensor
     both_nonzero: torch.Tensor
-    dot: torch.Tensor
     abs_dot: torch.Tensor
+
+
+def _unchanged_bounds(W0: torch.Tensor, eta: float, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Per entry, the closed intervals of dW (in ``dtype``) that leave it unchanged:
+    bf16: W0 + dW inside the rounding cell of b = bf16(W0), between the midpoints to its bf16 neighbours
+    (exact in float32), ends included iff b's last significand bit is 0 (ties round to even);
+    relative: |dW| <= eta max(|W0|, |W0 + dW|) <=> dW in [-eta w, c w] for w = W0 >= 0 and
+    [c w, -eta w] for w < 0, c = eta / (1 - eta) (0 <= eta < 1)."""
+    b = W0.to(torch.bfloat16)
+    W, bf = W0.to(dtype), b.to(dtype)
+    inf = torch.full_like(b, math.inf)
+    lo = (bf + torch.nextafter(b, -inf).to(dtype)) / 2 - W
+    hi = (bf + torch.nextafter(b, inf).to(dtype)) / 2 - W
+    odd = (b.view(torch.int16) & 1).bool()
+    lo = torch.where(odd, torch.nextafter(lo, hi), lo)  # open ends: the next value inside
+    hi = torch.where(odd, torch.nextafter(hi, lo), hi)
+    c = eta / (1 - eta)
+    pos = W >= 0
+    return lo, hi, torch.where(pos, -eta * W, c * W), torch.where(pos, c * W, -eta * W)
 
 
 def dense_sums(W0: torch.Tensor, fs: list[Factor], eta: float, dtype: torch.dtype, chunk: int) -> DenseSums:
     """Per-entry statistics of dW = s B A for N adapters at one module, formed in ``dtype`` row chunks of at
-    most ``chunk`` entries (memory O(N chunk)); W+ = W0 + dW computed in ``dtype``. Per adapter:
-    - bf16_unchanged = #{(i, j): bf16(W+_ij) == bf16(W0_ij)}, W0 as given (a bf16 W0 is its own rounding),
-      W+ rounded by torch's ``.to(torch.bfloat16)`` (round to nearest even);
-    - rel_unchanged = #{(i, j): |dW_ij| <= eta * max(|W0_ij|, |W+_ij|)} ("The Path Not Taken",
-      arXiv 2511.08567, relative tolerance eta);
+    most ``chunk`` entries (memory O(N chunk)). Per adapter:
+    - bf16_unchanged = #{(i, j): bf16(W0_ij + dW_ij) == bf16(W0_ij)}, W0 as given (a bf16 W0 is its own
+      rounding), W0 + dW in exact arithmetic rounded to nearest, ties to even (as torch's
+      ``.to(torch.bfloat16)``), tested as dW against the cell bounds minus W0 (``_unchanged_bounds``);
+    - rel_unchanged = #{(i, j): |dW_ij| <= eta * max(|W0_ij|, |W0_ij + dW_ij|)} ("The Path Not Taken",
+      arXiv 2511.08567, relative tolerance eta), tested as an interval of dW;
     per pair (TIES-merging's sign agreement, Yadav et al. 2023, arXiv 2306.01708):
     - agree = #{sign a == sign b != 0} = (<|sgn a|, |sgn b|> + <sgn a, sgn b>) / 2, both_nonzero = <|sgn a|, |sgn b|>,
-      dot = <a, b>, abs_dot = <|a|, |b|> (chunk GEMMs of the stacked chunks, accumulated in float64).
-    In float32 the sign GEMMs are exact (chunk <= 2^24); W+ is rounded once more than in float64, so a
-    bf16 decision can differ only where W+ lies within float32 rounding (~6e-8 relative) of a bf16 tie."""
+      abs_dot = <|a|, |b|> (GEMMs of the stacked chunks, accumulated in float64).
+    In float32 the sign GEMMs are exact (chunk <= 2^24); dW and the bounds carry float32 rounding, so a
+    decision can differ from the float64 one only for entries within ~1e-7 relative of an interval end."""
     m, n = W0.shape
     if any((f.B.shape[0], f.A.shape[1]) != (m, n) for f in fs):
         raise ValueError(f"every Delta W must match W0's shape {m}x{n}")
-    if eta < 0:
-        raise ValueError(f"eta {eta} must be >= 0")
+    if not 0 <= eta < 1:
+        raise ValueError(f"eta {eta} must lie in [0, 1)")
     if not n <= chunk <= 2**24:
         raise ValueError(f"chunk {chunk} must lie in d_in={n}..2^24 entries")
     N, rows = len(fs), chunk // n
     A = [f.A.to(dtype) for f in fs]
     B = [(f.scale * f.B.to(torch.float64)).to(dtype) for f in fs]
-    b0 = W0.to(torch.bfloat16)
     zeros = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
-    out = DenseSums(m * n, zeros(N), zeros(N), zeros(N, N), zeros(N, N), zeros(N, N), zeros(N, N))
+    out = DenseSums(m * n, zeros(N), zeros(N), zeros(N, N), zeros(N, N), zeros(N, N))
     for i in range(0, m, rows):
-        W, b = W0[i:i + rows].to(dtype), b0[i:i + rows]
-        X = torch.empty(N, W.numel(), dtype=dtype)  # (N, rows * n): this chunk of every dW
+        lo, hi, rlo, rhi = _unchanged_bounds(W0[i:i + rows], eta, dtype)
+        X = torch.empty(N, lo.shape[0], n, dtype=dtype)  # this chunk of every dW
         for a in range(N):
-            D = B[a][i:i + rows] @ A[a]
-            Wp = W + D
-            out.bf16_unchanged[a] += (Wp.to(torch.bfloat16) == b).sum().item()
-            out.rel_unchanged[a] += (D.abs() <= eta * torch.maximum(W.abs(), Wp.abs())).sum().item()
-            X[a] = D.flatten()
+            D = torch.matmul(B[a][i:i + rows], A[a], out=X[a])
+            out.bf16_unchanged[a] += torch.count_nonzero((D >= lo) & (D <= hi)).item()
+            out.rel_unchanged[a] += torch.count_nonzero((D >= rlo) & (D <= rhi)).item()
+        X = X.view(N, -1)
         Sg = X.sign()
+        same = (Sg @ Sg.mT).to(torch.float64)
         Nz = Sg.abs()
-        both, same = Nz @ Nz.mT, Sg @ Sg.mT
-        out.both_nonzero.add_(both.to(torch.float64))
-        out.agree.add_(((both + same) / 2).to(torch.float64))
-        out.dot.add_((X @ X.mT).to(torch.float64))
+        both = (Nz @ Nz.mT).to(torch.float64) if (X == 0).any() else torch.full((N, N), float(X.shape[1]),
+                                                                                dtype=torch.float64)
+        out.both_nonzero.add_(both)
+        out.agree.add_((both + same) / 2)
         Xa = X.abs()
         out.abs_dot.add_((Xa @ Xa.mT).to(torch.float64))
     return out
@@ -236,9 +253,11 @@ def sign_agreement(f: Factor, g: Factor, dtype: torch.dtype = torch.float64, chu
         count = #{sign a_ij == sign b_ij} / #{a_ij != 0 and b_ij != 0},
         magnitude = sum |a||b| [sign a == sign b] / sum |a||b| = (1 + <a, b> / <|a|, |b|>) / 2,
     the second weighting each entry by the product of the two magnitudes (so entries that are near zero in
-    either delta count little). Dense, in row chunks (``dense_sums``)."""
+    either delta count little). Dense, in row chunks (``dense_sums``); <a, b> exactly from the factors
+    (``geometry.inner``)."""
     d = dense_sums(torch.zeros(f.B.shape[0], f.A.shape[1], dtype=dtype), [f, g], 0.0, dtype, chunk)
-    return _sign_shares(d.agree[0, 1].item(), d.both_nonzero[0, 1].item(), d.dot[0, 1].item(), d.abs_dot[0, 1].item())
+    return _sign_shares(d.agree[0, 1].item(), d.both_nonzero[0, 1].item(), G.inner(_f64(f), _f64(g)),
+                        d.abs_dot[0, 1].item())
 
 
 def _sign_shares(agree: float, both: float, dot: float, abs_dot: float) -> tuple[float, float]:
@@ -297,8 +316,10 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
                                                     for m in methods}} for L in layers] for name in names}
 
     def pooled(i: int, j: int, mods: list[str]) -> tuple[float, float]:
-        return _sign_shares(*(sum(getattr(sums[mod], k)[i, j].item() for mod in mods)
-                              for k in ("agree", "both_nonzero", "dot", "abs_dot")))
+        agree, both, abs_dot = (sum(getattr(sums[mod], k)[i, j].item() for mod in mods)
+                                for k in ("agree", "both_nonzero", "abs_dot"))
+        dot = sum(G.inner(_f64(deltas[methods[i]][mod]), _f64(deltas[methods[j]][mod])) for mod in mods)
+        return _sign_shares(agree, both, dot, abs_dot)
 
     metrics["sign_agreement"], metrics["sign_agreement_magnitude"] = {"global": {}}, {"global": {}}
     rows = {key: [{"layer": L} for L in layers] for key in ("sign_agreement", "sign_agreement_magnitude")}
