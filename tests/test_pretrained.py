@@ -239,6 +239,11 @@ def test_sign_agreement_equals_dense():
         count, mag = P.sign_agreement(f, g, chunk=chunk)
         assert count == pytest.approx(want_count, rel=1e-12) and mag == pytest.approx(want_mag, rel=1e-12)
     assert both.sum() == 30 * 15
+    fs = [f, g, rand_factor(seed=13, r=3)]  # dot: from the Gram blocks, and per pair when ranks differ
+    for group in (fs[:2], fs):
+        d = P.dense_sums(torch.zeros(30, 20), group, 0.0, torch.float64, 2**20)
+        want = np.array([[(dense(x) * dense(y)).sum() for y in group] for x in group])
+        assert np.allclose(d.dot.numpy(), want, rtol=1e-12)
     assert P.sign_agreement(f, gauge(f)) == (pytest.approx(1.0), pytest.approx(1.0))
     neg = Factor(f.A, -f.B, f.scale, 0, "q")
     assert P.sign_agreement(f, neg) == (0.0, pytest.approx(0.0, abs=1e-15))

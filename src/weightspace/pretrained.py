@@ -166,13 +166,15 @@ def stable_rank(f: Factor) -> float:
 
 class DenseSums(NamedTuple):
     """Entry counts and sums of one module's dense pass over N adapters: ``entries`` = m n;
-    bf16_unchanged, rel_unchanged (N,); agree, both_nonzero, abs_dot = <|dW_a|, |dW_b|> (N, N), float64."""
+    bf16_unchanged, rel_unchanged (N,); agree, both_nonzero, dot = <dW_a, dW_b>, abs_dot = <|dW_a|, |dW_b|>
+    (N, N), float64."""
 
     entries: int
     bf16_unchanged: torch.Tensor
     rel_unchanged: torch.Tensor
     agree: torch.Tensor
     both_nonzero: torch.Tensor
+    dot: torch.Tensor
     abs_dot: torch.Tensor
 
 
@@ -205,7 +207,8 @@ def dense_sums(W0: torch.Tensor, fs: list[Factor], eta: float, dtype: torch.dtyp
       arXiv 2511.08567, relative tolerance eta), tested as an interval of dW;
     per pair (TIES-merging's sign agreement, Yadav et al. 2023, arXiv 2306.01708):
     - agree = #{sign a == sign b != 0} = (<|sgn a|, |sgn b|> + <sgn a, sgn b>) / 2, both_nonzero = <|sgn a|, |sgn b|>,
-      abs_dot = <|a|, |b|> (GEMMs of the stacked chunks, accumulated in float64).
+      abs_dot = <|a|, |b|> (GEMMs of the stacked chunks, accumulated in float64); dot = <a, b> exactly from the
+      factors in float64: s_a s_b sum((B_a^T B_b) * (A_a A_b^T)), all pairs from two (N r)-square Gram matrices.
     In float32 the sign GEMMs are exact (chunk <= 2^24); dW and the bounds carry float32 rounding, so a
     decision can differ from the float64 one only for entries within ~1e-7 relative of an interval end."""
     m, n = W0.shape
@@ -219,7 +222,7 @@ def dense_sums(W0: torch.Tensor, fs: list[Factor], eta: float, dtype: torch.dtyp
     A = [f.A.to(dtype) for f in fs]
     B = [(f.scale * f.B.to(torch.float64)).to(dtype) for f in fs]
     zeros = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
-    out = DenseSums(m * n, zeros(N), zeros(N), zeros(N, N), zeros(N, N), zeros(N, N))
+    out = DenseSums(m * n, zeros(N), zeros(N), zeros(N, N), zeros(N, N), _dots(fs), zeros(N, N))
     for i in range(0, m, rows):
         lo, hi, rlo, rhi = _unchanged_bounds(W0[i:i + rows], eta, dtype)
         X = torch.empty(N, lo.shape[0], n, dtype=dtype)  # this chunk of every dW
@@ -230,14 +233,27 @@ def dense_sums(W0: torch.Tensor, fs: list[Factor], eta: float, dtype: torch.dtyp
         X = X.view(N, -1)
         Sg = X.sign()
         same = (Sg @ Sg.mT).to(torch.float64)
-        Nz = Sg.abs()
-        both = (Nz @ Nz.mT).to(torch.float64) if (X == 0).any() else torch.full((N, N), float(X.shape[1]),
-                                                                                dtype=torch.float64)
+        if (X == 0).any():
+            Nz = Sg.abs_()
+            both = (Nz @ Nz.mT).to(torch.float64)
+        else:  # every entry nonzero in every adapter
+            both = torch.full((N, N), float(X.shape[1]), dtype=torch.float64)
         out.both_nonzero.add_(both)
         out.agree.add_((both + same) / 2)
-        Xa = X.abs()
-        out.abs_dot.add_((Xa @ Xa.mT).to(torch.float64))
+        X.abs_()
+        out.abs_dot.add_((X @ X.mT).to(torch.float64))
     return out
+
+
+def _dots(fs: list[Factor]) -> torch.Tensor:
+    """<dW_a, dW_b>_F for every pair, (N, N) float64: blocks of (B^T B) (Nr x Nr) times those of (A A^T)."""
+    N, r = len(fs), fs[0].A.shape[0]
+    Bs = torch.cat([f.scale * f.B.to(torch.float64) for f in fs], 1)  # (m, N r)
+    As = torch.cat([f.A.to(torch.float64) for f in fs])  # (N r, n)
+    if any(f.A.shape[0] != r for f in fs):
+        return torch.tensor([[G.inner(_f64(f), _f64(g)) for g in fs] for f in fs], dtype=torch.float64)
+    prod = (Bs.mT @ Bs) * (As @ As.mT)  # entry (a i, b j): (B_a^T B_b)_ij (A_a A_b^T)_ij
+    return prod.view(N, r, N, r).sum((1, 3))
 
 
 def update_sparsity(W0: torch.Tensor, f: Factor, eta: float, dtype: torch.dtype = torch.float64,
@@ -253,11 +269,9 @@ def sign_agreement(f: Factor, g: Factor, dtype: torch.dtype = torch.float64, chu
         count = #{sign a_ij == sign b_ij} / #{a_ij != 0 and b_ij != 0},
         magnitude = sum |a||b| [sign a == sign b] / sum |a||b| = (1 + <a, b> / <|a|, |b|>) / 2,
     the second weighting each entry by the product of the two magnitudes (so entries that are near zero in
-    either delta count little). Dense, in row chunks (``dense_sums``); <a, b> exactly from the factors
-    (``geometry.inner``)."""
+    either delta count little). Dense, in row chunks (``dense_sums``)."""
     d = dense_sums(torch.zeros(f.B.shape[0], f.A.shape[1], dtype=dtype), [f, g], 0.0, dtype, chunk)
-    return _sign_shares(d.agree[0, 1].item(), d.both_nonzero[0, 1].item(), G.inner(_f64(f), _f64(g)),
-                        d.abs_dot[0, 1].item())
+    return _sign_shares(*(x[0, 1].item() for x in (d.agree, d.both_nonzero, d.dot, d.abs_dot)))
 
 
 def _sign_shares(agree: float, both: float, dot: float, abs_dot: float) -> tuple[float, float]:
@@ -316,10 +330,8 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
                                                     for m in methods}} for L in layers] for name in names}
 
     def pooled(i: int, j: int, mods: list[str]) -> tuple[float, float]:
-        agree, both, abs_dot = (sum(getattr(sums[mod], k)[i, j].item() for mod in mods)
-                                for k in ("agree", "both_nonzero", "abs_dot"))
-        dot = sum(G.inner(_f64(deltas[methods[i]][mod]), _f64(deltas[methods[j]][mod])) for mod in mods)
-        return _sign_shares(agree, both, dot, abs_dot)
+        return _sign_shares(*(sum(getattr(sums[mod], k)[i, j].item() for mod in mods)
+                              for k in ("agree", "both_nonzero", "dot", "abs_dot")))
 
     metrics["sign_agreement"], metrics["sign_agreement_magnitude"] = {"global": {}}, {"global": {}}
     rows = {key: [{"layer": L} for L in layers] for key in ("sign_agreement", "sign_agreement_magnitude")}
