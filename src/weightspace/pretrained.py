@@ -117,7 +117,8 @@ def plus_svd(f: Factor, spec: Spectrum) -> tuple[torch.Tensor, torch.Tensor]:
     top = S[:, None] * V.mT + f.scale * (U.mT @ f.B) @ f.A  # (K, n)
     Z = (Qr.to(spec.W.dtype).mT @ spec.W).to(torch.float64)  # Q_r^T W0, (r', n)
     T = torch.cat([top, Z + f.scale * (Qr.mT @ f.B) @ f.A])  # (K + r', n)
-    Uc, Sc, _ = torch.linalg.svd(T, full_matrices=False)
+    Rt = torch.linalg.qr(T.mT, mode="r")[1]  # T = Rt^T Q_t^T: T's left singular vectors and values are Rt^T's
+    Uc, Sc, _ = torch.linalg.svd(Rt.mT, full_matrices=False)
     return Sc, Uc[: len(S)]
 
 
