@@ -103,9 +103,10 @@ def subspace_overlap(f: Factor, spec: Spectrum, k: int) -> dict[str, torch.Tenso
             "energy_right": ((V0.mT @ V) * S).square().sum().item() / sq.item()}
 
 
-def plus_svd(f: Factor, spec: Spectrum) -> tuple[torch.Tensor, torch.Tensor]:
-    """Singular values S_c (descending) of P W+ (see the module docstring; W+ itself in full mode) and
-    C = U^T u_i for each of its left singular vectors u_i: (K, len(S_c)) cosines with W0's singular vectors.
+def plus_svd(f: Factor, spec: Spectrum) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Singular values S_c (descending) of P W+ (see the module docstring; W+ itself in full mode),
+    C = U^T u_i for each of its left singular vectors u_i: (K, len(S_c)) cosines with W0's singular vectors,
+    and the singular values S_0 of P W0 (the same projection applied to W0; W0's own in full mode).
     Q_r keeps the directions of (I - U U^T) B (projected out twice) above max(m, n) * eps64 * ||B||_2."""
     f = _check(f, spec)
     U, S, V = spec.U, spec.S, spec.V
@@ -114,12 +115,12 @@ def plus_svd(f: Factor, spec: Spectrum) -> tuple[torch.Tensor, torch.Tensor]:
     Ur, sr, _ = torch.linalg.svd(R, full_matrices=False)
     tol = max(spec.W.shape) * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(f.B, 2)
     Qr = Ur[:, sr > tol]  # (m, r')
-    top = S[:, None] * V.mT + f.scale * (U.mT @ f.B) @ f.A  # (K, n)
-    Z = (Qr.to(spec.W.dtype).mT @ spec.W).to(torch.float64)  # Q_r^T W0, (r', n)
-    T = torch.cat([top, Z + f.scale * (Qr.mT @ f.B) @ f.A])  # (K + r', n)
-    Rt = torch.linalg.qr(T.mT, mode="r")[1]  # T = Rt^T Q_t^T: T's left singular vectors and values are Rt^T's
-    Uc, Sc, _ = torch.linalg.svd(Rt.mT, full_matrices=False)
-    return Sc, Uc[: len(S)]
+    T0 = torch.cat([S[:, None] * V.mT, (Qr.to(spec.W.dtype).mT @ spec.W).to(torch.float64)])  # Q^T W0
+    T = T0 + f.scale * (torch.cat([U, Qr], 1).mT @ f.B) @ f.A  # Q^T W+, (K + r', n)
+    # T = Rt^T Q_t^T (QR of T^T): T's left singular vectors and values are those of the small Rt^T
+    Uc, Sc, _ = torch.linalg.svd(torch.linalg.qr(T.mT, mode="r")[1].mT, full_matrices=False)
+    S0 = torch.linalg.svdvals(torch.linalg.qr(T0.mT, mode="r")[1])
+    return Sc, Uc[: len(S)], S0
 
 
 def intruders(f: Factor, spec: Spectrum, k: int, eps: float) -> dict[str, float]:
@@ -133,7 +134,7 @@ def intruders(f: Factor, spec: Spectrum, k: int, eps: float) -> dict[str, float]
     a non-intruder (max >= eps) is always certified and an intruder only when that bound is < eps too.
     Full mode: every decision is certified (count is exact). u_i and sigma_i come from ``plus_svd``."""
     _check(f, spec, k, r_bound=False)
-    return _intruders_of(*plus_svd(f, spec), spec, k, eps)
+    return _intruders_of(*plus_svd(f, spec)[:2], spec, k, eps)
 
 
 def _intruders_of(Sc: torch.Tensor, C: torch.Tensor, spec: Spectrum, k: int, eps: float) -> dict[str, float]:
@@ -149,12 +150,15 @@ def _intruders_of(Sc: torch.Tensor, C: torch.Tensor, spec: Spectrum, k: int, eps
 
 def spectral_shift(f: Factor, spec: Spectrum) -> float:
     """||sigma(W0 + dW) - sigma(W0)||_2 / ||sigma(W0)||_2, both sorted descending, over the min(m, n) singular
-    values (full mode) or the top K (partial mode: sigma(W+) those of the compression P W+)."""
-    return _shift_of(plus_svd(f, spec)[0], spec)
+    values (full mode). Partial mode: ||sigma_K(P W+) - sigma_K(P W0)||_2 / ||sigma_K(P W0)||_2 over the top K,
+    P the projection onto span(U, B) of ``plus_svd`` applied to both, so that it is 0 for dW = 0 (P W0 has
+    larger singular values than W0's top K alone: P also sees W0's tail along B)."""
+    Sc, _, S0 = plus_svd(f, spec)
+    return _shift_of(Sc, S0, len(spec.S))
 
 
-def _shift_of(Sc: torch.Tensor, spec: Spectrum) -> float:
-    return (torch.linalg.vector_norm(Sc[: len(spec.S)] - spec.S) / torch.linalg.vector_norm(spec.S)).item()
+def _shift_of(Sc: torch.Tensor, S0: torch.Tensor, K: int) -> float:
+    return (torch.linalg.vector_norm(Sc[:K] - S0[:K]) / torch.linalg.vector_norm(S0[:K])).item()
 
 
 def stable_rank(f: Factor) -> float:
@@ -313,12 +317,12 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
         for m in methods:
             f = deltas[m][mod]
             ov = subspace_overlap(f, spec, top_k)
-            Sc, C = plus_svd(f, spec)
+            Sc, C, S0 = plus_svd(f, spec)
             intr = _intruders_of(Sc, C, spec, top_k, eps)
             vals = [ov["angles_left"][0], ov["angles_left"][-1], ov["angles_right"][0], ov["angles_right"][-1]]
             vals = [math.degrees(x.item()) for x in vals] + [
                 ov["energy_left"], ov["energy_right"], intr["count"], intr["energy_share"], intr["certified"],
-                _shift_of(Sc, spec), stable_rank(f)]
+                _shift_of(Sc, S0, len(spec.S)), stable_rank(f)]
             for name, x in zip(names, vals):
                 v[name][m][mod] = x
         sums[mod] = d = dense_sums(weights[mod], [deltas[m][mod] for m in methods], eta, dense_dtype, chunk)
