@@ -97,7 +97,8 @@ def test_spectral_shift_and_stable_rank_equal_dense():
     assert P.stable_rank(f) == pytest.approx((s**2).sum() / s[0] ** 2, rel=1e-12)
     # by hand: dW = diag(3, 4, 0) has ||.||_F^2 = 25, ||.||_2^2 = 16
     e = torch.eye(3, dtype=torch.float64)
-    assert P.stable_rank(Factor(e[:2], e[:, :2] * torch.tensor([3.0, 4.0], dtype=torch.float64), 1.0, 0, "q")) == 25 / 16
+    B = e[:, :2] * torch.tensor([3.0, 4.0], dtype=torch.float64)
+    assert P.stable_rank(Factor(e[:2], B, 1.0, 0, "q")) == 25 / 16
 
 
 def planted(m=40, n=25, c=10.0, k=3):
@@ -292,7 +293,8 @@ def test_analyse_relative_equals_the_per_module_functions(partial_rank):
         sp = [P.update_sparsity(weights[mod], d[mod], eta) for mod in mods]
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         assert metrics["angle_left_top1"][m] == pytest.approx(mean([math.degrees(o["angles_left"][0]) for o in ov]))
-        assert metrics[f"angle_right_top{k}"][m] == pytest.approx(mean([math.degrees(o["angles_right"][-1]) for o in ov]))
+        want = mean([math.degrees(o["angles_right"][-1]) for o in ov])
+        assert metrics[f"angle_right_top{k}"][m] == pytest.approx(want)
         assert metrics["energy_left"][m] == pytest.approx(mean([o["energy_left"] for o in ov]))
         assert metrics["intruders"][m] == pytest.approx(mean([x["count"] for x in intr]))
         assert metrics["intruder_energy"][m] == pytest.approx(mean([x["energy_share"] for x in intr]))

@@ -10,7 +10,8 @@ Two modes of ``Spectrum`` (K = its rank):
 - full (``rank=None``): the exact thin SVD of W0 in float64, K = min(m, n).
 - partial (``rank=K``): W0's top-K singular triplets from a randomized range finder in float32
   (Halko, Martinsson & Tropp 2011, Alg. 4.4: ``power_iters`` subspace iterations, ``oversample`` extra
-  columns), refined by Rayleigh-Ritz in float64: U^T W0 = diag(S) V^T holds exactly for the returned U.
+  columns), refined by Rayleigh-Ritz (U^T W0 formed in float32, its SVD in float64), so that
+  U^T W0 = diag(S) V^T holds for the returned U to float32 rounding (~1e-7 relative).
 
 W+ = W0 + Delta W is seen through its compression P W+, P the orthogonal projection onto
 span(U, B) (U = W0's K left singular vectors): Q = [U, Q_r], Q_r an orthonormal basis of (I - U U^T) B, and
@@ -19,6 +20,10 @@ whose SVD T = U_c S_c V_c^T gives W+'s singular values S_c and left singular vec
 with U are the first K rows of U_c. In full mode span(U, B) contains col(W+), so P W+ = W+ and this is
 exact; in partial mode it is one Rayleigh-Ritz step (singular values are lower bounds, interlacing), and
 everything measured against W0's singular vectors is measured against its top K.
+
+Precision: the factors' own spectra (thin SVD), the small (K + r') x n problems and all reductions are
+float64; products with W0 (range finder, Q_r^T W0) are float32 in partial mode; the dense pass runs in the
+``dtype`` asked for (float64 or float32, see ``dense_sums``).
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from .adapters import Factor, check_same_modules
 
 class Spectrum(NamedTuple):
     """W0 = U diag(S) V^T (+ the part outside the top K in partial mode): U (m, K), S (K,) descending,
-    V (n, K), float64, U^T W0 = diag(S) V^T. W is W0 in the dtype of the products with it (float64 in
-    full mode, float32 in partial mode)."""
+    V (n, K), float64, U^T W0 = diag(S) V^T (to float32 rounding in partial mode). W is W0 in the dtype
+    of the products with it (float64 in full mode, float32 in partial mode)."""
 
     U: torch.Tensor
     S: torch.Tensor
@@ -287,7 +292,8 @@ def _sign_shares(agree: float, both: float, dot: float, abs_dot: float) -> tuple
 
 def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, torch.Tensor], top_k: int, eps: float,
                      eta: float, partial_rank: int | None = None, dense_dtype: torch.dtype = torch.float64,
-                     chunk: int = 2**20, oversample: int = 10, power_iters: int = 2) -> tuple[dict, dict[str, list[dict]]]:
+                     chunk: int = 2**20, oversample: int = 10,
+                     power_iters: int = 2) -> tuple[dict, dict[str, list[dict]]]:
     """The W0-relative analyses over every method and module; returns (metrics, tables) as ``analysis.analyse``.
 
     ``weights[module]`` is W0 of the module keyed as in the deltas; it is factorised once per module
@@ -342,7 +348,9 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
     rows = {key: [{"layer": L} for L in layers] for key in ("sign_agreement", "sign_agreement_magnitude")}
     for (i, a), (j, b) in itertools.combinations(enumerate(methods), 2):
         pair = f"{a}-{b}"
-        metrics["sign_agreement"]["global"][pair], metrics["sign_agreement_magnitude"]["global"][pair] = pooled(i, j, modules)
+        count, magnitude = pooled(i, j, modules)
+        metrics["sign_agreement"]["global"][pair] = count
+        metrics["sign_agreement_magnitude"]["global"][pair] = magnitude
         for L, r_count, r_mag in zip(layers, rows["sign_agreement"], rows["sign_agreement_magnitude"]):
             r_count[pair], r_mag[pair] = pooled(i, j, by_layer[L])
     tables.update({f"{key}_per_layer": r for key, r in rows.items()})
