@@ -511,6 +511,7 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(repo):
     ("benchmarks/generation.py", ["--prompts", "8", "--batch", "8"]),
     ("benchmarks/train_throughput.py", ["--steps", "3", "--batch", "8"]),
     ("benchmarks/geometry_scale.py", ["--layers", "1", "--sample", "1"]),
+    ("benchmarks/w0_scale.py", ["--layers", "1", "--adapters", "3", "--sample", "1", "--sample-adapters", "1"]),
     ("benchmarks/grading.py", ["--rows", "200", "--processes", "2"]),
     ("benchmarks/gpu_plan.py", ["--steps", "1", "--batch", "4", "--micro", "2", "--micro-nogc", "2"]),
     ("benchmarks/connectivity.py", ["--n", "20", "--batch", "20", "--repeats", "1"]),
