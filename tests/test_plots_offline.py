@@ -2,8 +2,6 @@
 
 import re
 
-import pytest
-
 from conftest import REPO, run
 
 TEMPLATE = REPO / ".dvc/plots_template.html"

