@@ -188,3 +188,28 @@ def test_isolated_runs_in_a_fresh_process_and_returns_or_raises():
     assert len({a, b, os.getpid()}) == 3  # two fresh processes, neither this one
     with pytest.raises(ValueError, match="invalid literal"):
         isolated(1, int, "x")
+
+
+def test_fit_loads_the_base_at_its_training_precision(pipeline_inputs, tmp_path, monkeypatch):
+    """online.fit hands TRL the policy as the offline runs load it: under train.bf16 the base's weights in bf16 and
+    the LoRA factors in fp32, from the shared init (TRL's trainer is stopped before it starts)."""
+    root, rows, _ = pipeline_inputs
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def train(model, *a, **kw):
+        seen.update({n: p.dtype for n, p in model.named_parameters()})
+        raise Stop
+
+    monkeypatch.setattr(online, "train", train)
+    mcfg = online_cfg()
+    for bf16, base_dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        seen.clear()
+        with pytest.raises(Stop):
+            online.fit("grpo_online", mcfg, 1e-3, online.train_cfg(mcfg, train_cfg(bf16=bf16)), str(root / "models/base"),
+                       str(root / "models/init"), rows, str(tmp_path / f"out-{bf16}"), seed=42)
+        lora = {n: d for n, d in seen.items() if "lora_" in n}
+        assert lora and set(lora.values()) == {torch.float32}
+        assert {d for n, d in seen.items() if "lora_" not in n} == {base_dtype}

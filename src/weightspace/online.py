@@ -143,18 +143,16 @@ def fit(method: str, mcfg, lr: float, cfg, base: str, init: str, rows: list[dict
     ``beta`` > 0, completion length) to ``plots`` (dvclive) and, if given, the adapter at every snapshot
     step (``training.snapshot_steps(train_cfg(...))``) to ``snapshot_dir/step_<n>``. ``training.fit``'s
     contract, so ``stages/train.py`` treats both alike. Returns the summary (main process; others ``{}``)."""
-    from peft import PeftModel
-
     from . import adapters
-    from .models import load_base
-    from .training import TrainingError, lora_sha256, read_order, save_whole, snapshot_steps, write_factors
+    from .training import TrainingError, load_policy, lora_sha256, read_order, save_whole, snapshot_steps, write_factors
 
     order = read_order(init, rows)
     out_p = Path(out)
     work = out_p.parent / ".checkpoints" / out_p.name
     grpo_config(mcfg, cfg, lr, seed, str(work), _world()[0])  # a batch that does not split: ParamsError before the model loads
-    base_model, tok = load_base(base)
-    model = PeftModel.from_pretrained(base_model, init, is_trainable=True)
+    # the base at its training precision, as the offline runs load it (bf16 weights under train.bf16, fp32 LoRA);
+    # TRL turns gradient checkpointing on itself (GRPOConfig)
+    model, tok = load_policy(base, init, cfg.model_copy(update={"gradient_checkpointing": False}))
     init_sha = lora_sha256(model)  # identical to the offline methods': one shared initialisation
     main = _world()[1] == 0
     live = None
