@@ -422,8 +422,10 @@ def test_lr_control_and_queued_grid_as_the_readme_says(plumbing, tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     sft_lr = params_of(root).method("sft").lr
     out = run(["dvc", "exp", "run", "-S", f"dpo.lr={sft_lr}"], exp, tmp).stdout
-    assert ran_stages(out) == {"train@dpo", "train_lr_matched", "lr_sweep@dpo", "evaluate@dpo", "geometry", "compare",
-                               "connectivity", "cka", "figures", "report"}, out
+    # compare re-runs only where DPO's greedy answers changed (on the plumbing run they may not)
+    must = {"train@dpo", "train_lr_matched", "lr_sweep@dpo", "evaluate@dpo", "geometry", "connectivity", "cka",
+            "figures", "report"}
+    assert must <= ran_stages(out) <= must | {"compare"}, out
     before = json.loads((root / "metrics/train/dpo.json").read_text())
     after = json.loads((exp / "metrics/train/dpo.json").read_text())
     assert after["lr"] == sft_lr and before["lr"] == params_of(root).method("dpo").lr == sft_lr / 10

@@ -31,7 +31,10 @@ def vllm(monkeypatch):
     import vllm
 
     vllm.CALLS.clear()
-    return vllm
+    yield vllm
+    # the stand-in must not outlive the test: TRL would take an imported `vllm` for the real one
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        del sys.modules[name]
 
 
 def vgen(**kw):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import methods
 from ..rollouts import load_table
-from ..training import fit, snapshot_steps
+from ..training import TrainingError, fit, snapshot_steps
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,18 @@ TWIN = ("seed-init", "seed-out", "seed-deltas", "seed-metrics", "seed-plots")
 def seed_alignment(a: Path, b: Path, steps: list[int]) -> list[dict]:
     """Per snapshot step: u1 / v1 alignment (mean over modules), the median over modules of the angle
     between u1 and u1' (degrees) and the global cosine between the two runs' adapters ``a/step_<n>`` and
-    ``b/step_<n>``."""
-    from ..adapters import read_adapter
+    ``b/step_<n>``; a step where either adapter has not moved (Delta W = 0, an online run with no reward variance
+    yet) is left out."""
+    from ..adapters import frobenius, read_adapter
     from ..analysis import analyse
 
     rows = []
     for s in steps:
-        m, _ = analyse({"a": read_adapter(a / f"step_{s}"), "b": read_adapter(b / f"step_{s}")}, 1, "a")
+        fa, fb = read_adapter(a / f"step_{s}"), read_adapter(b / f"step_{s}")
+        if frobenius(fa) == 0 or frobenius(fb) == 0:  # an online run whose groups had no reward variance yet
+            log.info("seed alignment: step %d left out, an adapter has not moved from its init (Delta W = 0)", s)
+            continue
+        m, _ = analyse({"a": fa, "b": fb}, 1, "a")
         rows.append({"step": s, "u1_alignment": m["u1_alignment"]["a-b"], "v1_alignment": m["v1_alignment"]["a-b"],
                      "angle_u1_median": m["angle_top1"]["a-b"]["median"], "cosine": m["cosine"]["global"]["a-b"]})
     return rows
@@ -114,7 +119,10 @@ def main(argv=None) -> None:
         curve = seed_alignment(*snaps, snapshot_steps(cfg))
         Path(args.plots).mkdir(parents=True, exist_ok=True)
         pd.DataFrame(curve).to_csv(Path(args.plots) / "seed_alignment.csv", index=False)
-        at = next(r for r in curve if r["step"] == (cfg.compare_step or cfg.steps))
+        at = next((r for r in curve if r["step"] == (cfg.compare_step or cfg.steps)), None)
+        if at is None:
+            raise TrainingError(f"train@{known.method}: an adapter did not move from its init by the compare step "
+                                "(Delta W = 0): no seed alignment to report")
         summaries[0] = {**summaries[0], "seed_alignment": {"compare_step": at, "curve": curve}}
         for snap in snaps:
             shutil.rmtree(snap)
