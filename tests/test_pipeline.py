@@ -158,12 +158,9 @@ def long_params(root, tmp, steps: int, every: int):
     text = re.sub(r"\n  checkpoint_every: \d+", f"\n  checkpoint_every: {every}", text, count=1)
     path = tmp / f"params-{steps}-steps.yaml"
     path.write_text(text)
-    assert (params_of_file(path).train.steps, params_of_file(path).train.checkpoint_every) == (steps, every)
+    written = config.load(path).train
+    assert (written.steps, written.checkpoint_every) == (steps, every)
     return path
-
-
-def params_of_file(path) -> config.Params:
-    return config.load(path)
 
 
 @pytest.mark.slow
