@@ -80,7 +80,7 @@ def test_online_grpo_gets_a_learning_signal_from_the_students_own_samples(defaul
     mcfg = methods.GRPOOnline(lr=1e-4, steps=4, num_generations=4, batch_size=64, beta=0.0, temperature=1.0,
                               top_p=0.95, max_completion_length=64, loss_type="dapo", engine="hf",
                               gpu_memory_utilization=None)
-    cfg = test_training.train_cfg(micro_batch_size=16)
+    cfg = test_training.train_cfg(batch_size=16, micro_batch_size=16)
     trainer, history = online.train(model, tok, mcfg, cfg, mcfg.lr, rows, order, 42, str(tmp_path / "work"))
     rewards = [h["reward"] for h in history]
     assert len(rewards) == 4 and 0 < sum(rewards) / 4 < 1, rewards
