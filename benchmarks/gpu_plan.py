@@ -18,6 +18,11 @@ packs one row, which transformers runs varlen. The log-probs come back in the pa
 (``tests/test_packing.py``).
 
 Usage: python benchmarks/gpu_plan.py [--steps 3] [--completion-mean 3000] [--micro 4] [--micro-nogc 1] (CPU: --steps 2)
+
+``--plan`` measures nothing: it prints GPU-hours per stage group for every GPU profile, from the GPU check's
+JSON (``tools/gpu_check.py``, ``--check``, default ``benchmarks/gpu_check.json``) where it holds a GPU
+measurement of the profile's shape, else from an assumed utilisation; each figure says which
+(``profile_plan``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -178,7 +184,147 @@ def plan(tok_s: dict[str, tuple[float, bool]], mean_len: float) -> None:
         print(f"  {name} ({r:.0f} tok/s): per run {per}; {tot}")
 
 
+# ---- the per-profile plan (--plan) -------------------------------------------------------------------------
+
+GPU_PROFILES = ("paper.yaml", "qwen3-1.7b.yaml", "llama3.2-3b.yaml")
+SHAPE_OF = {"Qwen/Qwen3-4B-Instruct-2507": "qwen3-4b", "Qwen/Qwen3-1.7B": "qwen3-1.7b", "Qwen/Qwen3-0.6B": "qwen3-0.6b",
+            "meta-llama/Llama-3.2-3B-Instruct": "llama3.2-3b"}
+PARAMS = {"qwen3-0.6b": 0.596e9, "qwen3-1.7b": 1.721e9, "qwen3-4b": 4.022e9, "llama3.2-3b": 3.213e9}  # tied, from configs
+PROMPT_TOKENS = 150            # ASSUMED: a DeepScaleR / GSM8K prompt in the chat template
+COMPLETION_MEAN = {"paper.yaml": 3000, "qwen3-1.7b.yaml": 1500, "llama3.2-3b.yaml": 3000}  # ASSUMED teacher answer tokens
+ANSWER_MEAN = {"gsm8k": 400, "aime26": 4000}  # ASSUMED greedy answer tokens of a non-thinking student
+ASSUMED_MFU, ASSUMED_PEAK = 0.35, 989e12   # H100/H200 dense bf16; 4N-MFU of the training loop
+ASSUMED_DECODE_TOK_S = {"qwen3-0.6b": 20000.0, "qwen3-1.7b": 12000.0, "qwen3-4b": 6000.0, "llama3.2-3b": 7000.0}  # ASSUMED, per GPU
+
+
+def lengths(profile: str, max_length: int, n: int, table: Path | None) -> tuple[np.ndarray, str]:
+    """Sequence lengths (prompt + completion, cut at ``max_length``): the table's ``n_tokens`` (teacher tokens)
+    when given, else Gamma(2) completions of the profile's assumed mean."""
+    if table is not None:
+        import json
+
+        comp = np.array([json.loads(line)["n_tokens"] for line in table.read_text().splitlines() if line.strip()])
+        src = f"measured on {table.name} (teacher tokens)"
+    else:
+        comp = np.random.default_rng(0).gamma(2.0, COMPLETION_MEAN[profile] / 2, n)
+        src = "assumed"
+    return np.minimum(PROMPT_TOKENS + comp, max_length), src
+
+
+def padded(lens: np.ndarray, micro: int) -> float:
+    """Token slots per sequence once micro-batches of ``micro`` sequences in table order are right-padded."""
+    rng = np.random.default_rng(1)
+    x = rng.permutation(lens)
+    chunks = [x[i : i + micro] for i in range(0, len(x) - micro + 1, micro)]
+    return float(np.mean([c.max() for c in chunks]))
+
+
+def throughput(check: dict | None, shape: str, method: str) -> tuple[float, str]:
+    """Tokens/s of ``method``'s training at ``shape`` on one GPU: the GPU check's measurement where it ran this
+    shape on a GPU, else ASSUMED_MFU of ASSUMED_PEAK at 4N per token (DPO: + 2N for the reference forward)."""
+    if check and not check.get("dry"):
+        r = check.get("shapes", {}).get(shape, {}).get("methods", {}).get("dpo" if method == "dpo" else
+                                                                          "grpo" if method == "grpo" else "sft")
+        if r and not r.get("oom"):
+            return r["tokens_per_s"], f"measured on {check['device']} at max_length"
+    flops = (6 if methods.REGISTRY[method].reference else 4) * PARAMS[shape]
+    return ASSUMED_MFU * ASSUMED_PEAK / flops, "assumed"
+
+
+def profile_plan(path: Path, check: dict | None, table: Path | None = None) -> dict:
+    """GPU-hours per stage group of one profile (all its GPUs together):
+
+    - train: every method and its seed twin, the LR-matched control, the LR sweep (``controls``): steps x
+      batch x units' sequences x padded tokens per sequence / tokens/s;
+    - evaluate: greedy answers of every trained model and the base on every set, plus avg@k, at an ASSUMED
+      vLLM decode rate;
+    - connectivity + CKA: forward passes (2N per token) at the assumed utilisation;
+    - online GRPO (when in ``methods``): its steps' completions generated at the decode rate and trained.
+    The rollouts come from the teacher API: no GPU."""
+    p = config.load(path)
+    shape = SHAPE_OF[p.base.hub.model_id]
+    N = PARAMS[shape]
+    t = p.train
+    lens, len_src = lengths(path.name, t.max_length, 20000, table)
+    slots = padded(lens, t.micro_batch_size)
+    out = {"profile": p.profile, "shape": shape, "gpus": int(t.launcher.split("--num_processes")[-1].split()[0])
+           if "--num_processes" in t.launcher else 1, "mean_tokens": float(lens.mean()), "padded_tokens": slots,
+           "lengths": len_src, "groups": {}}
+    train_h, srcs = 0.0, set()
+    offline = [m for m in p.methods if not methods.REGISTRY[m].online]
+    runs = {m: 2 for m in offline}
+    runs[p.controls.lr_matched.method] = runs.get(p.controls.lr_matched.method, 0) + 1
+    sweep = {m: sum(1 for lr in p.controls.lr_sweep if lr != p.method(m).lr) for m in offline}
+    sweep_h = 0.0
+    for m in offline:
+        tok_s, src = throughput(check, shape, m)
+        srcs.add(src)
+        seqs = 2 if methods.REGISTRY[m].rows in ("pairs", "unpaired") else 1
+        h = t.steps * t.batch_size * seqs * slots / tok_s / 3600
+        train_h += runs.get(m, 0) * h
+        sweep_h += sweep[m] * h
+    src = " + ".join(sorted(srcs))
+    out["groups"]["train (methods, seed twins, LR-matched)"] = (train_h, f"{src}; lengths {len_src}")
+    if sweep_h:
+        out["groups"]["LR sweep"] = (sweep_h, f"{src}; lengths {len_src}")
+    models = 2 * len(offline) + 2 + sum(sweep.values())  # twins, base, LR-matched, the sweep's runs
+    gen_tokens = sum(models * (s.n or {"gsm8k": 1319, "aime26": 30}.get(name, 500)) * ANSWER_MEAN.get(name, 400)
+                     for name, s in p.prepare.eval.items())
+    if p.evaluate.avg_k is not None:
+        gen_tokens += sum(models * p.evaluate.avg_k.k * 30 * ANSWER_MEAN.get(name, 400) for name in p.evaluate.avg_k.sets)
+    out["groups"]["evaluate"] = (gen_tokens / ASSUMED_DECODE_TOK_S[shape] / 3600, "assumed decode rate and answer lengths")
+    fwd = len(p.connectivity.pairs) * p.connectivity.points * p.connectivity.n * (PROMPT_TOKENS + 20)
+    fwd += (len(offline) + 1) * p.cka.n * (PROMPT_TOKENS + ANSWER_MEAN.get(p.cka.set, 400))
+    out["groups"]["connectivity + CKA"] = (fwd * 2 * N / (ASSUMED_MFU * ASSUMED_PEAK) / 3600, "assumed")
+    g = p.grpo_online
+    online = g.steps * g.batch_size * (COMPLETION_MEAN[path.name] / ASSUMED_DECODE_TOK_S[shape]
+                                       + (PROMPT_TOKENS + COMPLETION_MEAN[path.name]) * 4 * N / (ASSUMED_MFU * ASSUMED_PEAK))
+    out["groups"]["online GRPO (opt-in)"] = (online / 3600, "assumed")
+    return out
+
+
+def print_plans(check_path: Path, table: Path | None) -> None:
+    """One markdown table: GPU-hours per stage group and profile, each marked (m) measured by the GPU check
+    or (a) assumed; the assumptions below it."""
+    import json
+
+    check = json.loads(check_path.read_text()) if check_path.is_file() else None
+    used = check if check and not check.get("dry") else None
+    print(f"GPU check: {check_path.name + ' (' + check['device'] + ')' if used else 'none on a GPU'}; "
+          "(m) = throughput measured by tools/gpu_check.py, (a) = assumed")
+    cols = ["train (methods, seed twins, LR-matched)", "LR sweep", "evaluate", "connectivity + CKA", "online GRPO (opt-in)"]
+    print("| profile | GPUs | train | LR sweep | evaluate | connectivity + CKA | default graph | online GRPO (opt-in) |")
+    print("|---|---|---|---|---|---|---|---|")
+    here = Path(__file__).resolve().parents[1] / "profiles"
+    notes = []
+    for name in GPU_PROFILES:
+        r = profile_plan(here / name, used, table)
+        gr = r["groups"]
+        cell = {k: (f"{gr[k][0]:.1f} ({'m' if gr[k][1].startswith('measured') else 'a'})" if k in gr else "off")
+                for k in cols}
+        total = sum(gr[k][0] for k in cols[:4] if k in gr)
+        print(f"| {r['profile']} ({r['shape']}) | {r['gpus']} | {cell[cols[0]]} | {cell[cols[1]]} | {cell[cols[2]]} | "
+              f"{cell[cols[3]]} | {total:.0f} | {cell[cols[4]]} |")
+        notes.append(f"{r['profile']}: mean sequence {r['mean_tokens']:.0f} tokens ({r['lengths']}), "
+                     f"{r['padded_tokens']:.0f} token slots after right-padding micro-batches")
+    print("GPU-hours of all of a profile's GPUs together. Assumed: training at "
+          f"{ASSUMED_MFU:.0%} 4N-MFU of {ASSUMED_PEAK / 1e12:.0f} TFLOP/s (DPO 6N: its reference forward), prompts of "
+          f"{PROMPT_TOKENS} tokens, completions Gamma(2) of mean {COMPLETION_MEAN}, vLLM decode tokens/s per GPU "
+          f"{ASSUMED_DECODE_TOK_S}, greedy answers of {ANSWER_MEAN} tokens. " + "; ".join(notes) + ".")
+
+
 def main() -> None:
+    import sys
+    from pathlib import Path as _P
+
+    if "--plan" in sys.argv:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--plan", action="store_true")
+        ap.add_argument("--check", type=_P, default=_P(__file__).resolve().parent / "gpu_check.json")
+        ap.add_argument("--table", type=_P, default=None, help="a rollouts.jsonl whose n_tokens give the lengths")
+        a = ap.parse_args()
+        print_plans(a.check, a.table)
+        return
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3, help="timed optimiser steps per run (after 1 warm-up step)")

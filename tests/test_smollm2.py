@@ -55,7 +55,7 @@ def test_local_folder_route_records_path_and_content_hash(tmp_path, monkeypatch)
     (folder / "sub").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "sub/weights.bin").write_bytes(b"\x00\x01")
-    metrics = record_hub(config.HubModel(model_id="models/local-model", revision="local"), tmp_path / "base")
+    metrics = record_hub(config.HubModel(model_id="models/local-model", revision="local", thinking=None), tmp_path / "base")
     ref = json.loads((tmp_path / "base" / models.HUB_FILE).read_text())
     assert ref == {"model_id": "models/local-model", "revision": models.folder_sha256(folder)}
     assert ref["revision"].startswith("sha256:") and len(ref["revision"]) == len("sha256:") + 64
@@ -63,9 +63,9 @@ def test_local_folder_route_records_path_and_content_hash(tmp_path, monkeypatch)
     assert models.base_ref(tmp_path / "base") == ("models/local-model", None)
 
     # a pin: the recorded hash itself is accepted, any other value names the key
-    record_hub(config.HubModel(model_id="models/local-model", revision=ref["revision"]), tmp_path / "pinned")
+    record_hub(config.HubModel(model_id="models/local-model", revision=ref["revision"], thinking=None), tmp_path / "pinned")
     with pytest.raises(config.ParamsError, match=r"^base\.hub\.revision: 'main'"):
-        record_hub(config.HubModel(model_id="models/local-model", revision="main"), tmp_path / "other")
+        record_hub(config.HubModel(model_id="models/local-model", revision="main", thinking=None), tmp_path / "other")
 
     # the content hash covers names and bytes: a changed file is refused at load time
     (folder / "sub/weights.bin").write_bytes(b"\x00\x02")
@@ -88,7 +88,7 @@ def test_hub_id_still_resolves_through_the_hub(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
-    metrics = record_hub(config.HubModel(model_id="Org/Model", revision="main"), tmp_path / "base")
+    metrics = record_hub(config.HubModel(model_id="Org/Model", revision="main", thinking=None), tmp_path / "base")
     assert metrics["route"] == "hub"
     assert models.base_ref(tmp_path / "base") == ("Org/Model", "a" * 40)
 

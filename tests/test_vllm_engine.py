@@ -184,3 +184,19 @@ def test_a_missing_adapter_fails_before_any_model_is_loaded(tmp_path, monkeypatc
     for gen in (hf_gen(), vgen()):
         with pytest.raises(FileNotFoundError, match="adapter_config.json: not found"):
             generation.make_engine(gen, "unused", [str(tmp_path / "gone")])
+
+
+def test_a_fixed_thinking_switch_reaches_vllm_as_chat_template_kwargs(vllm, tmp_path):
+    """base.hub.thinking: false, recorded in hub.json by the base stage, goes to every LLM.chat call (vLLM renders
+    with its own copy of the tokenizer, so the switch must travel with the call)."""
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "hub.json").write_text(json.dumps({"model_id": "Qwen/Qwen3-1.7B", "revision": "abc123",
+                                                 "chat_template_vars": {"enable_thinking": False}}))
+    engine = generation.make_engine(vgen(), str(folder))
+    engine.generate(["q1"], 1)
+    chats = [kw for what, kw in vllm.CALLS if what == "LLM.chat"]
+    assert chats[0]["chat_template_kwargs"] == {"enable_thinking": False}
+    vllm.CALLS.clear()
+    generation.make_engine(vgen(), hub(tmp_path)).generate(["q1"], 1)
+    assert "chat_template_kwargs" not in [kw for what, kw in vllm.CALLS if what == "LLM.chat"][0]

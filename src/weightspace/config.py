@@ -97,8 +97,13 @@ class TinyModel(Section):
 
 
 class HubModel(Section):
+    """A pretrained model: hub id (or local folder) and revision. ``thinking``: its chat template's
+    ``enable_thinking`` switch (hybrid-thinking models such as Qwen3-0.6B to 8B), fixed for every rendering
+    of a prompt for this model (training, evaluation, online sampling, vLLM); null keeps the template's own
+    behaviour and is the value for a template without the switch."""
     model_id: StrictStr
     revision: StrictStr
+    thinking: Optional[StrictBool]
 
 
 class Base(Section):

@@ -117,12 +117,15 @@ class VLLMEngine:
     name is the folder and whose int id is fixed at the folder's first use (1, 2, ...). ``max_loras`` is 1:
     a call serves one adapter, so one GPU slot suffices."""
 
-    def __init__(self, model_path: str, gen: Generation, revision: str | None = None, lora_rank: int | None = None):
+    def __init__(self, model_path: str, gen: Generation, revision: str | None = None, lora_rank: int | None = None,
+                 template_vars: dict | None = None):
+        """``template_vars``: chat-template variables fixed for every prompt (``models.template_vars``:
+        ``hub.thinking``), passed as vLLM's ``chat_template_kwargs``."""
         from vllm import LLM  # GPU extra; imported only when this engine is chosen
 
         if gen.max_model_len is None or gen.gpu_memory_utilization is None:
             raise ValueError("vllm engine: generation.max_model_len and generation.gpu_memory_utilization are required")
-        self.gen, self._ids = gen, {}
+        self.gen, self._ids, self.template_vars = gen, {}, template_vars
         kw = {}
         if lora_rank is not None:
             fit = [r for r in VLLM_LORA_RANKS if r >= lora_rank]
@@ -152,8 +155,9 @@ class VLLMEngine:
         g = self.gen
         params = SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p if g.temperature > 0 else 1.0,
                                 max_tokens=g.max_new_tokens, seed=g.seed if seed is None else seed)
+        extra = {"chat_template_kwargs": self.template_vars} if self.template_vars else {}
         results = self.llm.chat([chat(m) for m in messages], params, use_tqdm=True,
-                                lora_request=self.lora_request(adapter))
+                                lora_request=self.lora_request(adapter), **extra)
         return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs]
                 for r in results]
 
@@ -285,7 +289,7 @@ def make_engine(gen: Generation, model: str | Path, adapters: list[str] = ()):
     """The generation engine of ``gen.engine`` on the model folder ``model`` (an HF folder or the
     ``hub.json`` of the base / teacher stage; unused by the openai engine), able to serve each of
     ``adapters`` per call (vllm: LoRA sized by their largest rank; hf: merged per call)."""
-    from .models import base_ref, default_device, load_base
+    from .models import base_ref, default_device, load_base, template_vars
 
     if gen.engine == "openai" and adapters:
         raise ValueError("openai engine: cannot serve LoRA adapters")
@@ -294,7 +298,7 @@ def make_engine(gen: Generation, model: str | Path, adapters: list[str] = ()):
         return OpenAIEngine(gen)
     if gen.engine == "vllm":
         name, revision = base_ref(model)
-        return VLLMEngine(name, gen, revision=revision, lora_rank=rank)
+        return VLLMEngine(name, gen, revision=revision, lora_rank=rank, template_vars=template_vars(model))
     device, dtype = default_device()
     model, tok = load_base(model, dtype=dtype, device=device)
     return HFEngine(model, tok, gen)

@@ -65,9 +65,30 @@ def base_ref(path: str | Path) -> tuple[str, str | None]:
     return str(path), None
 
 
+def fix_template_vars(template: str, variables: dict) -> str:
+    """``template`` with ``variables`` set at its top, so they hold whatever a caller passes: Jinja's
+    top-level ``{% set %}`` shadows the render context (``{"enable_thinking": False}`` turns a Qwen3
+    template's thinking off for every renderer: our sequences, TRL, vLLM)."""
+    sets = "".join(f"{{%- set {k} = {json.dumps(v)} -%}}" for k, v in variables.items())
+    return sets + template
+
+
+def template_vars(path: str | Path) -> dict | None:
+    """The chat-template variables the base stage recorded in ``<path>/hub.json`` (``<model>.hub.thinking``)."""
+    hub = Path(path) / HUB_FILE
+    return json.loads(hub.read_text()).get("chat_template_vars") if hub.is_file() else None
+
+
 def load_tokenizer(path: str | Path):
+    """The base's tokenizer, left-padded, its chat template with the variables the base stage recorded
+    (``base.hub.thinking``) fixed."""
     name, revision = base_ref(path)
     tok = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=False)
+    fixed = template_vars(path)
+    if fixed:
+        if not tok.chat_template or not all(k in tok.chat_template for k in fixed):
+            raise ValueError(f"{name}: its chat template has no {', '.join(fixed)} variable (set hub.thinking: null)")
+        tok.chat_template = fix_template_vars(tok.chat_template, fixed)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -91,7 +112,8 @@ LOCAL_REVISION = "local"  # base.hub.revision of a local folder: record whatever
 
 def record_hub(cfg, out: Path, key: str = "base.hub") -> dict:
     """``<out>/hub.json``: the model id and the revision resolved to a commit, or for a local folder its
-    path and content hash. ``cfg``: a ``config.HubModel``; ``key``: the params key named in errors."""
+    path and content hash, and with ``cfg.thinking`` not None the chat-template variable ``enable_thinking``
+    that ``load_tokenizer`` fixes. ``cfg``: a ``config.HubModel``; ``key``: the params key named in errors."""
     if Path(cfg.model_id).is_dir():  # the local-path route: no hub, the content hash is the revision
         ref, route = {"model_id": cfg.model_id, "revision": folder_sha256(cfg.model_id)}, "local"
         if cfg.revision not in (LOCAL_REVISION, ref["revision"]):
@@ -102,6 +124,8 @@ def record_hub(cfg, out: Path, key: str = "base.hub") -> dict:
 
         sha = HfApi().model_info(cfg.model_id, revision=cfg.revision).sha
         ref, route = {"model_id": cfg.model_id, "revision": sha}, "hub"
+    if cfg.thinking is not None:
+        ref["chat_template_vars"] = {"enable_thinking": cfg.thinking}
     out.mkdir(parents=True)
     (out / HUB_FILE).write_text(json.dumps(ref, indent=2) + "\n")
     return {"kind": "hub", "route": route, **ref}
