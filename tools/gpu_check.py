@@ -1,6 +1,6 @@
 """The GPU check: the pipeline's own training step on Qwen3 shapes, measured and checked on one card.
 
-    python tools/gpu_check.py --out benchmarks/gpu_check.json      # CUDA, no network; about 6 min on one H200
+    python tools/gpu_check.py --out benchmarks/gpu_check.json      # CUDA, no network; sized for a 10-minute H200 slot
     python tools/gpu_check.py --dry --out /tmp/gpu_check.json      # CPU, tiny shapes: the same code, in `make test`
 
 For each shape (Qwen3-0.6B, -1.7B and -4B, built from their configs with random weights: no download) it
