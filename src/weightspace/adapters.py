@@ -51,6 +51,10 @@ def read_adapter(path: str | Path) -> dict[str, Factor]:
         raise AdapterError(f"{cfg_file}: peft_type {cfg.get('peft_type')!r} is not LORA")
     if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
         raise AdapterError(f"{cfg_file}: per-module rank_pattern/alpha_pattern are not supported")
+    if cfg.get("use_dora"):
+        raise AdapterError(f"{cfg_file}: DoRA (use_dora) is not supported: its update is not (alpha/r) B A")
+    if cfg.get("fan_in_fan_out"):
+        raise AdapterError(f"{cfg_file}: fan_in_fan_out (Conv1D weights stored transposed) is not supported")
     scale, r = scale_of(cfg), cfg["r"]
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in load_file(w_file).items():

@@ -287,9 +287,18 @@ class Train(Section):
         return self
 
 
+class Pretrained(Section):
+    """Each delta against the pretrained weights W0 (``pretrained.analyse_relative``; beyond the paper)."""
+    top_k: PositiveInt  # W0's and dW's top-k singular subspaces; intruders among W0 + dW's top-k
+    eps: Positive  # an intruder's largest |cos| with every singular vector of W0 is below eps
+    eta: Positive  # an entry is unchanged when |W+ - W0| <= eta max(|W0|, |W+|) (PNT's tolerance)
+    partial_rank: Optional[PositiveInt]  # null: W0's exact SVD; K: its top-K triplets, randomized (large models)
+
+
 class Geometry(Section):
     reference: Literal[METHODS]  # orthogonal fraction is measured off this method (the paper: sft)
     top_k: PositiveInt  # principal angles between the top-k left singular subspaces (paper: 10 of r=32)
+    pretrained: Pretrained
 
 
 class AvgK(Section):

@@ -174,6 +174,29 @@ def series_tables(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[
     return paths
 
 
+PRETRAINED_PANELS = {"energy_left": "energy of dW in W0's top-k left subspace", "bf16_unchanged": "bf16 entries unchanged",
+                     "spectral_shift": "normalised spectral shift", "intruder_energy": "intruder energy share"}
+
+
+def pretrained_figure(tables_dir, out_png, methods: list[str]) -> None:
+    """Per layer and method, four W0-relative metrics (``plots/geometry/pretrained_<name>_per_layer.csv``)."""
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
+    for ax, (name, title) in zip(axes.flat, PRETRAINED_PANELS.items()):
+        t = read_csv(Path(tables_dir) / f"pretrained_{name}_per_layer.csv")
+        for m in methods:
+            ax.plot(t["layer"], t[m], marker="o", label=m.upper())
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("layer")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Relative to the pretrained weights W0 (beyond the paper)", fontsize=10)
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110, metadata=PNG_META)
+    plt.close(fig)
+
+
 def draw_all(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[Path]:
     """Every figure of the report from ``<metrics_dir>/{geometry,accuracy}.json`` and the tables under
     ``<tables_dir>/{geometry,connectivity,cka}``, into ``<out_dir>/{geometry,accuracy,connectivity,cka}/``;
@@ -184,4 +207,5 @@ def draw_all(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[Path]
     accuracy_figures({s: v for s, v in acc.items() if s != "seed_twins"}, out / "accuracy", ["base", *methods])
     connectivity_figure(tables / "connectivity" / "curves.csv", out / "connectivity" / "connectivity.png")
     cka_figure(tables / "cka" / "debiased.csv", out / "cka" / "cka_per_layer.png")
+    pretrained_figure(tables / "geometry", out / "geometry" / "pretrained_per_layer.png", methods)
     return sorted(out.rglob("*.png"))

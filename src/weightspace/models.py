@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .schema import ParamsError
 
@@ -82,6 +81,8 @@ def template_vars(path: str | Path) -> dict | None:
 def load_tokenizer(path: str | Path):
     """The base's tokenizer, left-padded, its chat template with the variables the base stage recorded
     (``base.hub.thinking``) fixed."""
+    from transformers import AutoTokenizer  # here, not at import: base_ref serves light stages too
+
     name, revision = base_ref(path)
     tok = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=False)
     fixed = template_vars(path)
@@ -102,6 +103,8 @@ def default_device() -> tuple[str, torch.dtype]:
 
 def load_base(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
     """(model, tokenizer) of the base in ``path``, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
     name, revision = base_ref(path)
     model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype, trust_remote_code=False)
     return model.to(device).eval(), load_tokenizer(path)

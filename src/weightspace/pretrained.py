@@ -356,3 +356,35 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
     tables.update({f"{key}_per_layer": r for key, r in rows.items()})
     metrics.update(modules=len(modules), top_k=top_k, eps=eps, eta=eta, partial_rank=partial_rank)
     return metrics, tables
+
+
+def load_w0(base: str, modules: list[str]) -> dict[str, torch.Tensor]:
+    """W0 of each of ``modules`` (``<module>.weight`` in the checkpoint) from ``base``: a model folder, the
+    base stage's folder (its ``hub.json``: the hub id at its recorded revision; the local-path route reads
+    the folder), or a hub id (its safetensors only). Only those tensors are read, in their stored dtype. A
+    module the checkpoint lacks raises before any is returned."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from .models import HUB_FILE, base_ref
+
+    name, revision = base_ref(base) if (Path(base) / HUB_FILE).is_file() else (str(base), None)
+    folder = Path(name)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, revision=revision, allow_patterns=["*.safetensors", "*.json"]))
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no safetensors checkpoint")
+    want = {f"{m}.weight": m for m in modules}
+    out: dict[str, torch.Tensor] = {}
+    for path in files:
+        with safe_open(path, framework="pt") as f:
+            for key in want.keys() & set(f.keys()):
+                out[want[key]] = f.get_tensor(key)
+    missing = [m for m in modules if m not in out]
+    if missing:
+        raise ValueError(f"{name}: the checkpoint has no weight of {len(missing)} target module(s), e.g. {missing[:3]}")
+    return out

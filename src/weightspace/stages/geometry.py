@@ -13,6 +13,9 @@ Beside the between-method analyses (``analysis.analyse``):
   about 0.55 and about 3x the norm).
 - ``orthogonal_fraction.direction_off_offline`` (only when an online method ran): each online method's
   orthogonal fraction off its offline counterpart (online GRPO off offline GRPO), on both seed sets.
+- ``pretrained`` (beyond the paper): each delta against the base's weights W0 (``pretrained.analyse_relative``,
+  params ``geometry.pretrained``; W0 factorised once per module for every run), per method and, in
+  ``plots/geometry/pretrained_*_per_layer.csv``, per layer; ``seed_twins.pretrained`` the same on the twins.
 Params: ``geometry``, ``methods``, ``controls``, ``train.seed``, the LRs of ``controls.lr_matched``'s two
 methods."""
 
@@ -25,6 +28,8 @@ from pathlib import Path
 from .. import noise
 from ..adapters import read_deltas
 from ..analysis import analyse
+from ..config import SEED_SUFFIX as SEED
+from ..pretrained import analyse_relative, load_w0
 from ..tables import write_csv
 from .common import parse, write_json
 from .lr_sweep import parse_run_name
@@ -88,8 +93,30 @@ def depth_profile(rows: list[dict]) -> dict:
                 "mid_layers": [r["layer"] for r in mid], "late_layers": [r["layer"] for r in late]} for m in methods}
 
 
+def relative(deltas: dict, seeds: dict, base: str, pcfg) -> tuple[dict, dict, dict]:
+    """``analyse_relative`` over every method and its seed twin at once (W0 factorised once per module):
+    (the methods' metrics, the twins' method-keyed metrics keyed by method, the methods' per-layer tables)."""
+    both = {**deltas, **{f"{m}{SEED}": seeds[m] for m in seeds}}
+    weights = load_w0(base, list(next(iter(deltas.values()))))
+    m, tables = analyse_relative(both, weights, pcfg.top_k, pcfg.eps, pcfg.eta, pcfg.partial_rank)
+    main, twin = {}, {}
+    for name, v in m.items():
+        if not isinstance(v, dict):
+            main[name] = v
+        elif set(v) == {"global"}:  # pairs
+            main[name] = {"global": {p: x for p, x in v["global"].items() if SEED not in p}}
+            twin[name] = {"global": {p.replace(SEED, ""): x for p, x in v["global"].items()
+                                     if all(q.endswith(SEED) for q in p.split("-"))}}
+        else:
+            main[name] = {k: x for k, x in v.items() if k in deltas}
+            twin[name] = {k.removesuffix(SEED): x for k, x in v.items() if k.endswith(SEED)}
+    keep = lambda row: {k: x for k, x in row.items() if k == "layer" or (SEED not in k)}  # noqa: E731
+    return main, twin, {k: [keep(r) for r in rows] for k, rows in tables.items()}
+
+
 def main(argv=None) -> None:
-    args, params = parse(__doc__, {"deltas": "folder of <method>.safetensors, seeds/ and controls/",
+    args, params = parse(__doc__, {"base": "the base model folder (or the base stage's hub.json folder)",
+                                   "deltas": "folder of <method>.safetensors, seeds/ and controls/",
                                    "lr_sweep": "folder of the lr_sweep@<method> folders", "metrics": "metrics JSON",
                                    "plots": "folder for per-layer CSV tables"},
                          argv)
@@ -115,6 +142,9 @@ def main(argv=None) -> None:
         if off:
             run["orthogonal_fraction"]["direction_off_offline"] = off
     metrics["seed_twins"] = {k: twins[k] for k in noise.banded_keys(cfg.top_k)}
+    rel, rel_twin, rel_tables = relative(deltas, seeds, args.base, cfg.pretrained)
+    metrics["pretrained"], metrics["seed_twins"]["pretrained"] = rel, rel_twin
+    tables.update({f"pretrained_{k}": rows for k, rows in rel_tables.items()})
     for i, row in enumerate(tables["cosine_per_layer"]):
         row["noise_floor"] = seed_layers[cfg.reference][i]
         row.update({f"{m}-{m}_seed": seed_layers[m][i] for m in params.methods})

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 SEED_U1_TARGET = 0.9  # the regime's target for every method (the paper measures 0.99)
 FIGURES = ["geometry/cosine_matrix.png", "geometry/angle_top1_matrix.png", "geometry/cosine_per_layer.png",
-           "geometry/orthogonal_fraction_per_layer.png", "connectivity/connectivity.png", "cka/cka_per_layer.png"]
+           "geometry/orthogonal_fraction_per_layer.png", "connectivity/connectivity.png", "cka/cka_per_layer.png",
+           "geometry/pretrained_per_layer.png"]
 
 
 VERDICTS = ("holds", "does not hold", "undecided", "not measured")
@@ -110,6 +111,50 @@ def policy_line(p: dict) -> str:
             f"{fate} (`rollouts.overlong: {p['overlong']}`); a cut row with reward 0 stays as it is.")
 
 
+# the literature's qualitative expectation of each W0-relative metric (README, "Relative to the pretrained weights")
+EXPECT = {
+    "energy_left": "RL-style updates put less of their energy in W0's principal directions than SFT (The Path Not "
+                   "Taken, arXiv 2511.08567)",
+    "energy_right": "as energy_left, on the input side",
+    "angle_left_top1": "larger for RL-style updates: they avoid W0's principal directions (Path Not Taken)",
+    "intruders": "LoRA adds singular directions W0 lacks (Shuttleworth et al. 2024); the count saturates for "
+                 "random directions, so read it with intruder_energy",
+    "intruder_energy": "the share of W+'s top-k energy in intruder directions; grows with the update's size",
+    "spectral_shift": "RL-style updates move W0's spectrum less than SFT (Path Not Taken)",
+    "bf16_unchanged": "RL updates are sparse (Mukherjee et al. 2025); on Qwen3-8B 8.1% of bf16 entries unchanged "
+                      "after SFT, 77.2% after RLVR (arXiv 2606.07082)",
+    "rel_unchanged": "as bf16_unchanged, at PNT's relative tolerance eta",
+    "stable_rank": "no stated expectation; ‖dW‖_F² / ‖dW‖_2², at most the LoRA rank",
+}
+
+
+def pretrained_section(geo: dict, methods: list[str], pcfg) -> list[str]:
+    """Per W0-relative metric: each method's value and its seed band (|x - x_twin|), and the literature's
+    expectation. Not claims of the paper: no verdict counts them."""
+    rel, twin = geo.get("pretrained"), geo.get("seed_twins", {}).get("pretrained", {})
+    if not rel:
+        return []
+    lines = ["", "## Relative to the pretrained weights (beyond the paper)", "",
+             f"Each method's mean over modules, with its seed band (|value - seed twin's|); k = {pcfg.top_k}, "
+             f"intruder threshold eps = {pcfg.eps}, eta = {pcfg.eta}, W0 "
+             + ("factorised exactly" if pcfg.partial_rank is None else f"by its top {pcfg.partial_rank} triplets")
+             + ". These are not claims of the paper and count in no verdict. Per layer: "
+             "`plots/geometry/pretrained_*_per_layer.csv` and the figure below.", "",
+             "| metric | " + " | ".join(methods) + " | expectation |", "|---|" + "---|" * (len(methods) + 1)]
+    for name, note in EXPECT.items():
+        if name not in rel:
+            continue
+        cells = [f"{rel[name][m]:.3g} ± {abs(rel[name][m] - twin[name][m]):.2g}" if m in twin.get(name, {})
+                 else f"{rel[name][m]:.3g}" for m in methods]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {note} |")
+    sa, sat = rel["sign_agreement"]["global"], twin.get("sign_agreement", {}).get("global", {})
+    lines += ["", "Sign agreement of two methods' dW (TIES-merging's sense: the share of entries, both nonzero, with "
+              "equal signs; 0.5 for unrelated updates), seed band from the twins: "
+              + ", ".join(f"{p} {v:.3f} ± {abs(v - sat[p]):.2g}" if p in sat else f"{p} {v:.3f}" for p, v in sa.items())
+              + "."]
+    return lines
+
+
 def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path) -> str:
     geo, acc_set = metrics["geometry"], params.report.accuracy_set
     n = count(claims)
@@ -180,6 +225,7 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
               "| model | accuracy | interval | n |", "|---|---|---|---|"]
     lines += [f"| {m} | {acc[m]['acc']:.3f} | [{acc[m]['lo']:.3f}, {acc[m]['hi']:.3f}] | {acc[m]['n']} |"
               for m in models]
+    lines += pretrained_section(geo, list(params.methods), params.geometry.pretrained)
     lines += ["", "## Figures", ""]
     for f in FIGURES:  # drawn by the figures stage (no dependency: the report reads no figure)
         lines.append(f"![{f}]({os.path.relpath(figures / f, out.parent)})")
