@@ -4,7 +4,7 @@ Shapes: W0 (m, n) = (d_out, d_in); Delta W = s B A with A (r, n), B (m, r), neve
 the dense pass (bf16 sparsity, sign agreement), which forms it in row chunks. W0 is factorised ONCE per
 module (``factorise`` -> ``Spectrum``) and reused for every adapter. Factors and W0 may be stored in any
 float dtype (bf16 included): every metric is computed on their values upcast to float64 (the dense pass:
-to ``dtype``), except that bf16 sparsity compares against W0's stored values.
+to ``dtype``), except that bf16 sparsity rounds W0's stored values to bf16 (a bf16 W0 is its own rounding).
 
 Two modes of ``Spectrum`` (K = its rank):
 - full (``rank=None``): the exact thin SVD of W0 in float64, K = min(m, n).
@@ -211,8 +211,9 @@ def dense_sums(W0: torch.Tensor, fs: list[Factor], eta: float, dtype: torch.dtyp
     """Per-entry statistics of dW = s B A for N adapters at one module, formed in ``dtype`` row chunks of at
     most ``chunk`` entries (memory O(N chunk)). Per adapter:
     - bf16_unchanged = #{(i, j): bf16(W0_ij + dW_ij) == bf16(W0_ij)}, W0 as given (a bf16 W0 is its own
-      rounding), W0 + dW in exact arithmetic rounded to nearest, ties to even (as torch's
-      ``.to(torch.bfloat16)``), tested as dW against the cell bounds minus W0 (``_unchanged_bounds``);
+      rounding), W0 + dW in exact arithmetic rounded once to nearest, ties to even (torch's
+      ``.to(torch.bfloat16)`` of a float32 value; of a float64 value torch rounds twice, through float32, and can
+      differ at a tie), tested as dW against the cell bounds minus W0 (``_unchanged_bounds``);
     - rel_unchanged = #{(i, j): |dW_ij| <= eta * max(|W0_ij|, |W0_ij + dW_ij|)} ("The Path Not Taken",
       arXiv 2511.08567, relative tolerance eta), tested as an interval of dW;
     per pair (TIES-merging's sign agreement, Yadav et al. 2023, arXiv 2306.01708):
@@ -276,7 +277,7 @@ def update_sparsity(W0: torch.Tensor, f: Factor, eta: float, dtype: torch.dtype 
 
 def sign_agreement(f: Factor, g: Factor, dtype: torch.dtype = torch.float64, chunk: int = 2**20) -> tuple[float, float]:
     """(count, magnitude-weighted) sign agreement of two deltas at one module:
-        count = #{sign a_ij == sign b_ij} / #{a_ij != 0 and b_ij != 0},
+        count = #{sign a_ij == sign b_ij != 0} / #{a_ij != 0 and b_ij != 0},
         magnitude = sum |a||b| [sign a == sign b] / sum |a||b| = (1 + <a, b> / <|a|, |b|>) / 2,
     the second weighting each entry by the product of the two magnitudes (so entries that are near zero in
     either delta count little). Dense, in row chunks (``dense_sums``)."""

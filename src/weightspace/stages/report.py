@@ -113,16 +113,20 @@ def policy_line(p: dict) -> str:
 
 # the literature's qualitative expectation of each W0-relative metric (README, "Relative to the pretrained weights")
 EXPECT = {
-    "energy_left": "RL-style updates put less of their energy in W0's principal directions than SFT (The Path Not "
-                   "Taken, arXiv 2511.08567)",
-    "energy_right": "as energy_left, on the input side",
-    "angle_left_top1": "larger for RL-style updates: they avoid W0's principal directions (Path Not Taken)",
-    "intruders": "LoRA adds singular directions W0 lacks (Shuttleworth et al. 2024); the count saturates for "
-                 "random directions, so read it with intruder_energy",
+    "energy_left": "The Path Not Taken (arXiv 2511.08567) reports on-policy RLVR updates off W0's principal "
+                   "weights and subspaces; this energy share extrapolates that finding to offline losses (chance: "
+                   "k / d_out of the energy)",
+    "energy_right": "as energy_left, on the input side (chance: k / d_in)",
+    "angle_left_top1": "larger where an update avoids W0's principal directions (the same extrapolation); chance "
+                       "for a random k-subspace is far from 0",
+    "intruders": "LoRA adds singular directions W0 lacks (Shuttleworth et al. 2024); random directions count as "
+                 "intruders at this eps in small matrices, so read it with intruder_energy",
     "intruder_energy": "the share of W+'s top-k energy in intruder directions; grows with the update's size",
-    "spectral_shift": "RL-style updates move W0's spectrum less than SFT (Path Not Taken)",
-    "bf16_unchanged": "RL updates are sparse (Mukherjee et al. 2025); on Qwen3-8B 8.1% of bf16 entries unchanged "
-                      "after SFT, 77.2% after RLVR (arXiv 2606.07082)",
+    "spectral_shift": "grows with ||dW||: a small value follows a small update (DPO's LR) before any loss effect",
+    "bf16_unchanged": "a threshold on |dW| (half a bf16 step), so it follows the update's size; RL updates of full "
+                      "fine-tuning are reported sparse (Mukherjee et al. 2025, on-policy data), and Qwen3-8B keeps "
+                      "8.1% of bf16 entries after SFT, 77.2% after RLVR (arXiv 2606.07082); every loss here is "
+                      "offline, on the teacher's table",
     "rel_unchanged": "as bf16_unchanged, at PNT's relative tolerance eta",
     "stable_rank": "no stated expectation; ‖dW‖_F² / ‖dW‖_2², at most the LoRA rank",
 }
@@ -148,8 +152,9 @@ def pretrained_section(geo: dict, methods: list[str], pcfg) -> list[str]:
                  else f"{rel[name][m]:.3g}" for m in methods]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {note} |")
     sa, sat = rel["sign_agreement"]["global"], twin.get("sign_agreement", {}).get("global", {})
-    lines += ["", "Sign agreement of two methods' dW (TIES-merging's sense: the share of entries, both nonzero, with "
-              "equal signs; 0.5 for unrelated updates), seed band from the twins: "
+    lines += ["", "Sign agreement of two methods' dW (the share of entries, both nonzero, with equal signs, over every "
+              "entry: TIES-merging's sign test without its top-20% trimming; 0.5 for independent updates, and every "
+              "method here starts from one LoRA A), seed band from the twins: "
               + ", ".join(f"{p} {v:.3f} ± {abs(v - sat[p]):.2g}" if p in sat else f"{p} {v:.3f}" for p, v in sa.items())
               + "."]
     return lines
