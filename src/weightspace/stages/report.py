@@ -122,7 +122,7 @@ EXPECT = {
     "intruders": "LoRA adds singular directions W0 lacks (Shuttleworth et al. 2024); random directions count as "
                  "intruders at this eps in small matrices, so read it with intruder_energy",
     "intruder_energy": "the share of W+'s top-k energy in intruder directions; grows with the update's size",
-    "spectral_shift": "grows with ||dW||: a small value follows a small update (DPO's LR) before any loss effect",
+    "spectral_shift": "grows with ‖dW‖: a small value follows a small update (DPO's LR) before any loss effect",
     "bf16_unchanged": "a threshold on |dW| (half a bf16 step), so it follows the update's size; RL updates of full "
                       "fine-tuning are reported sparse (Mukherjee et al. 2025, on-policy data), and Qwen3-8B keeps "
                       "8.1% of bf16 entries after SFT, 77.2% after RLVR (arXiv 2606.07082); every loss here is "
