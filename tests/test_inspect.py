@@ -135,9 +135,11 @@ def test_target_modules_missing_from_the_base_are_refused(peft_pair, tmp_path, c
 def test_inspect_gives_the_geometry_stages_numbers_on_the_pipelines_adapters(plumbing, tmp_path):
     """On the plumbing run: each method's final adapter (models/<m>; plumbing compares at the last step) through
     inspect with --base models/base gives the stage's W0-relative numbers and global cosines, bit for bit."""
+    from weightspace import config
+
     root, _ = plumbing
     geo = json.loads((root / "metrics/geometry.json").read_text())
-    methods = list(geo["frobenius"])
+    methods = list(config.load(root / "params.yaml").methods)  # the stage's order, which names its pairs
     k = geo["pretrained"]["top_k"]
     assert wi.main(["--base", str(root / "models/base"), *[str(root / "models" / m) for m in methods],
                     "--out", str(tmp_path / "out"), "--top-k", str(k), "--reference", geo.get("reference", "sft")]) == 0
