@@ -53,3 +53,25 @@ def test_committed_verdicts_follow_from_the_committed_numbers():
     assert got == {k: c["verdict"] for k, c in committed["claims"].items()}
     assert set(got) == {c.id for c in CLAIMS}
     assert sum(committed[k] for k in ("holds", "does_not_hold", "undecided", "not_measured")) == len(CLAIMS)
+
+
+def test_the_calibration_is_of_the_committed_run_and_its_false_alarm_rate_is_measured():
+    """metrics/calibration.json (tools/calibrate.py): made around the committed run (every judged number's
+    committed draw equals the committed metrics, so a change that moves the numbers fails here until the
+    bands are recalibrated), with its command, at least six runs, and the leave-one-out rate recomputed
+    from the draws it stores."""
+    from weightspace import noise, reproduce
+
+    cal = json.loads((METRICS / "calibration.json").read_text())
+    assert cal["profile"] == "tiny" and cal["command"].startswith("python tools/calibrate.py run --seeds")
+    assert len(cal["runs"]) >= 6 and cal["runs"][0] == "committed"
+    committed = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts", "claims")}
+    assert reproduce.stale(cal, committed) == []
+    assert len(cal["numbers"]) >= 150
+    values = {k: s["values"] for k, s in cal["numbers"].items()}
+    stats, _ = noise.calibrated_bands(values, cal["family_wise_alpha"])
+    assert {k: s["band"] for k, s in stats.items()} == pytest.approx({k: s["band"] for k, s in cal["numbers"].items()})
+    assert cal["verdicts"]["committed"] == {k: c["verdict"] for k, c in committed["claims"]["claims"].items()}
+    loo = cal["leave_one_out"]
+    assert loo["checks"] == len(cal["runs"]) * (len(cal["runs"]) - 1)
+    assert loo["rate"] == loo["false_alarms"] / loo["checks"]

@@ -110,3 +110,64 @@ def test_no_claims_is_not_a_reproduction():
     for m in (a, b):
         del m["claims"]
     assert not render(compare(a, b), "HEAD")[1]
+
+
+# ---- calibrated bands -------------------------------------------------------------------------------------
+
+def test_calibrated_band_is_student_t_bonferroni_times_sqrt2_sd():
+    """Draws 1, 2, 3, 4: sd = sqrt(5/3) = 1.2910; one judged number, alpha 5%: t_3 two-sided 97.5% = 3.1824
+    (a t table); band = 3.1824 * sqrt(2) * 1.2910 = 5.810. A number no run moved, or with three draws, is
+    not judged."""
+    stats, skipped = noise.calibrated_bands({"a": [1, 2, 3, 4], "flat": [5, 5, 5, 5], "few": [1, 2, None, float("nan")]})
+    assert stats["a"]["sd"] == pytest.approx(math.sqrt(5 / 3))
+    assert stats["a"]["band"] == pytest.approx(3.1824 * math.sqrt(2) * math.sqrt(5 / 3), rel=1e-4)
+    assert set(skipped) == {"flat", "few"} and "fewer than 4" in skipped["few"] and "moved" in skipped["flat"]
+    two, _ = noise.calibrated_bands({"a": [1, 2, 3, 4], "b": [0, 0, 0, 1]})
+    assert two["a"]["band"] > stats["a"]["band"]  # Bonferroni over two numbers
+
+
+def calibration_runs(n=6, outlier=None):
+    """``n`` runs whose cosines scatter by a few thousandths (deterministic), ``outlier``'s far off."""
+    runs = {}
+    for i in range(n):
+        m = run_metrics(shift=0.004 * ((i * 7) % 5 - 2))
+        m["claims"]["profile"] = "tiny"
+        if i == outlier:
+            m["geometry"]["cosine"]["global"]["sft-rft"] += 1.0
+        runs["committed" if i == 0 else f"seed{i}"] = m
+    return runs
+
+
+def test_leave_one_out_counts_checks_of_each_run_against_every_other():
+    cal = noise.calibrate(calibration_runs(), profile="tiny", command="x")
+    loo = cal["leave_one_out"]
+    assert loo["checks"] == 6 * 5 and loo["false_alarms"] == 0 and loo["rate"] == 0.0
+    assert "geometry:cosine.global.sft-rft" in cal["numbers"] and "geometry:frobenius.sft" in cal["not_judged"]
+    bad = noise.calibrate(calibration_runs(outlier=3), profile="tiny", command="x")["leave_one_out"]
+    # seed3 held out: bands from runs that agree, so its 5 checks fail; held in, its spread widens the cosine band
+    assert bad["per_run"]["seed3"] == {"checks": 5, "false_alarms": 5}
+    flipped = calibration_runs()
+    flipped["seed2"]["claims"]["claims"]["dpo_orthogonal"]["verdict"] = "does not hold"
+    v = noise.calibrate(flipped, profile="tiny", command="x")["leave_one_out"]
+    assert v["per_run"]["seed2"]["false_alarms"] == 5 and v["false_alarms"] == 5 + 5  # and each other run against it
+
+
+def test_reproduce_reads_calibrated_bands_and_flags_a_stale_calibration():
+    from weightspace.reproduce import compare, render
+
+    runs = calibration_runs()
+    cal = noise.calibrate(runs, profile="tiny", command="x")
+    ref = runs["committed"]
+    text, ok = render(compare(ref, runs["seed4"], cal), "HEAD")
+    assert ok and "calibrated over 6 runs" in text and "CAUTION" not in text, text
+    band = cal["numbers"]["geometry:cosine.global.sft-dpo"]["band"]
+    planted = copy.deepcopy(ref)
+    planted["geometry"]["cosine"]["global"]["sft-dpo"] += 1.01 * band
+    text, ok = render(compare(ref, planted, cal), "HEAD")
+    assert not ok and "EXCEEDS" in text
+    # numbers the calibration does not judge are not judged, even where seed twins would band them
+    planted = copy.deepcopy(ref)
+    planted["geometry"]["frobenius"]["dpo"] = 5.0
+    assert render(compare(ref, planted, cal), "HEAD")[1]
+    text, _ = render(compare(runs["seed1"], runs["seed1"], cal), "HEAD")
+    assert "CAUTION: calibrated around another run" in text

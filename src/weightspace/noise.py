@@ -103,3 +103,138 @@ def bands(old: dict[str, dict]) -> dict[str, float]:
         return {}
     z = norm.isf(FAMILY_WIDE / (2 * len(sig)))
     return {k: z * math.sqrt(2) * s for k, s in sig.items()}
+
+
+# ---- bands calibrated on reruns (tools/calibrate.py) ----------------------------------------------------
+
+CALIBRATED_DOC = """Calibrated bands: the default rerun over rollout-table and LoRA seeds (``tools/calibrate.py``).
+
+What differs between machines is the rollout table (float bits change the sampled completions) and, from
+it, every trained adapter. So the default is rerun K - 1 times with other rollout-sampling and LoRA seeds
+(the prepared sets, base and teacher unchanged) and, with the committed run, each judged number m has K
+draws. Its band for the difference of two runs (the reference and a rerun, both draws) is
+
+    band_m = t_{K_m - 1}.isf(alpha / (2 M)) * sqrt(2) * s_m
+
+with s_m the sample standard deviation of m over its K_m finite draws (no pooling across numbers: their
+spreads differ several-fold within one family), Student's t for the uncertainty of s_m from few runs,
+and Bonferroni over the M judged numbers for a family-wise false-alarm rate alpha = 5%. A number with
+fewer than ``MIN_RUNS`` finite draws, or that no calibration run moved (s_m = 0: the base and teacher are
+not retrained), is not judged. The base's own float path is not varied: the other-float-path test checks
+that the bands cover it anyway.
+"""
+
+MIN_RUNS = 4
+JUDGED = {  # stem -> key patterns (fnmatch) of the numbers the calibrated check judges
+    "rollouts": ("accuracy", "mixed_group_share", "all_correct_group_share", "all_wrong_group_share"),
+    "accuracy": ("*.acc",),
+    "connectivity": ("*.barrier", "*.ce_mid"),
+    "cka": ("debiased.*.late_mean",),
+}
+
+
+def judged_numbers(metrics: dict[str, dict]) -> dict[str, float]:
+    """``"<stem>:<flat key>"`` -> value for every number the calibrated check judges: the geometry's
+    seed-banded families (``banded_keys``), each evaluation set's accuracies, the rollout table's mix,
+    connectivity barriers and midpoints, and debiased CKA; never the seed twins or timings."""
+    from fnmatch import fnmatch
+
+    out = {}
+    geo = metrics.get("geometry", {})
+    top = banded_keys(int(geo.get("top_k", 10)))
+    out.update({f"geometry:{k}": v for k, v in flatten({k: geo[k] for k in top if k in geo}).items()})
+    for stem, patterns in JUDGED.items():
+        for k, v in flatten(metrics.get(stem, {})).items():
+            if not k.startswith("seed_twins") and any(fnmatch(k, p) for p in patterns):
+                out[f"{stem}:{k}"] = v
+    return out
+
+
+def verdicts(metrics: dict[str, dict]) -> dict[str, str]:
+    return {c: d.get("verdict", "absent") for c, d in metrics.get("claims", {}).get("claims", {}).items()}
+
+
+def calibrated_bands(values: dict[str, list], alpha: float = FAMILY_WIDE) -> tuple[dict[str, dict], dict[str, str]]:
+    """``values``: number -> its draws over the calibration runs (None or NaN where a run lacks it).
+    Returns (judged: number -> {n, sd, band}, not_judged: number -> reason); the band formula is in
+    ``CALIBRATED_DOC``."""
+    from scipy.stats import t as student_t
+
+    stats, skipped = {}, {}
+    for k, vs in values.items():
+        xs = [float(v) for v in vs if v is not None and math.isfinite(v)]
+        if len(xs) < MIN_RUNS:
+            skipped[k] = f"{len(xs)} finite run(s), fewer than {MIN_RUNS}"
+            continue
+        if max(xs) == min(xs):
+            skipped[k] = "no calibration run moved it"
+            continue
+        mean = sum(xs) / len(xs)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+        stats[k] = {"n": len(xs), "sd": sd}
+    m = len(stats)
+    for s in stats.values():
+        s["band"] = float(student_t.isf(alpha / (2 * m), s["n"] - 1)) * math.sqrt(2) * s["sd"]
+    return stats, skipped
+
+
+def verdicts_agree(a: str, b: str) -> bool:
+    """Two verdicts of one claim agree when equal, or when one is "undecided" and neither is missing."""
+    return a == b or ("undecided" in (a, b) and not {a, b} & {"absent", "not measured"})
+
+
+def check(ref: dict[str, float], new: dict[str, float], bands: dict[str, dict]) -> list[str]:
+    """The judged numbers of ``new`` beyond their band around ``ref`` (missing or NaN counts as beyond)."""
+    bad = []
+    for k, s in bands.items():
+        o, n = ref.get(k), new.get(k)
+        if o is None or n is None or not (math.isfinite(o) and math.isfinite(n)) or abs(n - o) > s["band"]:
+            bad.append(k)
+    return bad
+
+
+def calibrate(runs: dict[str, dict[str, dict]], profile: str, command: str, alpha: float = FAMILY_WIDE) -> dict:
+    """The calibration file from ``runs`` (name -> parsed metric files; ``committed`` is the reference
+    run): every judged number's draws, spread and band, the claims' verdicts per run, and the
+    leave-one-out false-alarm rate: for each run j, bands from the other runs, then j checked against each
+    other run as reference (numbers and verdicts, as ``reproduce`` checks them); the share of those checks
+    that fail is the false-alarm rate the bands give in practice."""
+    names = list(runs)
+    nums = {n: judged_numbers(m) for n, m in runs.items()}
+    verd = {n: verdicts(m) for n, m in runs.items()}
+    keys = sorted(set().union(*nums.values()))
+    values = {k: [nums[n].get(k) for n in names] for k in keys}
+    stats, skipped = calibrated_bands(values, alpha)
+    checks, alarms, beyond, judged_total, per_run = 0, 0, 0, 0, {}
+    for j, held in enumerate(names):
+        rest = [i for i in range(len(names)) if i != j]
+        b, _ = calibrated_bands({k: [v[i] for i in rest] for k, v in values.items()}, alpha)
+        fails = 0
+        for i in rest:
+            ref = names[i]
+            bad = check(nums[ref], nums[held], b)
+            flips = [c for c in set(verd[ref]) | set(verd[held])
+                     if not verdicts_agree(verd[ref].get(c, "absent"), verd[held].get(c, "absent"))]
+            checks += 1
+            judged_total += len(b)
+            beyond += len(bad)
+            fails += bool(bad or flips)
+        alarms += fails
+        per_run[held] = {"checks": len(rest), "false_alarms": fails}
+    return {
+        "profile": profile, "command": command, "runs": names, "family_wise_alpha": alpha,
+        "method": CALIBRATED_DOC,
+        "numbers": {k: {**stats[k], "values": values[k]} for k in stats},
+        "not_judged": skipped,
+        "verdicts": verd,
+        "leave_one_out": {"checks": checks, "false_alarms": alarms, "rate": alarms / checks if checks else None,
+                          "numbers_checked": judged_total, "numbers_beyond": beyond, "per_run": per_run},
+    }
+
+
+def calibration_summary(cal: dict) -> str:
+    loo = cal["leave_one_out"]
+    return (f"calibration of profile {cal['profile']}: {len(cal['runs'])} runs, {len(cal['numbers'])} numbers judged, "
+            f"{len(cal['not_judged'])} not judged; bands set for a family-wise false-alarm rate of "
+            f"{cal['family_wise_alpha']:.0%}; leave-one-out: {loo['false_alarms']} of {loo['checks']} checks "
+            f"failed ({loo['numbers_beyond']} of {loo['numbers_checked']} numbers beyond their band)")

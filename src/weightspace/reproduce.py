@@ -3,15 +3,17 @@
 Run after ``dvc repro`` on your own machine. Reads the workspace's metric files and those of git
 revision ``REV`` through DVC (``Repo.metrics.show``, what ``dvc metrics diff`` reads), then prints:
 
-- every numeric metric with a seed band (``noise.bands``: the reference run's seed noise pooled over
-  the metric's family, times the Bonferroni z for 5% over every judged number): both values, their
-  difference and the band; ``EXCEEDS`` where |difference| > band, ``MISSING`` where a banded number is
-  in one run only, ``NaN`` where either value of any number is not finite;
+- every judged number with its band: both values, their difference and the band; ``EXCEEDS`` where
+  |difference| > band, ``MISSING`` where a banded number is in one run only, ``NaN`` where either value
+  of any number is not finite. The bands come from ``metrics/calibration.json`` where it was made for the
+  reference run's profile (``noise.CALIBRATED_DOC``: reruns over rollout-table and LoRA seeds, what
+  differs between machines; ``tools/calibrate.py``); for any other profile from the reference run's seed
+  twins (``noise.bands``), which share the rollout table and so do not cover its sampling noise;
 - every claim whose verdict differs (``metrics/claims.json``: holds / does not hold / undecided /
   not measured). A move to or from "undecided" is within noise and shown, not failed.
 
-Metrics without a band (connectivity, CKA, timings, the controls) are counted, not judged (``--all``
-prints them). Exit status: 0 when no verdict differs and every banded difference lies within its
+Numbers without a band (too few calibration runs, none moved them, timings, the controls) are counted,
+not judged (``--all`` prints them). Exit status: 0 when no verdict differs and every banded difference lies within its
 band, 1 otherwise, 2 when a run lacks the metric files.
 
 Float rounding differs between CPUs, and sampled rollouts turn a last-bit difference into another
@@ -29,6 +31,7 @@ from pathlib import PurePosixPath
 from . import noise
 
 WORKSPACE = "workspace"
+CALIBRATION = "metrics/calibration.json"
 
 
 def load(rev: str, root: str = ".") -> dict[str, dict]:
@@ -47,14 +50,27 @@ def load(rev: str, root: str = ".") -> dict[str, dict]:
     return out
 
 
-COMPATIBLE = {"undecided"}  # a move to or from undecided is within noise, not a changed conclusion
+def load_calibration(old: dict[str, dict], path: str = CALIBRATION) -> dict | None:
+    """The calibration file when it exists and was made for the reference run's profile, else None."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    cal = json.loads(p.read_text())
+    return cal if cal.get("profile") == old.get("claims", {}).get("profile") else None
 
 
-def compare(old: dict[str, dict], new: dict[str, dict]) -> dict:
+def compare(old: dict[str, dict], new: dict[str, dict], calibration: dict | None = None) -> dict:
     """Rows of every numeric metric of either run (``file:key``, old, new, diff, band or None, status:
     ok / EXCEEDS / MISSING / NaN / no band) and every claim's two verdicts (``same``: equal, or one of them
-    undecided; a claim measured in one run only is not the same)."""
-    band = noise.bands(old)
+    undecided; a claim measured in one run only is not the same). Bands from ``calibration`` (its judged
+    numbers) when given, else from the reference run's seed twins (``noise.bands``)."""
+    if calibration is not None:
+        band = {k: s["band"] for k, s in calibration["numbers"].items()}
+    else:
+        band = noise.bands(old)
     rows = []
     for stem in sorted(set(old) | set(new)):
         fo, fn = noise.flatten(old.get(stem, {})), noise.flatten(new.get(stem, {}))
@@ -76,9 +92,31 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> dict:
     verdicts = []
     for cid in sorted(set(co) | set(cn)):
         vo, vn = co.get(cid, {}).get("verdict", "absent"), cn.get(cid, {}).get("verdict", "absent")
-        same = vo == vn or (bool({vo, vn} & COMPATIBLE) and "absent" not in (vo, vn) and "not measured" not in (vo, vn))
+        same = noise.verdicts_agree(vo, vn)
         verdicts.append({"claim": cid, "old": vo, "new": vn, "same": same})
-    return {"rows": rows, "verdicts": verdicts}
+    return {"rows": rows, "verdicts": verdicts, "bands": source(calibration, old)}
+
+
+def stale(cal: dict, old: dict[str, dict]) -> list[str]:
+    """Judged numbers whose value in the reference run is not the calibration's committed run's: the
+    bands were calibrated around another run (recalibrate after a change that moves the numbers)."""
+    i = cal["runs"].index("committed")
+    ref = noise.judged_numbers(old)
+    return [k for k, s in cal["numbers"].items()
+            if ref.get(k) is None or not math.isclose(ref[k], s["values"][i], rel_tol=1e-9, abs_tol=1e-12)]
+
+
+def source(cal: dict | None, old: dict[str, dict]) -> str:
+    if cal is None:
+        return ("bands: the reference run's seed twins (no calibration for its profile); they share the rollout "
+                "table, so a rerun on another machine may exceed them by the table's sampling noise alone")
+    loo = cal["leave_one_out"]
+    return (f"bands: calibrated over {len(cal['runs'])} runs of profile {cal['profile']} (other rollout-table "
+            f"and LoRA seeds; {CALIBRATION}), set for a family-wise false-alarm rate of "
+            f"{cal['family_wise_alpha']:.0%}; measured by leave-one-out: {loo['false_alarms']} of {loo['checks']} "
+            f"checks failed" + ("" if not (gone := stale(cal, old)) else
+                                f"; CAUTION: calibrated around another run ({len(gone)} numbers of the reference "
+                                f"differ from it: recalibrate with tools/calibrate.py)"))
 
 
 FAIL = ("EXCEEDS", "MISSING", "NaN")
@@ -91,7 +129,7 @@ def render(result: dict, against: str, show_all: bool = False) -> tuple[str, boo
     changed = [v for v in verdicts if not v["same"]]
     moved = [v for v in verdicts if v["same"] and v["old"] != v["new"]]
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
-    lines = [f"reproduction check: workspace against {against}", "",
+    lines = [f"reproduction check: workspace against {against}", result.get("bands", ""), "",
              f"{'metric':58s} {against[:12]:>12s} {'workspace':>12s} {'diff':>10s} {'band':>10s}  status"]
     for r in rows if show_all else judged:
         lines.append(f"{r['metric'][:58]:58s} {fmt(r['old'], '12.5g'):>12s} {fmt(r['new'], '12.5g'):>12s} "
@@ -123,7 +161,7 @@ def main(argv=None) -> int:
             print(f"reproduce: {name} has no metrics/{missing[0]}.json (run dvc repro, or check the revision)",
                   file=sys.stderr)
             return 2
-    text, ok = render(compare(old, new), args.against, args.all)
+    text, ok = render(compare(old, new, load_calibration(old)), args.against, args.all)
     print(text)
     return 0 if ok else 1
 
