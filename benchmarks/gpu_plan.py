@@ -315,13 +315,12 @@ def print_plans(check_path: Path, table: Path | None) -> None:
 
 def main() -> None:
     import sys
-    from pathlib import Path as _P
 
     if "--plan" in sys.argv:
         ap = argparse.ArgumentParser()
         ap.add_argument("--plan", action="store_true")
-        ap.add_argument("--check", type=_P, default=_P(__file__).resolve().parent / "gpu_check.json")
-        ap.add_argument("--table", type=_P, default=None, help="a rollouts.jsonl whose n_tokens give the lengths")
+        ap.add_argument("--check", type=Path, default=Path(__file__).resolve().parent / "gpu_check.json")
+        ap.add_argument("--table", type=Path, default=None, help="a rollouts.jsonl whose n_tokens give the lengths")
         a = ap.parse_args()
         print_plans(a.check, a.table)
         return

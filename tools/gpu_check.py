@@ -114,8 +114,7 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
                           "batch_size": batch, "micro_batch_size": micro, "max_length": length, "warmup_ratio": 0.0,
                           "checkpoint_every": None, "packing": False, "gradient_checkpointing": True, "bf16": True})
     mcfg = params.method(method)
-    units_per_step = batch
-    n_groups = max(units_per_step * (steps + 1), 4)  # DPO: one pair per group
+    n_groups = max(batch * (steps + 1), 4)  # DPO: one pair per group
     rows, items = table(n_groups, length, shape["vocab_size"], seed)
     order = list(range(len(rows)))
     units = training.select(method, rows, order, mcfg)
