@@ -575,7 +575,8 @@ def test_lr_sweep_trains_a_method_at_each_learning_rate_and_geometry_reads_it(pl
             assert metrics["runs"][name]["lr"] == pytest.approx(lr)
             assert metrics["runs"][name]["steps"] == params_of(root).train.steps
             assert (sweep / m / f"{name}.safetensors").is_file() and (sweep / m / name / "adapter_config.json").is_file()
-    run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--deltas", "models/deltas",
+    run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--base", "models/base",
+         "--deltas", "models/deltas",
          "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots")], root, tmp)
     steps = json.loads((tmp / "geo.json").read_text())["lr_step"]
     assert set(steps) == {"lr_matched"} | {f"{m}_lr{lr:g}" for m, lrs in want.items() for lr in lrs}
