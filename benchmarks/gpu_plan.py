@@ -123,7 +123,7 @@ def measure(args, accelerator, items, rows, micro: int, gc: bool, packed: bool, 
         torch.cuda.reset_peak_memory_stats()
     units = list(range(B * steps))
     try:
-        training.train(model, accelerator, "sft", units, items, LossFn("sft", methods.SFT(lr=1e-5), rows), cfg, 1e-5,
+        training.train(model, accelerator, "sft", units, items, LossFn(methods.get("sft"), methods.SFT(lr=1e-5), rows), cfg, 1e-5,
                        args.vocab - 1, on_step=on_step)
     except torch.OutOfMemoryError:
         return None

@@ -104,9 +104,12 @@ FLOAT_PATH = {"ATEN_CPU_CAPABILITY": "default"}  # PyTorch's kernels on their ge
 SMOLLM2_MODEL = "models/smollm2-135m-instruct"  # base.hub.model_id of profiles/smollm2.yaml, relative to the root
 
 
+PARAMS_READ = "params-read.jsonl"  # in a build's folder: each stage's arguments and the params keys it read
+
+
 def build_plumbing(folder: Path) -> Path:
     root = copy_repo(folder / "repo", params="profiles/plumbing.yaml")
-    run(["dvc", "repro"], root, folder)
+    run(["dvc", "repro"], root, folder, extra_env={"WEIGHTSPACE_PARAMS_READ": str(folder / PARAMS_READ)})
     return root
 
 

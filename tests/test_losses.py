@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from weightspace import losses as L
+from weightspace import sequences
 
 
 def uniform2(B=2, T=3):
@@ -201,7 +202,7 @@ def full_vocab_logps(logits, input_ids):
 def test_token_logps_is_the_full_vocab_log_softmax_values_and_gradients(dtype, monkeypatch):
     """Blocks of positions (3 rows x 9 positions in blocks of 4: a partial last block) give the full
     log_softmax's values and logit gradients to float32 rounding, for float32 and bf16 logits."""
-    monkeypatch.setattr(L, "BLOCK_ELEMENTS", 4 * 37 + 3)  # 4 positions of 37 logits
+    monkeypatch.setattr(sequences, "BLOCK_ELEMENTS", 4 * 37 + 3)  # 4 positions of 37 logits
     torch.manual_seed(2)
     logits = (3 * torch.randn(3, 10, 37)).to(dtype).requires_grad_()
     ids, g = torch.randint(0, 37, (3, 10)), torch.randn(3, 9)
@@ -212,6 +213,13 @@ def test_token_logps_is_the_full_vocab_log_softmax_values_and_gradients(dtype, m
     (g_old,) = torch.autograd.grad((old * g).sum(), logits)
     assert g_new.dtype == dtype and g_new[:, -1].abs().max() == 0  # the last position predicts nothing
     torch.testing.assert_close(g_new, g_old, **({} if dtype == torch.float32 else {"rtol": 2**-8, "atol": 1e-6}))
+
+
+def test_every_offline_method_has_a_micro_batch_loss_and_no_online_one_does():
+    from weightspace.methods import REGISTRY
+
+    assert set(L.BATCH_LOSS) == {m for m, e in REGISTRY.items() if not e.online}
+    assert set(L.TABLES) <= set(L.BATCH_LOSS)
 
 
 @pytest.mark.parametrize("method", [m for m, e in __import__("weightspace.methods").methods.REGISTRY.items()

@@ -56,6 +56,34 @@ def test_prompts_are_one_per_group_and_tokenise_as_the_offline_methods_do():
                                       prompt_ids(tok, rows[2]["prompt"])]
 
 
+def test_offline_and_online_runs_follow_one_lr_schedule():
+    """training.schedule (the offline loop's) gives, step for step, the LRs of the scheduler TRL's trainer builds
+    from the online run's GRPOConfig (transformers' Trainer.create_scheduler): from 0 up to the peak over the
+    warmup steps, then a half cosine down to 0."""
+    from transformers import get_scheduler
+
+    from weightspace import training
+
+    mcfg, cfg = online_cfg(batch_size=16, steps=40), train_cfg(warmup_ratio=0.05)
+    args = online.grpo_config(mcfg, cfg, 2e-4, 7, "/tmp/unused")
+
+    def lrs(make):
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+        sched, out = make(opt), []
+        for _ in range(args.max_steps):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return out
+
+    ours = lrs(lambda opt: training.schedule(opt, online.train_cfg(mcfg, cfg)))
+    trl = lrs(lambda opt: get_scheduler(args.lr_scheduler_type, optimizer=opt, num_training_steps=args.max_steps,
+                                        num_warmup_steps=args.get_warmup_steps(args.max_steps),
+                                        scheduler_specific_kwargs=args.lr_scheduler_kwargs))
+    assert ours == trl
+    assert ours[:3] == pytest.approx([0.0, 1e-4, 2e-4]) and ours[-1] < 1e-6 and max(ours) == pytest.approx(2e-4)
+
+
 def test_config_maps_the_params_and_rejects_batches_that_do_not_split():
     args = online.grpo_config(online_cfg(batch_size=16, steps=40), train_cfg(micro_batch_size=4, warmup_ratio=0.05),
                               2e-4, 7, "/tmp/unused")
@@ -148,7 +176,9 @@ def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_o
     import yaml
 
     from conftest import REPO
+    from weightspace import config
     from weightspace.stages import train as stage
+    from weightspace.training import snapshot_steps
 
     (tmp_path / "t.jsonl").write_text(json.dumps({
         "row": 0, "prompt_id": "p", "group": 0, "prompt": "1+1?", "completion": "\\boxed{2}", "n_tokens": 3,
@@ -162,7 +192,6 @@ def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_o
         return {"method": method, "seed": seed}
 
     monkeypatch.setattr(online, "fit", fit)
-    monkeypatch.setattr(stage, "seed_alignment", lambda a, b, steps: [{"step": s} for s in steps])
     spawned = []
     monkeypatch.setattr(stage, "isolated", lambda threads, fn, *a, **kw: spawned.append(kw["seed"]) or fn(*a, **kw))
     for engine, share in (("hf", None), ("vllm", 0.3)):
@@ -174,8 +203,12 @@ def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_o
         for twin in ("", "seed-"):
             argv += [f"--{twin}out", str(tmp_path / engine / twin / "out"), f"--{twin}deltas", str(tmp_path / "d"),
                      f"--{twin}metrics", str(tmp_path / engine / f"{twin}m.json"), f"--{twin}plots", str(tmp_path / "p")]
-        argv += ["--seed-init", "i2"]
+        argv += ["--seed-init", "i2", "--snapshots", str(tmp_path / engine / "snapshots")]
         stage.main(argv)
+        kept = json.loads((tmp_path / engine / "snapshots" / "snapshots.json").read_text())
+        p = config.load(tmp_path / "params.yaml")
+        cfg = online.train_cfg(p.grpo_online, p.train)  # the online run's own step count
+        assert kept == {"steps": snapshot_steps(cfg), "compare_step": cfg.steps}
     assert seen == [42, 123, 42, 123] and spawned == [42, 123]  # hf: in this process; vllm: one process each
 
 

@@ -114,8 +114,8 @@ def method_loss_and_grads(model, tok, method: str, packed: bool, bf16: bool):
     rows = rows_table()
     by_row = encode_rows(tok, rows, 256)
     mcfg = config.load(REPO / "params.yaml").method(method)
-    chunk = select(method, rows, [0, 7, 1, 6, 2, 5, 3, 4], mcfg)[:4]  # short and long rows share the micro-batch
-    loss_fn = LossFn(method, mcfg, rows)
+    chunk = select(methods.get(method), rows, [0, 7, 1, 6, 2, 5, 3, 4], mcfg)[:4]  # short and long rows share the micro-batch
+    loss_fn = LossFn(methods.get(method), mcfg, rows)
     flat = [it for u in chunk for it in unit_items(u, by_row)]
     batch = (pack if packed else collate)(flat, tok.pad_token_id)
     assert not packed or batch["input_ids"].shape[0] < len(flat)  # a row really holds several sequences
@@ -165,7 +165,7 @@ def test_the_packed_loop_trains_the_padded_loops_adapter(tok, items):
                            warmup_ratio=0.0, weight_decay=0.01, grad_clip=1.0, max_length=256, bf16=False,
                            gradient_checkpointing=False, checkpoint_every=None, packing=packing, lora=lora)
         model = lora_model(tok)
-        train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn("sft", methods.SFT(lr=1e-2), rows),
+        train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn(methods.get("sft"), methods.SFT(lr=1e-2), rows),
               cfg, 1e-2, tok.pad_token_id)
         out[packing] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     for n, p in out[False].items():

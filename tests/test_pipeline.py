@@ -499,7 +499,7 @@ def test_every_method_has_a_second_seed_and_the_lr_matched_control(plumbing):
         a, b = dense(root / f"models/{m}"), dense(root / f"models/seeds/{m}")
         assert abs(g["seeds"][m]["cosine"] - (a @ b / (a.norm() * b.norm())).item()) < 1e-10
         assert g["seeds"][m]["seeds"] == [p.train.seed, p.controls.seed]
-        curve = (root / f"plots/train/{m}/seed_alignment.csv").read_text().splitlines()
+        curve = (root / f"plots/alignment/{m}.csv").read_text().splitlines()
         assert curve[0] == "step,u1_alignment,v1_alignment,angle_u1_median,cosine"
         assert [int(line.split(",")[0]) for line in curve[1:]] == snapshot_steps(p.train)
         last = dict(zip(curve[0].split(","), map(float, curve[-1].split(","))))
@@ -576,7 +576,8 @@ def test_lr_sweep_trains_a_method_at_each_learning_rate_and_geometry_reads_it(pl
             assert metrics["runs"][name]["steps"] == params_of(root).train.steps
             assert (sweep / m / f"{name}.safetensors").is_file() and (sweep / m / name / "adapter_config.json").is_file()
     run(["python", "-m", "weightspace.stages.geometry", "--params", str(params), "--base", "models/base",
-         "--deltas", "models/deltas",
+         "--deltas", "models/deltas", "--seed_deltas", "models/deltas/seeds", "--lr_matched",
+         "models/deltas/controls/lr_matched.safetensors",
          "--lr_sweep", str(sweep), "--metrics", str(tmp / "geo.json"), "--plots", str(tmp / "geo-plots")], root, tmp)
     steps = json.loads((tmp / "geo.json").read_text())["lr_step"]
     assert set(steps) == {"lr_matched"} | {f"{m}_lr{lr:g}" for m, lrs in want.items() for lr in lrs}

@@ -46,7 +46,7 @@ def test_committed_verdicts_follow_from_the_committed_numbers():
     """claims.check on the committed metric files (as the report stage reads them) gives the committed verdicts."""
     p = config.load(REPO / "params.yaml")
     metrics = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts")}
-    metrics["train"] = {m: load(f"train/{m}").get("seed_alignment", {}).get("curve", []) for m in p.methods}
+    metrics["alignment"] = {m: load(f"alignment/{m}")["curve"] for m in p.methods}
     metrics["sets"] = {"accuracy_set": p.report.accuracy_set, "aime_set": p.report.aime_set}
     got = {c["id"]: c["verdict"] for c in check(metrics)}
     committed = load("claims")

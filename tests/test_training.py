@@ -60,29 +60,29 @@ def run_method(tok, method, mcfg, cfg=None, model=None, lr=1e-2):
     order = list(reversed(range(len(rows))))
     model = model or peft_model(tok)
     cfg = cfg or train_cfg()
-    return model, fit_model(model, Accelerator(cpu=True), method, mcfg, rows, order, cfg, lr, tok)
+    return model, fit_model(model, Accelerator(cpu=True), methods.get(method), mcfg, rows, order, cfg, lr, tok)
 
 
 def test_select_rows_per_method():
     rows, order = rows_table(), list(reversed(range(16)))
     sft, rft = methods.SFT(lr=1e-2), methods.RFT(lr=1e-2)
     one, every = methods.DPO(lr=1e-3, beta=0.1, pairing="one"), methods.DPO(lr=1e-3, beta=0.1, pairing="all")
-    assert select("sft", rows, order, sft) == order
-    assert select("rft", rows, order, rft) == [i for i in order if rows[i]["reward"]]
+    assert select(methods.get("sft"), rows, order, sft) == order
+    assert select(methods.get("rft"), rows, order, rft) == [i for i in order if rows[i]["reward"]]
     # one pair per mixed group, first correct and first incorrect in the persisted order; groups by first row
-    assert select("dpo", rows, order, one) == [(14, 15), (6, 7)]
-    assert len(select("dpo", rows, order, every)) == 1 * 3 + 2 * 2
+    assert select(methods.get("dpo"), rows, order, one) == [(14, 15), (6, 7)]
+    assert len(select(methods.get("dpo"), rows, order, every)) == 1 * 3 + 2 * 2
     none_right = [dict(r, reward=0) for r in rows]
     with pytest.raises(TrainingError, match="method rft: 0 training units: no correct rollouts among 16"):
-        select("rft", none_right, order, rft)
+        select(methods.get("rft"), none_right, order, rft)
     with pytest.raises(TrainingError, match="method dpo: 0 training units: no mixed groups"):
-        select("dpo", none_right, order, one)
+        select(methods.get("dpo"), none_right, order, one)
 
 
 def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
     rows, order = rows_table(), list(reversed(range(16)))
     kto = methods.KTO(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0)
-    units = select("kto", rows, order, kto)
+    units = select(methods.get("kto"), rows, order, kto)
     # every row once, in order; its partner: the nearest earlier row (cyclically) of another group
     assert [u[0] for u in units] == order
     assert units[0] == (15, 0) and units[1] == (14, 0) and units[4] == (11, 12)
@@ -95,9 +95,9 @@ def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
     _, kl = unit_items(methods.Mismatch((0, 1)), long_prompt)
     assert kl.prompt == (1,) * 50 and kl.completion == (4,) * 14 and len(kl.prompt) + len(kl.completion) == 64
     # the pair losses' rows come from the registry too: IPO and SimPO take DPO's pairs
-    pairs = select("dpo", rows, order, methods.DPO(lr=1e-3, beta=0.1, pairing="one"))
-    assert select("ipo", rows, order, methods.IPO(lr=1e-3, tau=0.1, pairing="one")) == pairs
-    assert select("simpo", rows, order, methods.SimPO(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")) == pairs
+    pairs = select(methods.get("dpo"), rows, order, methods.DPO(lr=1e-3, beta=0.1, pairing="one"))
+    assert select(methods.get("ipo"), rows, order, methods.IPO(lr=1e-3, tau=0.1, pairing="one")) == pairs
+    assert select(methods.get("simpo"), rows, order, methods.SimPO(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")) == pairs
 
 
 @pytest.mark.parametrize("method, mcfg, first", [
@@ -118,10 +118,10 @@ def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first, p
     rows = rows_table()
     model = peft_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    units = select(method, rows, list(reversed(range(16))), mcfg)
+    units = select(methods.get(method), rows, list(reversed(range(16))), mcfg)
     logged = []
     train(model, Accelerator(cpu=True, mixed_precision=precision), method, units, encode_rows(tok, rows, 64),
-          LossFn(method, mcfg, rows), train_cfg(steps=3, batch_size=4, micro_batch_size=4), 1e-2, tok.pad_token_id,
+          LossFn(methods.get(method), mcfg, rows), train_cfg(steps=3, batch_size=4, micro_batch_size=4), 1e-2, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     AcceleratorState._reset_state(True)
     after = dict(model.named_parameters())
@@ -214,14 +214,14 @@ def test_first_dpo_loss_at_the_shared_init_is_log2(tok, precision):
     AcceleratorState._reset_state(True)  # the state is a process-wide singleton; each case sets its precision
     rows = rows_table()
     logged = []
-    units = select("dpo", rows, list(range(16)), methods.DPO(lr=1e-3, beta=0.1, pairing="all"))
+    units = select(methods.get("dpo"), rows, list(range(16)), methods.DPO(lr=1e-3, beta=0.1, pairing="all"))
     if precision == "bf16":  # the test can fail: an fp32 reference beside a bf16 policy is not the policy
         model, batch = peft_model(tok), collate(list(encode_rows(tok, rows, 64).values())[:4], tok.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pol = reference_logps(model, batch)
         assert (pol - reference_logps(model, batch)).abs().max().item() > 1e-3
     train(peft_model(tok), Accelerator(cpu=True, mixed_precision=precision), "dpo", units, encode_rows(tok, rows, 64),
-          LossFn("dpo", methods.DPO(lr=1e-3, beta=0.1, pairing="all"), rows),
+          LossFn(methods.get("dpo"), methods.DPO(lr=1e-3, beta=0.1, pairing="all"), rows),
           train_cfg(steps=1, batch_size=4, micro_batch_size=2), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     AcceleratorState._reset_state(True)
@@ -250,10 +250,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_bits(tok, tmp_path
     from weightspace.checkpoints import Checkpoints
 
     rows, cfg = rows_table(), train_cfg(steps=6, checkpoint_every=2, batch_size=4, micro_batch_size=4, warmup_ratio=0.2)
-    items, units = encode_rows(tok, rows, 64), select("sft", rows, list(range(16)), methods.SFT(lr=1e-2))
+    items, units = encode_rows(tok, rows, 64), select(methods.get("sft"), rows, list(range(16)), methods.SFT(lr=1e-2))
 
     def run(model, ckpt, on_step=None):
-        return train(model, Accelerator(cpu=True), "sft", units, items, LossFn("sft", methods.SFT(lr=1e-2), rows), cfg,
+        return train(model, Accelerator(cpu=True), "sft", units, items, LossFn(methods.get("sft"), methods.SFT(lr=1e-2), rows), cfg,
                      1e-2, tok.pad_token_id, on_step=on_step, checkpoints=ckpt)
 
     whole = peft_model(tok)
@@ -293,7 +293,7 @@ def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_r
     monkeypatch.setattr(training, "reference_logps", lambda m, b: calls.append(1) or real(m, b))
     rows, mcfg = rows_table(), methods.DPO(lr=1e-2, beta=0.1, pairing="all")
     cfg = train_cfg(steps=14, batch_size=2, micro_batch_size=2)
-    units = select("dpo", rows, list(reversed(range(len(rows)))), mcfg)
+    units = select(methods.get("dpo"), rows, list(reversed(range(len(rows)))), mcfg)
     assert len(units) == 7
     weights = {}
     for reuse in (True, False):
@@ -301,7 +301,7 @@ def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_r
         calls.clear()
         AcceleratorState._reset_state(True)  # a process-wide singleton; each case sets its precision
         train(model, Accelerator(cpu=True, mixed_precision=precision), "dpo", units,
-              encode_rows(tok, rows, cfg.max_length), LossFn("dpo", mcfg, rows), cfg, 1e-2, tok.pad_token_id,
+              encode_rows(tok, rows, cfg.max_length), LossFn(methods.get("dpo"), mcfg, rows), cfg, 1e-2, tok.pad_token_id,
               reuse_reference=reuse)
         AcceleratorState._reset_state(True)
         assert len(calls) == (7 if reuse else 14)
@@ -392,8 +392,8 @@ def test_first_dpo_loss_is_log2_with_bf16_base_weights(tok):
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
     dpo = methods.DPO(lr=1e-3, beta=0.1, pairing="all")
-    train(model, Accelerator(cpu=True, mixed_precision="bf16"), "dpo", select("dpo", rows, list(range(16)), dpo),
-          encode_rows(tok, rows, 64), LossFn("dpo", dpo, rows), train_cfg(steps=1, batch_size=4, micro_batch_size=2,
+    train(model, Accelerator(cpu=True, mixed_precision="bf16"), "dpo", select(methods.get("dpo"), rows, list(range(16)), dpo),
+          encode_rows(tok, rows, 64), LossFn(methods.get("dpo"), dpo, rows), train_cfg(steps=1, batch_size=4, micro_batch_size=2,
                                                                             bf16=True), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     AcceleratorState._reset_state(True)

@@ -96,7 +96,7 @@ def test_pair_losses_equal_trl_dpo_trainer(tok, tmp_path, method, loss_type, mcf
         ref = reference_logps(model, ours_batch)
     logp, mask = sequence_logps(model, ours_batch)
     rows = [{"reward": 0}] * (2 * P)
-    ours = LossFn(method, mcfg, rows)(logp, mask, [(2 * j, 2 * j + 1) for j in range(P)], float(P), ref)
+    ours = LossFn(methods.get(method), mcfg, rows)(logp, mask, [(2 * j, 2 * j + 1) for j in range(P)], float(P), ref)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
     at_init = {"dpo": math.log(2), "ipo": 1 / (4 * 0.1**2)}[method]  # policy == reference
     assert abs(ours.item() - at_init) > 1e-3  # a non-trivial batch
@@ -114,7 +114,7 @@ def test_simpo_equals_trl_cpo_trainer_simpo(tok):
     batch = collate([items[r] for u in units for r in u], tok.pad_token_id)
     logp, mask = sequence_logps(model, batch)
     mcfg = methods.SimPO(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")
-    ours = LossFn("simpo", mcfg, rows)(logp, mask, units, float(len(units)))
+    ours = LossFn(methods.get("simpo"), mcfg, rows)(logp, mask, units, float(len(units)))
     # TRL: length-averaged log-probs of the labelled tokens (get_batch_logps, average_log_prob=True) ...
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["input_ids"].clone()
@@ -155,7 +155,7 @@ def test_kto_equals_trl_kto_trainer(tok, tmp_path):
     logp, mask = sequence_logps(model, ours_batch)
     table = [{"reward": int(batch["label"][j // 2]) if j % 2 == 0 else 0} for j in range(2 * P)]
     units = [methods.Mismatch((2 * j, 2 * j + 1)) for j in range(P)]
-    ours = LossFn("kto", methods.KTO(lr=1e-3, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0), table)(
+    ours = LossFn(methods.get("kto"), methods.KTO(lr=1e-3, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0), table)(
         logp, mask, units, float(P), ref)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
     assert abs(ours.item() - 0.5) > 1e-4  # not the policy == reference value

@@ -106,7 +106,7 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
     import torch
     from accelerate import Accelerator
 
-    from weightspace import config, training
+    from weightspace import config, methods, training
 
     cuda = device == "cuda"
     batch = 2 * micro  # two micro-batches per step: gradient accumulation runs as in the profile
@@ -117,7 +117,7 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
     n_groups = max(batch * (steps + 1), 4)  # DPO: one pair per group
     rows, items = table(n_groups, length, shape["vocab_size"], seed)
     order = list(range(len(rows)))
-    units = training.select(method, rows, order, mcfg)
+    units = training.select(methods.get(method), rows, order, mcfg)
     accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16")
     model = build(shape, params.train.lora, device, bf16=True, seed=seed)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -135,7 +135,8 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     try:
-        training.train(model, accelerator, method, units, items, training.LossFn(method, mcfg, rows), cfg, mcfg.lr,
+        training.train(model, accelerator, method, units, items, training.LossFn(methods.get(method), mcfg, rows),
+                       cfg, mcfg.lr,
                        shape["vocab_size"] - 1, on_step=on_step, reuse_reference=False)
     except torch.OutOfMemoryError:
         del model
@@ -145,7 +146,7 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
     timed = [u for s in range(1, steps + 1) for u in units[s * batch:(s + 1) * batch]]
     seqs = [it for u in timed for it in training.unit_items(u, items)]
     tokens = sum(len(it.prompt) + len(it.completion) for it in seqs)
-    ref_tokens = tokens if training.methods.get(method).reference else 0
+    ref_tokens = tokens if methods.get(method).reference else 0
     wall = times[-1] - times[0]
     out = {"oom": False, "params": n_params, "micro_batch": micro, "max_length": length, "timed_steps": steps,
            "sequences_per_step": len(seqs) // steps, "tokens_per_s": tokens / wall, "step_s": wall / steps,

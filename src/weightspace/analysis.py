@@ -130,3 +130,29 @@ def per_module(deltas: dict[str, dict[str, Factor]], top_k: int, reference: str)
             if m != reference:
                 put("colspace_sq", m, G.colspace_sq_stack(st[m], U).tolist())
     return v
+
+
+def seed_alignment(a, b) -> list[dict]:
+    """The seed-alignment curve of two runs of one method from their snapshot folders ``a`` and ``b``
+    (``step_<n>/`` PEFT adapters, the same steps in both): per step, the mean |<u1, u1'>| and
+    |<v1, v1'>| over modules, the median over modules of the angle between u1 and u1' (degrees) and the
+    global cosine. A step where either adapter has not moved from its init (Delta W = 0: an online run
+    with no reward variance yet) is left out."""
+    from pathlib import Path
+
+    from .adapters import frobenius, read_adapter
+
+    a, b = Path(a), Path(b)
+    steps = sorted(int(p.name.removeprefix("step_")) for p in a.glob("step_*"))
+    if steps != sorted(int(p.name.removeprefix("step_")) for p in b.glob("step_*")):
+        raise ValueError(f"seed alignment: {a} and {b} hold snapshots of different steps")
+    rows = []
+    for s in steps:
+        fa, fb = read_adapter(a / f"step_{s}"), read_adapter(b / f"step_{s}")
+        if frobenius(fa) == 0 or frobenius(fb) == 0:
+            log.info("seed alignment: step %d left out, an adapter has not moved from its init (Delta W = 0)", s)
+            continue
+        m, _ = analyse({"a": fa, "b": fb}, 1, "a")
+        rows.append({"step": s, "u1_alignment": m["u1_alignment"]["a-b"], "v1_alignment": m["v1_alignment"]["a-b"],
+                     "angle_u1_median": m["angle_top1"]["a-b"]["median"], "cosine": m["cosine"]["global"]["a-b"]})
+    return rows

@@ -151,7 +151,7 @@ def series_tables(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[
     frames = {
         "training_loss": pd.concat([read_csv(tables / "train" / m / "plots/metrics/loss.tsv", sep="\t")
                                     .assign(series=m)[["step", "series", "loss"]] for m in methods]),
-        "seed_alignment": pd.concat([read_csv(tables / "train" / m / "seed_alignment.csv")
+        "seed_alignment": pd.concat([read_csv(tables / "alignment" / f"{m}.csv")
                                      .assign(series=m)[["step", "series", "u1_alignment"]] for m in methods]),
     }
     online = [read_csv(f, sep="\t").assign(series=f"{m} {k}").rename(columns={k: "value"})[["step", "series", "value"]]

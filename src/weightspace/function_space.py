@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .adapters import Factor
-from .sequences import Item, collate, ids, prompt_ids
+from .sequences import Item, collate, ids, prompt_ids, sequence_logps
 
 
 def _input_to_fp32(module, args):
@@ -72,7 +72,6 @@ def answer_items(tok, prompts: list[str], answers: list[str]) -> list[Item]:
 @torch.no_grad()
 def answer_ce(model, items: list[Item], pad_id: int, batch: int) -> float:
     """Masked-answer cross-entropy: mean over all answer tokens of -log p(token | prompt, earlier answer tokens)."""
-    from .training import sequence_logps
 
     total, count = 0.0, 0.0
     for i in range(0, len(items), batch):

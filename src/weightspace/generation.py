@@ -27,16 +27,10 @@ import torch
 from tqdm import tqdm
 
 from .config import Generation
+from .rollouts import Completion
 from .sequences import chat_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    n_tokens: int  # generated tokens, the end-of-turn token included when emitted
-    truncated: bool  # stopped by max_new_tokens, not by end-of-turn
 
 
 def chat(user: str) -> list[dict]:

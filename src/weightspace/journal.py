@@ -32,14 +32,6 @@ def unit_key(**fields) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class Journal:
     """``done[key]`` holds every unit that finished (``ok: true``) in this or an earlier run."""
 
@@ -117,7 +109,7 @@ def generate(engine, messages: list[str], prompt_ids: list[str], k: int, identit
     with seed ``gen.seed + s``), else one ``generate`` call per chunk of ``gen.batch_size`` prompts
     seeded with ``gen.seed + chunk index``. Returns (completions[i][s], stats); raises
     JournalIncomplete naming how many units failed and the first error when any is missing."""
-    from .generation import Completion
+    from .rollouts import Completion
 
     g = engine.gen
     common = dict(engine=g.engine, model=identity, temperature=g.temperature, top_p=g.top_p,

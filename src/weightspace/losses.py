@@ -6,13 +6,22 @@ Notation: row i of an effective batch, completion token t, ``logp[i, t] = log pi
 tokens in the rows the method trains on in this effective batch (summed over micro-batches and
 processes), so micro-batch losses add up to the effective-batch loss. Pair and unpaired-preference
 losses are per unit; the loop divides their sum by the number of units of the effective batch. Which
-rows a method trains on and which of these losses it uses: the registry, ``methods.py``.
+rows a method trains on: the registry, ``methods.py``; which of these losses it uses on a micro-batch:
+``BATCH_LOSS`` at the end of this module (an online method has none: its trainer's own).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional
+
 import torch
 import torch.nn.functional as F
+
+from .sequences import BLOCK_ELEMENTS, token_logps  # noqa: F401  (the losses' log-probs, imported from here too)
+
+if TYPE_CHECKING:
+    from .methods import DPO, GRPO, IPO, KTO, SimPO
 
 def sequence_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """l_i = -sum_t mask_it logp_it; (B, T) -> (B,)."""
@@ -155,51 +164,82 @@ def kto_loss(policy: torch.Tensor, ref: torch.Tensor, desirable: torch.Tensor, p
                        undesirable_weight * (1 - torch.sigmoid(beta * (z0 - r))))
 
 
-BLOCK_ELEMENTS = 2**24  # token_logps works on blocks of positions of at most this many logits (64 MiB in float32)
+# ---------------------------------------------------------------- what a method's loss sees
+@dataclass(frozen=True)
+class Batch:
+    """One micro-batch as a loss sees it. ``logp``/``mask`` (B, T) over the flat sequences of the units
+    (a pair: chosen then rejected; an unpaired unit: its row then its mismatched sequence); ``rows`` (B,)
+    the table row of each sequence (of a mismatched one: the row whose completion it borrows);
+    ``reward`` (R,) and ``table`` (per-row tensors a method computes once over the whole table, e.g.
+    GRPO's advantages) are indexed by table row; ``ref`` (B,) the
+    reference's sequence log-probs (methods with ``reference``); ``normaliser`` as the method's
+    ``normaliser`` counts it over the effective batch."""
+    logp: torch.Tensor
+    mask: torch.Tensor
+    rows: torch.Tensor
+    reward: torch.Tensor
+    table: dict
+    ref: Optional[torch.Tensor]
+    normaliser: float
+
+    def seq(self) -> torch.Tensor:
+        """Sequence log-probs sum_t mask logp (B,)."""
+        return (self.logp * self.mask).sum(-1)
 
 
-class _TakenLogProbs(torch.autograd.Function):
-    """log p(y) = z_y - logsumexp(z) for each position's taken token y, block by block in float32;
-    saves the logits (alive anyway) and the (B, T-1) logsumexp, never a (B, T, V) float32 tensor.
-    Backward: d log p(y) / dz = onehot(y) - softmax(z), rebuilt per block from the saved logsumexp."""
-
-    @staticmethod
-    def forward(ctx, logits, targets):  # (B, T, V), (B, T-1) -> (B, T-1) float32
-        B, T1 = targets.shape
-        out = torch.empty(B, T1, dtype=torch.float32, device=logits.device)
-        lse = torch.empty_like(out)
-        C = ctx.block = max(1, BLOCK_ELEMENTS // logits.shape[-1])
-        for b in range(B):
-            for t in range(0, T1, C):
-                s = slice(t, min(t + C, T1))  # position p predicts targets[:, p] = input_ids[:, p + 1]
-                z = logits[b, s].float()  # (C, V)
-                lse[b, s] = torch.logsumexp(z, -1)
-                out[b, s] = z.gather(-1, targets[b, s, None]).squeeze(-1) - lse[b, s]
-        ctx.save_for_backward(logits, targets, lse)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):  # g: (B, T-1)
-        logits, targets, lse = ctx.saved_tensors
-        grad = torch.zeros_like(logits)  # the last position predicts nothing: its gradient is 0
-        B, T1 = targets.shape
-        for b in range(B):
-            for t in range(0, T1, ctx.block):
-                s = slice(t, min(t + ctx.block, T1))
-                gb = g[b, s, None].float()  # (C, 1)
-                d = (logits[b, s].float() - lse[b, s, None]).exp_().mul_(-gb)  # (C, V): -g softmax(z), one block
-                d.scatter_add_(-1, targets[b, s, None], gb)  # + g onehot(y)
-                grad[b, s] = d.to(grad.dtype)
-        return grad, None
+def _pairs(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(policy, reference) sequence log-probs as (P, 2): column 0 chosen (or the row), 1 rejected (or its
+    mismatched sequence)."""
+    seq = b.seq().view(-1, 2)
+    return seq, b.ref.to(seq.dtype).view(-1, 2)
 
 
-def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """log pi(x_{t+1} | x_<=t) = z_{t, x_{t+1}} - logsumexp_v z_{t, v} for next-token targets, in float32:
-    (B, T, V) logits (any float dtype), (B, T) ids -> (B, T-1).
+def _pair_means(b: Batch) -> torch.Tensor:
+    """Length-averaged policy log-probs (1/|y|) sum_t log pi(y_t) as (P, 2)."""
+    return (b.seq() / b.mask.sum(-1).clamp(min=1)).view(-1, 2)
 
-    Equal to ``log_softmax(logits[:, :-1].float())`` gathered at ``input_ids[:, 1:]`` up to float32 rounding,
-    values and gradients, without that full-vocabulary float32 copy (20 GB for Qwen3's 151,936 tokens at
-    4 x 8k): blocks of ``BLOCK_ELEMENTS // V`` positions at a time. TRL's ``selective_log_softmax`` is not used: for bf16 logits
-    it runs ``log_softmax`` in bf16 (log-probs rounded to bf16), and its float32 branch would keep a
-    float32 copy of bf16 logits alive for backward."""
-    return _TakenLogProbs.apply(logits, input_ids[:, 1:])
+
+def _dpo(p: DPO, b: Batch) -> torch.Tensor:
+    seq, ref = _pairs(b)
+    return dpo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], p.beta).sum() / b.normaliser
+
+
+def _ipo(p: IPO, b: Batch) -> torch.Tensor:
+    n = b.mask.sum(-1).clamp(min=1).view(-1, 2)
+    seq, ref = _pairs(b)
+    return ipo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], n[:, 0], n[:, 1], p.tau).sum() / b.normaliser
+
+
+def _simpo(p: SimPO, b: Batch) -> torch.Tensor:
+    avg = _pair_means(b)
+    return simpo_loss(avg[:, 0], avg[:, 1], p.beta, p.gamma).sum() / b.normaliser
+
+
+def _kto(p: KTO, b: Batch) -> torch.Tensor:
+    seq, ref = _pairs(b)  # column 0: the row, column 1: its mismatched sequence
+    desirable = b.reward[b.rows.view(-1, 2)[:, 0]].to(seq.device) == 1
+    return kto_loss(seq[:, 0], ref[:, 0], desirable, seq[:, 1], ref[:, 1], p.beta, p.desirable_weight,
+                      p.undesirable_weight).sum() / b.normaliser
+
+
+def _grpo_table(p: GRPO, rows: list[dict]) -> dict:
+    reward = torch.tensor([float(r["reward"]) for r in rows])
+    return {"advantage": grpo_advantages(reward, torch.tensor([r["group"] for r in rows]), p.bias, p.std_norm,
+                                           p.bias_scope)}
+
+
+# method -> (its params, the micro-batch) -> the micro-batch's loss
+BATCH_LOSS: dict[str, Callable[[object, Batch], torch.Tensor]] = {
+    "sft": lambda p, b: sft_loss(b.logp, b.mask, b.normaliser),
+    "rft": lambda p, b: rft_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device), b.normaliser),
+    "dft": lambda p, b: dft_loss(b.logp, b.mask, b.normaliser),
+    "rift": lambda p, b: rift_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device), b.normaliser, p.neg_lambda,
+                                   p.variant),
+    "grpo": lambda p, b: grpo_loss(b.logp, b.mask, b.table["advantage"][b.rows].to(b.logp.device), b.normaliser),
+    "dpo": _dpo,
+    "ipo": _ipo,
+    "simpo": _simpo,
+    "kto": _kto,
+}
+# method -> (its params, the table's rows) -> per-row tensors computed once per table (``Batch.table``)
+TABLES: dict[str, Callable[[object, list[dict]], dict]] = {"grpo": _grpo_table}

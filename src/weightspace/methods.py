@@ -1,12 +1,12 @@
 """The method registry: the one place where what a method *is* gets decided.
 
 A method = its params section (a ``schema.Section``, the ``params.yaml`` section of the same name), the
-rollout rows it trains on, its loss (a pure function in ``losses``), whether that loss reads the
+rollout rows it trains on, its loss (``losses.BATCH_LOSS[name]``, built on pure functions in ``losses``), whether that loss reads the
 reference's log-probs, and what the loss is normalised by. The training loop (``training``), the
 params loader (``config``) and every stage read these entries; nothing else compares method names.
 
-Adding a loss = a pure function in ``losses.py`` with its hand-derived test, one ``Method`` entry
-below, and one section in ``params.yaml`` (and ``profiles/*.yaml``). ``dvc exp run -S 'methods=[...]'``
+Adding a loss = a pure function in ``losses.py`` with its hand-derived test and its ``BATCH_LOSS``
+entry, one ``Method`` entry below, and one section in ``params.yaml`` (and ``profiles/*.yaml``). ``dvc exp run -S 'methods=[...]'``
 then trains it and every analysis covers it.
 
 Training units (``Method.units``), in the persisted row order:
@@ -31,22 +31,12 @@ micro-batches and processes); ``units`` = the number of units (pairs, rows) of t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal, Optional
+from typing import Literal, Optional
 
 from pydantic import model_validator
 
 from .schema import Number, ParamsError, Positive, PositiveInt, Section
-
-if TYPE_CHECKING:
-    import torch
-
-
-def _L():
-    """``losses`` (and torch) imported on first use: params validation (``config``) reads this registry
-    in stages that never import torch."""
-    from . import losses
-
-    return losses
+from .units import Mismatch
 
 
 # ---------------------------------------------------------------- params sections
@@ -141,86 +131,50 @@ class KTO(Section):
     undesirable_weight: Positive  # lambda_U, on wrong rows
 
 
-# ---------------------------------------------------------------- what the loss sees
-@dataclass(frozen=True)
-class Batch:
-    """One micro-batch as a loss sees it. ``logp``/``mask`` (B, T) over the flat sequences of the units
-    (a pair: chosen then rejected; an unpaired unit: its row then its mismatched sequence); ``rows`` (B,)
-    the table row of each sequence (of a mismatched one: the row whose completion it borrows);
-    ``reward`` (R,) and ``table`` (per-row tensors a method computes once over the whole table, e.g.
-    GRPO's advantages) are indexed by table row; ``ref`` (B,) the
-    reference's sequence log-probs (methods with ``reference``); ``normaliser`` as the method's
-    ``normaliser`` counts it over the effective batch."""
-    logp: torch.Tensor
-    mask: torch.Tensor
-    rows: torch.Tensor
-    reward: torch.Tensor
-    table: dict
-    ref: Optional[torch.Tensor]
-    normaliser: float
-
-    def seq(self) -> torch.Tensor:
-        """Sequence log-probs sum_t mask logp (B,)."""
-        return (self.logp * self.mask).sum(-1)
-
-
-def _pairs(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(policy, reference) sequence log-probs as (P, 2): column 0 chosen (or the row), 1 rejected (or its
-    mismatched sequence)."""
-    seq = b.seq().view(-1, 2)
-    return seq, b.ref.to(seq.dtype).view(-1, 2)
-
-
-def _pair_means(b: Batch) -> torch.Tensor:
-    """Length-averaged policy log-probs (1/|y|) sum_t log pi(y_t) as (P, 2)."""
-    return (b.seq() / b.mask.sum(-1).clamp(min=1)).view(-1, 2)
-
-
-def _dpo(p: DPO, b: Batch) -> torch.Tensor:
-    seq, ref = _pairs(b)
-    return _L().dpo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], p.beta).sum() / b.normaliser
-
-
-def _ipo(p: IPO, b: Batch) -> torch.Tensor:
-    n = b.mask.sum(-1).clamp(min=1).view(-1, 2)
-    seq, ref = _pairs(b)
-    return _L().ipo_loss(seq[:, 0], seq[:, 1], ref[:, 0], ref[:, 1], n[:, 0], n[:, 1], p.tau).sum() / b.normaliser
-
-
-def _simpo(p: SimPO, b: Batch) -> torch.Tensor:
-    avg = _pair_means(b)
-    return _L().simpo_loss(avg[:, 0], avg[:, 1], p.beta, p.gamma).sum() / b.normaliser
-
-
-def _kto(p: KTO, b: Batch) -> torch.Tensor:
-    seq, ref = _pairs(b)  # column 0: the row, column 1: its mismatched sequence
-    desirable = b.reward[b.rows.view(-1, 2)[:, 0]].to(seq.device) == 1
-    return _L().kto_loss(seq[:, 0], ref[:, 0], desirable, seq[:, 1], ref[:, 1], p.beta, p.desirable_weight,
-                      p.undesirable_weight).sum() / b.normaliser
-
-
-def _grpo_table(p: GRPO, rows: list[dict]) -> dict:
-    import torch
-
-    reward = torch.tensor([float(r["reward"]) for r in rows])
-    return {"advantage": _L().grpo_advantages(reward, torch.tensor([r["group"] for r in rows]), p.bias, p.std_norm,
-                                           p.bias_scope)}
-
-
 # ---------------------------------------------------------------- the registry
 @dataclass(frozen=True)
 class Method:
     name: str
     params: type  # its params.yaml section
     rows: Literal["all", "positive", "pairs", "unpaired", "prompts"]
-    # (its params, the micro-batch) -> the micro-batch's loss; None for an online method (its trainer's own)
-    loss: Optional[Callable[[object, Batch], torch.Tensor]]
     reference: bool = False  # the loss reads the reference's (the base's) sequence log-probs
     normaliser: Literal["tokens", "units"] = "tokens"
-    table: Optional[Callable[[object, list[dict]], dict]] = None  # per-row tensors computed once per table
     min_micro_batch: int = 1  # train.micro_batch_size at least this (KTO: its z0 is a mean over a micro-batch)
     online: bool = False  # trained by ``online.fit`` (TRL's GRPOTrainer on its own samples), not ``training.fit``
     offline: Optional[str] = None  # an online method's offline counterpart (the geometry's second reference)
+
+    def train_cfg(self, p, cfg):
+        """The shared ``train`` section as this method's runs read it: an online run has its own step
+        count and no separate compare step (``online.train_cfg``); what the snapshot steps read."""
+        if self.online:
+            from . import online
+
+            return online.train_cfg(p, cfg)
+        return cfg
+
+    def own_process(self, p) -> bool:
+        """Whether each run trains in a fresh process: an online method on TRL's colocated vLLM, which
+        claims its share of GPU memory up front and does not release it within a process."""
+        return self.online and p.engine == "vllm"
+
+    def fit(self, p, lr: float, cfg, base: str, init: str, rows: list[dict], out: str, deltas: str | None = None,
+            plots: str | None = None, *, seed: int, snapshot_dir: str | None = None,
+            checkpoint_dir: str | None = None) -> dict:
+        """Train this method (params ``p``, peak LR ``lr``, the shared ``train`` section ``cfg``) from the
+        LoRA init and row order in ``init`` on the rollout ``rows``: its adapter to ``out``, its factors to
+        ``deltas``, curves to ``plots``, the adapters at ``train_cfg(...)``'s snapshot steps to
+        ``snapshot_dir``. Offline: ``training.fit`` (its randomness is all in ``init``; resumable
+        checkpoints in ``checkpoint_dir``); online: ``online.fit``, TRL's GRPOTrainer sampling from
+        ``seed``. Returns the run's summary (the main process; under ``accelerate launch`` others ``{}``)."""
+        if self.online:
+            from . import online
+
+            return online.fit(self.name, p, lr, online.train_cfg(p, cfg), base, init, rows, out, deltas, plots,
+                              snapshot_dir, seed=seed)
+        from . import training
+
+        return training.fit(self, p, lr, cfg, base, init, rows, out, deltas, plots, checkpoint_dir=checkpoint_dir,
+                            snapshot_dir=snapshot_dir)
 
     def units(self, p, rows: list[dict], order: list[int]) -> list:
         """Training units in the persisted ``order`` (see the module docstring)."""
@@ -244,11 +198,6 @@ class Method:
         return units
 
 
-class Mismatch(tuple):
-    """An unpaired unit (row, other): ``row``'s own sequence, and ``other``'s completion under ``row``'s
-    prompt (the mismatched sequence of KTO's KL estimate)."""
-
-
 def _other_group(rows: list[dict], order: list[int], k: int) -> int:
     """The nearest row before position ``k`` of ``order`` (cyclically) whose prompt group differs."""
     g = rows[order[k]]["group"]
@@ -260,20 +209,16 @@ def _other_group(rows: list[dict], order: list[int], k: int) -> int:
 
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
-    Method("sft", SFT, "all", lambda p, b: _L().sft_loss(b.logp, b.mask, b.normaliser)),
-    Method("rft", RFT, "positive", lambda p, b: _L().rft_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device),
-                                                           b.normaliser)),
-    Method("dft", DFT, "all", lambda p, b: _L().dft_loss(b.logp, b.mask, b.normaliser)),
-    Method("rift", RIFT, "all", lambda p, b: _L().rift_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device),
-                                                         b.normaliser, p.neg_lambda, p.variant)),
-    Method("grpo", GRPO, "all", lambda p, b: _L().grpo_loss(b.logp, b.mask,
-                                                            b.table["advantage"][b.rows].to(b.logp.device),
-                                                            b.normaliser), table=_grpo_table),
-    Method("dpo", DPO, "pairs", _dpo, reference=True, normaliser="units"),
-    Method("ipo", IPO, "pairs", _ipo, reference=True, normaliser="units"),
-    Method("simpo", SimPO, "pairs", _simpo, normaliser="units"),
-    Method("kto", KTO, "unpaired", _kto, reference=True, normaliser="units", min_micro_batch=2),
-    Method("grpo_online", GRPOOnline, "prompts", None, online=True, offline="grpo"),
+    Method("sft", SFT, "all"),
+    Method("rft", RFT, "positive"),
+    Method("dft", DFT, "all"),
+    Method("rift", RIFT, "all"),
+    Method("grpo", GRPO, "all"),
+    Method("dpo", DPO, "pairs", reference=True, normaliser="units"),
+    Method("ipo", IPO, "pairs", reference=True, normaliser="units"),
+    Method("simpo", SimPO, "pairs", normaliser="units"),
+    Method("kto", KTO, "unpaired", reference=True, normaliser="units", min_micro_batch=2),
+    Method("grpo_online", GRPOOnline, "prompts", online=True, offline="grpo"),
 )}
 NAMES = tuple(REGISTRY)
 
@@ -283,3 +228,14 @@ def get(name: str) -> Method:
     if name not in REGISTRY:
         raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(NAMES)})")
     return REGISTRY[name]
+
+
+def run_name(method: str, lr: float) -> str:
+    """``dpo_lr5e-06``, ``sft_lr0.0001``: the sweep run of ``method`` at peak LR ``lr``."""
+    return f"{method}_lr{lr:g}"
+
+
+def parse_run_name(name: str) -> tuple[str, float]:
+    """(method, lr) of a ``run_name``."""
+    m, lr = name.rsplit("_lr", 1)
+    return m, float(lr)

@@ -23,10 +23,16 @@ HUB_FILE = "hub.json"
 LOCAL_PREFIX = "sha256:"  # revision of a local folder; a hub revision is a 40-hex commit sha
 
 
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def folder_sha256(folder: str | Path) -> str:
     """``sha256:<hex>`` over every file under ``folder``: its relative path and bytes, in path order."""
-    from .journal import file_sha256
-
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if not files:

@@ -12,7 +12,7 @@ init on its own samples of the rollout table's prompts, rewarded by the grader t
   ``num_iterations`` 1 (TRL's default) the clipped ratio is 1 and the gradient is the plain policy
   gradient sum_i A_i grad log pi(y_i), A_i = (r_i - mean_g r) / std_g r (TRL's ``scale_rewards`` "group").
 - Shared with the offline runs (``train``): AdamW, weight decay, gradient clipping, linear warmup then
-  cosine to 0 (transformers' schedule: warmup starts at LR 0, ``training.lr_lambda`` at LR/warmup),
+  cosine to 0 (transformers' ``cosine`` schedule, ``training.schedule``),
   micro-batch size, bf16 and gradient checkpointing. Generation: transformers on CPU and by default
   (``engine`` hf); TRL's colocated vLLM (``engine`` vllm, the ``gpu`` extra).
 - Repeatable on one machine (engine hf): TRL seeds sampling and the prompt order from ``seed``

@@ -24,11 +24,11 @@ journal (which keeps the teacher's raw text) and before the table is written, so
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import grading
 from .datasets import DataError, read_jsonl
-from .generation import Completion
 
 COLUMNS = {"row": int, "prompt_id": str, "group": int, "prompt": str, "completion": str, "n_tokens": int,
            "extracted": (str, type(None)), "gold": str, "reward": int, "reward_rule": str, "truncated": bool,
@@ -37,6 +37,14 @@ SOURCES = ("model", "gold")
 OVERLONG_RULE = "overlong"  # reward_rule of a reward-1 row counted as a failure by rollouts.overlong fail
 GOLD_COMPLETION = "The final answer is \\boxed{{{answer}}}."
 
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion as every engine (``generation``) returns it."""
+    text: str
+    n_tokens: int  # generated tokens, the end-of-turn token included when emitted
+    truncated: bool  # stopped by max_new_tokens, not by end-of-turn
 
 def grade_rows(prompts: list[dict], messages: list[str], completions: list[list[Completion]],
                gold_rows: int = 0, *, model: str) -> list[dict]:

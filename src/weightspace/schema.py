@@ -39,8 +39,51 @@ Positive = Annotated[float, BeforeValidator(_number), Field(gt=0)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 
 
+_READ: set[str] | None = None  # dotted keys read since ``trace`` was first called; None: not recording
+_PATH: dict[int, str] = {}  # id of a traced section -> its dotted key
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __getattribute__(self, name: str):
+        value = object.__getattribute__(self, name)
+        if _READ is not None and name in type(self).model_fields and id(self) in _PATH:
+            path = _PATH[id(self)]
+            _READ.add(f"{path}.{name}" if path else name)
+        return value
+
+    def model_copy(self, *args, **kwargs):
+        new = super().model_copy(*args, **kwargs)
+        if _READ is not None and id(self) in _PATH:
+            _register(new, _PATH[id(self)])  # a copy (e.g. with another step count) is read as the same key
+        return new
+
+
+def _register(obj, path: str) -> None:
+    if isinstance(obj, Section):
+        _PATH[id(obj)] = path
+        for name in type(obj).model_fields:
+            _register(obj.__dict__[name], f"{path}.{name}" if path else name)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _register(v, f"{path}.{k}")
+
+
+def trace(root: Section) -> None:
+    """From now on, record every field of ``root``'s tree that code reads, as its dotted key (``reads``):
+    how a stage's params are checked against what ``dvc.yaml`` lists for it (``stages.common.parse``)."""
+    global _READ
+    if _READ is None:
+        _READ = set()
+    _register(root, "")
+
+
+def reads() -> list[str]:
+    """The dotted keys read since ``trace``, without those only read on the way to a deeper one
+    (``train`` when ``train.steps`` was read); a section handed on whole and never opened stays."""
+    keys = sorted(_READ or ())
+    return [k for k in keys if not any(o.startswith(k + ".") for o in keys)]
 
 
 def _key(loc) -> str:

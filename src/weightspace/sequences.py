@@ -112,3 +112,67 @@ def unpack(packed_logps: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.
     has log-probs of pad tokens; the completion mask is 0 there in both)."""
     flat = packed_logps.reshape(-1)[batch["index"].to(packed_logps.device)]
     return torch.where(batch["valid"].to(flat.device), flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
+
+
+BLOCK_ELEMENTS = 2**24  # token_logps works on blocks of positions of at most this many logits (64 MiB in float32)
+
+
+class _TakenLogProbs(torch.autograd.Function):
+    """log p(y) = z_y - logsumexp(z) for each position's taken token y, block by block in float32;
+    saves the logits (alive anyway) and the (B, T-1) logsumexp, never a (B, T, V) float32 tensor.
+    Backward: d log p(y) / dz = onehot(y) - softmax(z), rebuilt per block from the saved logsumexp."""
+
+    @staticmethod
+    def forward(ctx, logits, targets):  # (B, T, V), (B, T-1) -> (B, T-1) float32
+        B, T1 = targets.shape
+        out = torch.empty(B, T1, dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(out)
+        C = ctx.block = max(1, BLOCK_ELEMENTS // logits.shape[-1])
+        for b in range(B):
+            for t in range(0, T1, C):
+                s = slice(t, min(t + C, T1))  # position p predicts targets[:, p] = input_ids[:, p + 1]
+                z = logits[b, s].float()  # (C, V)
+                lse[b, s] = torch.logsumexp(z, -1)
+                out[b, s] = z.gather(-1, targets[b, s, None]).squeeze(-1) - lse[b, s]
+        ctx.save_for_backward(logits, targets, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # g: (B, T-1)
+        logits, targets, lse = ctx.saved_tensors
+        grad = torch.zeros_like(logits)  # the last position predicts nothing: its gradient is 0
+        B, T1 = targets.shape
+        for b in range(B):
+            for t in range(0, T1, ctx.block):
+                s = slice(t, min(t + ctx.block, T1))
+                gb = g[b, s, None].float()  # (C, 1)
+                d = (logits[b, s].float() - lse[b, s, None]).exp_().mul_(-gb)  # (C, V): -g softmax(z), one block
+                d.scatter_add_(-1, targets[b, s, None], gb)  # + g onehot(y)
+                grad[b, s] = d.to(grad.dtype)
+        return grad, None
+
+
+def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log pi(x_{t+1} | x_<=t) = z_{t, x_{t+1}} - logsumexp_v z_{t, v} for next-token targets, in float32:
+    (B, T, V) logits (any float dtype), (B, T) ids -> (B, T-1).
+
+    Equal to ``log_softmax(logits[:, :-1].float())`` gathered at ``input_ids[:, 1:]`` up to float32 rounding,
+    values and gradients, without that full-vocabulary float32 copy (20 GB for Qwen3's 151,936 tokens at
+    4 x 8k): blocks of ``BLOCK_ELEMENTS // V`` positions at a time. TRL's ``selective_log_softmax`` is not used: for bf16 logits
+    it runs ``log_softmax`` in bf16 (log-probs rounded to bf16), and its float32 branch would keep a
+    float32 copy of bf16 logits alive for backward."""
+    return _TakenLogProbs.apply(logits, input_ids[:, 1:])
+
+
+def sequence_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token log-probs (B, T-1), completion mask (B, T-1)) of ``model`` on a ``collate``d batch, on the
+    model's device; on a ``pack``ed batch (``train.packing``) the forward pass runs on the packed rows (position
+    ids, no attention mask) and its log-probs come back in the padded layout, so every loss reads the same
+    tensors either way."""
+    device = next(model.parameters()).device
+    ids = batch["input_ids"].to(device)
+    if "position_ids" in batch:
+        logits = model(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False).logits
+        return unpack(token_logps(logits, ids), batch), batch["completion_mask"].to(device)
+    logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
+    return token_logps(logits, ids), batch["completion_mask"].to(device)

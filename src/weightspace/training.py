@@ -15,12 +15,18 @@ import contextlib
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
-from . import config, methods
 from . import losses as L
-from .sequences import Item, collate, ids, pack, prompt_ids, unpack  # noqa: F401  (Item, collate: the loop's batch types)
+# Item, collate and sequence_logps: the loop's types and forward pass (tests import them from here)
+from .sequences import Item, collate, ids, pack, prompt_ids, sequence_logps, unpack  # noqa: F401
+from .units import Mismatch
+
+if TYPE_CHECKING:
+    from . import config
+    from .methods import Method
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +46,14 @@ def encode_rows(tok, rows: list[dict], max_length: int) -> dict[int, Item]:
     return items
 
 
-def select(method: str, rows: list[dict], order: list[int], mcfg) -> list:
-    """Training units of ``method`` (params ``mcfg``) in the persisted order (``methods.Method.units``):
+def select(entry: Method, rows: list[dict], order: list[int], mcfg) -> list:
+    """Training units of the method ``entry`` (params ``mcfg``) in the persisted order (``Method.units``):
     row ids, (chosen, rejected) pairs, or (row, mismatched row) for unpaired preferences."""
-    entry = methods.get(method)
     units = entry.units(mcfg, rows, order)
     if not units:
         what = {"positive": "correct rollouts", "pairs": "mixed groups (both right and wrong)"}.get(entry.rows, "rows")
-        raise TrainingError(f"method {method}: 0 training units: no {what} among {len(rows)} rollout rows")
+        raise TrainingError(f"method {entry.name}: 0 training units: no {what} among {len(rows)} rollout rows")
     return units
-
-
-def sequence_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token log-probs (B, T-1), completion mask (B, T-1)) of ``model`` on a ``collate``d batch, on the
-    model's device; on a ``pack``ed batch (``train.packing``) the forward pass runs on the packed rows (position
-    ids, no attention mask) and its log-probs come back in the padded layout, so every loss reads the same
-    tensors either way."""
-    device = next(model.parameters()).device
-    ids = batch["input_ids"].to(device)
-    if "position_ids" in batch:
-        logits = model(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False).logits
-        return unpack(L.token_logps(logits, ids), batch), batch["completion_mask"].to(device)
-    logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
-    return L.token_logps(logits, ids), batch["completion_mask"].to(device)
 
 
 @torch.no_grad()
@@ -96,24 +87,26 @@ def lora_sha256(model) -> str:
     return h.hexdigest()
 
 
-def lr_lambda(total: int, warmup: int):
-    """Multiplier of the peak LR: linear warmup over ``warmup`` steps, then cosine to 0 at ``total``."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-    return f
+def schedule(opt, cfg: config.Train):
+    """The LR schedule of every run, offline and online: transformers' ``cosine`` (the one TRL's trainers
+    build from ``lr_scheduler_type="cosine"``): the LR rises linearly from 0 over
+    ``ceil(warmup_ratio * steps)`` steps, then falls to 0 at ``steps`` along a half cosine."""
+    from transformers import get_scheduler
+
+    return get_scheduler("cosine", opt, num_warmup_steps=math.ceil(cfg.warmup_ratio * cfg.steps),
+                         num_training_steps=cfg.steps)
 
 
 class LossFn:
     """The method's loss on one micro-batch (``methods.REGISTRY``); everything else is shared.
     ``needs_reference``: the loop passes the reference's sequence log-probs of the same micro-batch."""
 
-    def __init__(self, method: str, mcfg, rows: list[dict]):
-        self.entry, self.mcfg = methods.get(method), mcfg
+    def __init__(self, entry: Method, mcfg, rows: list[dict]):
+        self.entry, self.mcfg, method = entry, mcfg, entry.name
         self.needs_reference = self.entry.reference
         self.reward = torch.tensor([float(r["reward"]) for r in rows])
-        self.table = self.entry.table(mcfg, rows) if self.entry.table is not None else {}
+        self.loss = L.BATCH_LOSS[method]
+        self.table = L.TABLES[method](mcfg, rows) if method in L.TABLES else {}
 
     def normaliser(self, batch: list, items: dict[int, Item]) -> float:
         """The effective batch's normaliser: its units, or the completion tokens of its rows."""
@@ -123,14 +116,14 @@ class LossFn:
 
     def __call__(self, logp, mask, unit_rows: list, normaliser: float, ref_seq: torch.Tensor | None = None):
         flat = [r for u in unit_rows for r in (u if isinstance(u, tuple) else (u,))]
-        batch = methods.Batch(logp, mask, torch.tensor(flat), self.reward, self.table, ref_seq, normaliser)
-        return self.entry.loss(self.mcfg, batch)
+        batch = L.Batch(logp, mask, torch.tensor(flat), self.reward, self.table, ref_seq, normaliser)
+        return self.loss(self.mcfg, batch)
 
 
 def unit_items(unit, items: dict[int, Item]) -> list[Item]:
     """The sequences of a unit: a row; a pair's chosen and rejected rows; or (``methods`` "unpaired")
     a row and another row's completion under the row's prompt."""
-    if isinstance(unit, methods.Mismatch):
+    if isinstance(unit, Mismatch):
         i, j = unit
         # no longer than the longer of the two real sequences (each within train.max_length)
         room = max(len(items[i].prompt) + len(items[i].completion), len(items[j].prompt) + len(items[j].completion))
@@ -152,8 +145,7 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
     world, rank = accelerator.num_processes, accelerator.process_index
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    warmup = math.ceil(cfg.warmup_ratio * cfg.steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.steps, warmup))
+    sched = schedule(opt, cfg)
     start, history = checkpoints.restore(model, opt, sched) if checkpoints is not None else (0, [])
     raw_opt = opt
     model, opt = accelerator.prepare(model, opt)
@@ -210,13 +202,13 @@ def train(model, accelerator, method: str, units: list, items: dict[int, Item], 
             "resumed_from_step": start, "wall_s": round(time.time() - t0, 2)}
 
 
-def fit_model(model, accelerator, method: str, mcfg, rows: list[dict], order: list[int], cfg: config.Train, lr: float,
+def fit_model(model, accelerator, entry: Method, mcfg, rows: list[dict], order: list[int], cfg: config.Train, lr: float,
               tok, **train_kw) -> dict:
     """Train ``method`` (params ``mcfg``) on an in-memory PEFT ``model``: its units of the table in
     ``order``, the encoded rows, its loss; ``train_kw`` go to ``train``. ``fit`` is this plus files."""
-    units = select(method, rows, order, mcfg)
-    return train(model, accelerator, method, units, encode_rows(tok, rows, cfg.max_length),
-                 LossFn(method, mcfg, rows), cfg, lr, tok.pad_token_id, **train_kw)
+    units = select(entry, rows, order, mcfg)
+    return train(model, accelerator, entry.name, units, encode_rows(tok, rows, cfg.max_length),
+                 LossFn(entry, mcfg, rows), cfg, lr, tok.pad_token_id, **train_kw)
 
 
 def snapshot_steps(cfg: config.Train) -> list[int]:
@@ -286,7 +278,7 @@ def load_policy(base: str, init: str, cfg: config.Train):
     return model, tok
 
 
-def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, rows: list[dict], out: str,
+def fit(entry: Method, mcfg, lr: float, cfg: config.Train, base: str, init: str, rows: list[dict], out: str,
         deltas: str | None = None, plots: str | None = None, checkpoint_dir: str | None = None,
         snapshot_dir: str | None = None) -> dict:
     """Train one method from the shared init on the rollout table and write its adapter.
@@ -312,7 +304,8 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
     from .checkpoints import Checkpoints
 
     order = read_order(init, rows)
-    select(method, rows, order, mcfg)  # no training units: TrainingError before the model loads
+    method = entry.name
+    select(entry, rows, order, mcfg)  # no training units: TrainingError before the model loads
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if cfg.bf16 else "no")
     model, tok = load_policy(base, init, cfg)
     model.to(accelerator.device)
@@ -350,7 +343,7 @@ def fit(method: str, mcfg, lr: float, cfg: config.Train, base: str, init: str, r
             save_whole(unwrapped, ckpt_dir / ("compare" if step == compare else "final"))
 
     t0 = time.time()
-    summary = fit_model(model, accelerator, method, mcfg, rows, order, cfg, lr, tok, on_step=on_step, save_at=save_at,
+    summary = fit_model(model, accelerator, entry, mcfg, rows, order, cfg, lr, tok, on_step=on_step, save_at=save_at,
                         checkpoints=checkpoints)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:

@@ -11,16 +11,37 @@ from pathlib import Path
 from .. import config
 
 
+PARAMS_READ = "WEIGHTSPACE_PARAMS_READ"  # a file: each stage appends the params keys it read (tests/test_graph.py)
+
+
 def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.Namespace, config.Params]:
     """Parse ``--<name> PATH`` for each entry of ``paths`` (name -> help) plus ``--params``, then load
-    and validate the whole params file, before any compute."""
+    and validate the whole params file, before any compute. With ``$WEIGHTSPACE_PARAMS_READ`` set, the
+    process appends to that file, when it exits, one JSON line: its arguments and the params keys it read
+    (``schema.trace``)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--params", default="params.yaml")
     for name, help_ in paths.items():
         ap.add_argument(f"--{name}", required=True, help=help_)
     args = ap.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
-    return args, config.load(args.params)
+    params = config.load(args.params)
+    if os.environ.get(PARAMS_READ):
+        import atexit
+        import sys
+
+        from .. import schema
+
+        schema.trace(params)
+        atexit.register(_write_reads, os.environ[PARAMS_READ], sys.argv[1:])  # the process's own arguments
+    return args, params
+
+
+def _write_reads(path: str, argv: list[str]) -> None:
+    from .. import schema
+
+    with open(path, "a") as f:
+        f.write(json.dumps({"argv": argv, "read": schema.reads()}) + "\n")
 
 
 def set_threads(n: int) -> None:

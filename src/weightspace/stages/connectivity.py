@@ -21,16 +21,17 @@ from .common import parse, set_threads, write_json
 log = logging.getLogger(__name__)
 
 
-def delta_file(folder: Path, name: str) -> Path:
+def delta_file(folder: Path, seeds: Path, name: str) -> Path:
     """``sft`` -> ``<folder>/sft.safetensors``; ``sft_seed`` (SFT from ``controls.seed``) ->
-    ``<folder>/seeds/sft.safetensors``."""
+    ``<seeds>/sft.safetensors``."""
     if name.endswith(SEED_SUFFIX):
-        return folder / "seeds" / f"{name.removesuffix(SEED_SUFFIX)}.safetensors"
+        return seeds / f"{name.removesuffix(SEED_SUFFIX)}.safetensors"
     return folder / f"{name}.safetensors"
 
 
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"base": "base model", "deltas": "folder of <method>.safetensors",
+                                   "seed_deltas": "folder of the seed twins' <method>.safetensors",
                                    "data": "folder of evaluation sets", "metrics": "metrics JSON",
                                    "plots": "folder for the curves CSV"}, argv)
     cfg = params.connectivity
@@ -41,7 +42,7 @@ def main(argv=None) -> None:
     items = answer_items(tok, [params.prompt.render(r["question"]) for r in rows], [r["answer"] for r in rows])
     pairs = params.connectivity_pairs()
     methods = sorted({m for p in pairs for m in p.split("-")})
-    deltas = {m: read_deltas(delta_file(Path(args.deltas), m)) for m in methods}
+    deltas = {m: read_deltas(delta_file(Path(args.deltas), Path(args.seed_deltas), m)) for m in methods}
     merger = Merger(model, list(deltas[methods[0]]))
     alphas = [i / (cfg.points - 1) for i in range(cfg.points)]
     metrics, curves = {"set": cfg.set, "n": len(rows), "base_ce": answer_ce(model, items, tok.pad_token_id,

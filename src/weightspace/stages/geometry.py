@@ -32,7 +32,7 @@ from ..config import SEED_SUFFIX as SEED
 from ..pretrained import analyse_relative, load_w0
 from ..tables import write_csv
 from .common import parse, write_json
-from .lr_sweep import parse_run_name
+from ..methods import parse_run_name
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ def relative(deltas: dict, seeds: dict, base: str, pcfg) -> tuple[dict, dict, di
 
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"base": "the base model folder (or the base stage's hub.json folder)",
-                                   "deltas": "folder of <method>.safetensors, seeds/ and controls/",
+                                   "deltas": "folder of <method>.safetensors",
+                                   "seed_deltas": "folder of the seed twins' <method>.safetensors",
+                                   "lr_matched": "the LR-matched control's deltas file",
                                    "lr_sweep": "folder of the lr_sweep@<method> folders", "metrics": "metrics JSON",
                                    "plots": "folder for per-layer CSV tables"},
                          argv)
@@ -125,13 +127,13 @@ def main(argv=None) -> None:
     d = Path(args.deltas)
     deltas = {m: read_deltas(d / f"{m}.safetensors") for m in params.methods}
     metrics, tables = analyse(deltas, cfg.top_k, cfg.reference)
-    seeds = {m: read_deltas(d / "seeds" / f"{m}.safetensors") for m in params.methods}
+    seeds = {m: read_deltas(Path(args.seed_deltas) / f"{m}.safetensors") for m in params.methods}
     sweep = {}
     for f in sorted(Path(args.lr_sweep).glob("*/*.safetensors")):  # <lr_sweep>/<method>/<method>_lr<lr>
         m, lr = parse_run_name(f.stem)
         if m in params.methods:
             sweep[f.stem] = (m, lr / params.method(m).lr, read_deltas(f))
-    extra, seed_layers = controls(deltas, seeds, read_deltas(d / "controls" / "lr_matched.safetensors"), sweep, params)
+    extra, seed_layers = controls(deltas, seeds, read_deltas(args.lr_matched), sweep, params)
     metrics.update(extra)
     metrics["noise_floor"] = {"method": cfg.reference, **metrics["seeds"][cfg.reference]}
     metrics["orthogonal_fraction_depth"] = depth_profile(tables["orthogonal_fraction_per_layer"])

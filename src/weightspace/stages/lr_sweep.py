@@ -11,20 +11,10 @@ import math
 import shutil
 from pathlib import Path
 
+from .. import methods
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
-
-
-def run_name(method: str, lr: float) -> str:
-    """``dpo_lr5e-06``, ``sft_lr0.0001``: the sweep run of ``method`` at peak LR ``lr``."""
-    return f"{method}_lr{lr:g}"
-
-
-def parse_run_name(name: str) -> tuple[str, float]:
-    """(method, lr) of a ``run_name``."""
-    m, lr = name.rsplit("_lr", 1)
-    return m, float(lr)
 
 
 def sweep_lrs(grid, own_lr: float) -> list[float]:
@@ -44,24 +34,15 @@ def main(argv=None) -> None:
     out.mkdir(parents=True)
     runs, lrs = {}, sweep_lrs(params.controls.lr_sweep, mcfg.lr)
     if lrs:
-        from .. import methods
         from ..rollouts import load_table
-        from ..training import fit
 
         set_threads(params.threads)
-        rows = load_table(args.rollouts)
+        rows, entry = load_table(args.rollouts), methods.get(m)
         for lr in lrs:
-            name = run_name(m, lr)
-            if methods.get(m).online:  # TRL's trainer: no checkpoints, sampling seeded by train.seed
-                from .. import online
-
-                runs[name] = online.fit(m, mcfg, lr, online.train_cfg(mcfg, params.train), args.base,
-                                        args.init, rows, str(out / name), str(out / f"{name}.safetensors"),
-                                        seed=params.train.seed)
-            else:
-                runs[name] = fit(m, mcfg, lr, params.train, args.base, args.init, rows, str(out / name),
-                                 str(out / f"{name}.safetensors"),
-                                 checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
+            name = methods.run_name(m, lr)
+            runs[name] = entry.fit(mcfg, lr, params.train, args.base, args.init, rows, str(out / name),
+                                   str(out / f"{name}.safetensors"), seed=params.train.seed,
+                                   checkpoint_dir=str(out.parent / ".checkpoints" / out.name / name))
             log.info("lr_sweep %s: %s", name, runs[name])
         if not all(runs.values()):
             return  # not the main process (accelerate launch: fit returns {} there): the main one writes metrics

@@ -206,11 +206,11 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
     lines += ["", "## Is each method above its seed noise?", "",
               f"Mean |<u1,u1'>| over modules between a method's two seeds at every checkpoint step (the paper: 0.99 "
               f"at step 1000 of 1500). Target: >= {SEED_U1_TARGET} at the compare step. Curves: "
-              "`plots/train/<method>/seed_alignment.csv`.", "",
-              "| method | " + " | ".join(f"step {r['step']}" for r in metrics["train"][params.methods[0]]) +
-              " | at the compare step |", "|---|" + "---|" * (len(metrics["train"][params.methods[0]]) + 1)]
+              "`plots/alignment/<method>.csv`.", "",
+              "| method | " + " | ".join(f"step {r['step']}" for r in metrics["alignment"][params.methods[0]]) +
+              " | at the compare step |", "|---|" + "---|" * (len(metrics["alignment"][params.methods[0]]) + 1)]
     for m in params.methods:
-        curve = metrics["train"][m]
+        curve = metrics["alignment"][m]
         last = geo["seeds"][m]["u1_alignment"]
         lines.append(f"| {m} | " + " | ".join(f"{r['u1_alignment']:.3f}" for r in curve)
                      + f" | {last:.3f} ({'reached' if last >= SEED_U1_TARGET else 'below the target'}) |")
@@ -243,7 +243,7 @@ def main(argv=None) -> None:
     d = Path(args.metrics_dir)
     load = lambda name: json.loads((d / f"{name}.json").read_text())  # noqa: E731
     metrics = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts")}
-    metrics["train"] = {m: load(f"train/{m}").get("seed_alignment", {}).get("curve", []) for m in params.methods}
+    metrics["alignment"] = {m: load(f"alignment/{m}")["curve"] for m in params.methods}
     sets = sorted(k for k in metrics["accuracy"] if k != "seed_twins")  # seed_twins: per set again, for the bands
     if params.report.accuracy_set not in sets:
         raise ValueError(f"report.accuracy_set: {params.report.accuracy_set!r} not in metrics/accuracy.json ({sets})")

@@ -7,7 +7,8 @@ DeepSeek writes unlike Qwen; same tokenizer, same architecture); its greedy accu
 the base's held-out prompts goes to ``<metrics>`` beside the base's. ``student``: a copy of the base
 (the student samples its own table). ``hub``: ``hub.json`` as the base stage writes it (a hub id, or a
 local folder with its content hash). ``api``: ``api.json`` naming the openai engine's endpoint and model.
-Params: ``rollouts.teacher``, ``base``, ``prompt``, ``threads``, ``rollouts.generation.max_new_tokens``."""
+Params: ``rollouts.teacher``, ``rollouts.generation.openai``, ``base``, ``prompt``, ``threads``,
+``rollouts.generation.max_new_tokens``."""
 
 from __future__ import annotations
 
