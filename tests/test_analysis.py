@@ -168,3 +168,45 @@ def test_not_lora_and_missing_files(tmp_path):
     save_file({"x": torch.zeros(1)}, tmp_path / "plain.safetensors")
     with pytest.raises(AdapterError, match="no 'modules' metadata"):
         adapters.read_deltas(tmp_path / "plain.safetensors")
+
+
+def test_seed_alignment_curve_reads_each_snapshot_step_and_skips_unmoved_ones(tmp_path):
+    """analysis.seed_alignment on written snapshots: per step the two runs' u1 alignment and global cosine (by
+    hand: identical adapters give 1 and 1; B -> -B flips the sign of the cosine, never |<u1,u1'>|), a step where
+    one adapter has B = 0 left out, and snapshots of different steps refused."""
+    from weightspace.analysis import seed_alignment
+
+    t = {key(L, p, w): torch.randn(4, 6) if w == "A" else torch.randn(5, 4) for L in (0, 1) for p in ("q_proj", "v_proj")
+         for w in "AB"}
+    flipped = {k: -v if k.endswith("lora_B.weight") else v for k, v in t.items()}
+    zero = {k: torch.zeros_like(v) if k.endswith("lora_B.weight") else v for k, v in t.items()}
+    for step, (a, b) in {2: (zero, t), 4: (t, t), 6: (t, flipped)}.items():
+        write_peft(tmp_path / "run" / f"step_{step}", a)
+        write_peft(tmp_path / "seed" / f"step_{step}", b)
+    curve = seed_alignment(tmp_path / "run", tmp_path / "seed")
+    assert [r["step"] for r in curve] == [4, 6]
+    assert curve[0]["u1_alignment"] == pytest.approx(1.0) and curve[0]["cosine"] == pytest.approx(1.0)
+    assert curve[1]["u1_alignment"] == pytest.approx(1.0) and curve[1]["cosine"] == pytest.approx(-1.0)
+    assert curve[0]["angle_u1_median"] == pytest.approx(0.0, abs=1e-5)
+    write_peft(tmp_path / "seed" / "step_8", t)
+    with pytest.raises(ValueError, match="snapshots of different steps"):
+        seed_alignment(tmp_path / "run", tmp_path / "seed")
+
+
+def test_the_alignment_stage_refuses_snapshots_of_other_steps_than_training_kept(tmp_path):
+    from conftest import REPO
+    from weightspace.stages import alignment
+
+    t = {key(0, "q_proj", w): torch.randn(4, 6) if w == "A" else torch.randn(5, 4) for w in "AB"}
+    for side in ("run", "seed"):
+        write_peft(tmp_path / "snaps" / side / "step_5", t)
+    (tmp_path / "snaps" / "snapshots.json").write_text(json.dumps({"steps": [5, 10], "compare_step": 10}))
+    argv = ["--params", str(REPO / "params.yaml"), "--method", "sft", "--snapshots", str(tmp_path / "snaps"),
+            "--metrics", str(tmp_path / "m.json"), "--plots", str(tmp_path / "c.csv")]
+    with pytest.raises(ValueError, match=r"holds steps \[5\], train@sft kept \[5, 10\]"):
+        alignment.main(argv)
+    (tmp_path / "snaps" / "snapshots.json").write_text(json.dumps({"steps": [5], "compare_step": 5}))
+    alignment.main(argv)
+    got = json.loads((tmp_path / "m.json").read_text())
+    assert got["compare_step"]["step"] == 5 and got["compare_step"]["u1_alignment"] == pytest.approx(1.0)
+    assert (tmp_path / "c.csv").read_text().splitlines()[0] == "step,u1_alignment,v1_alignment,angle_u1_median,cosine"
