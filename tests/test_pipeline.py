@@ -267,7 +267,8 @@ def test_two_processes_match_one_within_tolerance(plumbing):
     assert cosine(list(one.values()), list(two.values())) > 0.99999
 
 
-LIGHT = ("prepare", "geometry", "compare", "figures", "report", "lr_sweep@sft")  # lr_sweep: off in the profiles
+# lr_sweep: off in the profiles
+LIGHT = ("prepare", "alignment@sft", "geometry", "compare", "figures", "report", "lr_sweep@sft")
 HEAVY_IMPORTS = {"transformers", "peft", "trl", "accelerate", "vllm"}
 
 
@@ -363,7 +364,7 @@ def test_the_extra_losses_and_online_grpo_with_one_command_and_a_killed_online_r
     steps = 40
     out = run(["dvc", "exp", "run", "-S", f"methods=[{','.join(TEN)}]", "-S", f"grpo_online.steps={steps}"],
               exp, tmp).stdout
-    new = {f"{s}@{m}" for s in ("train", "lr_sweep", "evaluate") for m in TEN[6:]}
+    new = {f"{s}@{m}" for s in ("train", "alignment", "lr_sweep", "evaluate") for m in TEN[6:]}
     assert ran_stages(out) == new | {"geometry", "compare", "connectivity", "cka", "figures", "report"}, out
     init = json.loads((root / "metrics/train/sft.json").read_text())["init_sha256"]
     for m in TEN[6:]:
@@ -420,8 +421,8 @@ def test_lr_control_and_queued_grid_as_the_readme_says(plumbing, tmp_path):
     sft_lr = params_of(root).method("sft").lr
     out = run(["dvc", "exp", "run", "-S", f"dpo.lr={sft_lr}"], exp, tmp).stdout
     # compare re-runs only where DPO's greedy answers changed (on the plumbing run they may not)
-    must = {"train@dpo", "train_lr_matched", "lr_sweep@dpo", "evaluate@dpo", "geometry", "connectivity", "cka",
-            "figures", "report"}
+    must = {"train@dpo", "alignment@dpo", "train_lr_matched", "lr_sweep@dpo", "evaluate@dpo", "geometry",
+            "connectivity", "cka", "figures", "report"}
     assert must <= ran_stages(out) <= must | {"compare"}, out
     before = json.loads((root / "metrics/train/dpo.json").read_text())
     after = json.loads((exp / "metrics/train/dpo.json").read_text())
