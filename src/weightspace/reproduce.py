@@ -39,6 +39,9 @@ def load(rev: str, root: str = ".") -> dict[str, dict]:
     ``metrics/`` and ``.json`` (``geometry``, ``train/sft``, ...)."""
     from dvc.repo import Repo
 
+    from .gitio import patch_blobio
+
+    patch_blobio()  # a revision's files are read through pygit2's BlobIO (gitio)
     with Repo(root) as repo:
         res = repo.metrics.show(revs=[rev], hide_workspace=rev != WORKSPACE, on_error="return")
     files = res.get(rev, {}).get("data", {})
