@@ -137,8 +137,8 @@ def test_imports_reads_relative_lazy_and_package_imports_but_not_type_checking_o
             "weightspace.training"} <= imports("weightspace.stages.train")
     assert {"weightspace.online", "weightspace.training"} <= imports("weightspace.methods")  # inside Method.fit
     assert "weightspace.function_space" in imports("weightspace.generation")  # inside a method
-    assert "if TYPE_CHECKING:\n    from .methods import" in (REPO / MODULES["weightspace.losses"]).read_text()
-    assert "weightspace.methods" not in imports("weightspace.losses")
+    assert "if TYPE_CHECKING:\n    from .registry import" in (REPO / MODULES["weightspace.losses"]).read_text()
+    assert "weightspace.registry" not in imports("weightspace.losses")
 
 
 @pytest.mark.parametrize("name", sorted(stages()))
@@ -157,6 +157,15 @@ def test_no_training_stage_depends_on_the_analyses():
              "src/weightspace/figures.py"}
     for name in ("train", "train_lr_matched", "lr_sweep"):
         assert not later & set(stages()[name]["deps"]), name
+
+
+def test_only_the_training_stages_depend_on_the_training_code():
+    """A loss, the training loop or the online trainer edited re-runs the training stages and what follows them,
+    never the data, the base, the teacher (an API's cost on the paper profile) or the evaluation of the base."""
+    code = {"src/weightspace/losses.py", "src/weightspace/training.py", "src/weightspace/online.py",
+            "src/weightspace/methods.py"}
+    assert {name for name, s in stages().items() if code & set(s.get("deps", []))} == {
+        "train", "train_lr_matched", "lr_sweep"}
 
 
 def test_editing_the_analyses_leaves_every_training_stage_up_to_date(tmp_path):

@@ -47,7 +47,7 @@ def pair(d: dict, a: str, b: str):
 
 
 def _six(d: dict) -> dict:
-    """``d`` restricted to the paper's six methods (a run may train more: methods.REGISTRY); NotMeasured
+    """``d`` restricted to the paper's six methods (a run may train more: registry.REGISTRY); NotMeasured
     when one of them is missing."""
     missing = [k for k in SIX if k not in d]
     if missing:

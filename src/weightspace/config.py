@@ -5,7 +5,7 @@ Every key is required (``null`` where a section does not apply); an unknown key,
 value of the wrong type or a non-positive learning rate raises ``ParamsError`` with a one-line message
 naming the dotted key (``schema``). Numbers that ``dvc exp run -S`` writes in a form PyYAML reads as
 strings (``1e-05``) are accepted as numbers (treeverse/dvc#5971). The sections of the methods come
-from the registry (``methods.REGISTRY``): ``Params`` has one field per registered method. This module
+from the registry (``registry.REGISTRY``): ``Params`` has one field per registered method. This module
 holds the sections and the rules that span them.
 """
 
@@ -17,10 +17,10 @@ from typing import Literal, Optional
 import yaml
 from pydantic import create_model, model_validator
 
-from . import methods as _methods
+from . import registry as _methods
 from .schema import Number, ParamsError, Positive, PositiveInt, Section, StrictBool, StrictInt, StrictStr, validate
 
-METHODS = _methods.NAMES  # every registered method (methods.py); params.methods picks those trained
+METHODS = _methods.NAMES  # every registered method (registry.py); params.methods picks those trained
 SEED_SUFFIX = "_seed"  # "sft_seed": SFT retrained from controls.seed (connectivity pairs may name it)
 __all__ = ["ParamsError", "load", "from_mapping", "METHODS"]
 

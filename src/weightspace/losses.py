@@ -6,7 +6,7 @@ Notation: row i of an effective batch, completion token t, ``logp[i, t] = log pi
 tokens in the rows the method trains on in this effective batch (summed over micro-batches and
 processes), so micro-batch losses add up to the effective-batch loss. Pair and unpaired-preference
 losses are per unit; the loop divides their sum by the number of units of the effective batch. Which
-rows a method trains on: the registry, ``methods.py``; which of these losses it uses on a micro-batch:
+rows a method trains on: the registry, ``registry.py``; which of these losses it uses on a micro-batch:
 ``BATCH_LOSS`` at the end of this module (an online method has none: its trainer's own).
 """
 
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .sequences import BLOCK_ELEMENTS, token_logps  # noqa: F401  (the losses' log-probs, imported from here too)
 
 if TYPE_CHECKING:
-    from .methods import DPO, GRPO, IPO, KTO, SimPO
+    from .registry import DPO, GRPO, IPO, KTO, SimPO
 
 def sequence_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """l_i = -sum_t mask_it logp_it; (B, T) -> (B,)."""
@@ -36,7 +36,7 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normaliser: float) -> torch
 def rft_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor, normaliser: float) -> torch.Tensor:
     """RFT (rejection-sampling fine-tuning): L = (1/N) sum_i r_i l_i, r_i in {0, 1}.
 
-    The rows are already filtered to r_i = 1 (``methods.REGISTRY``), so N counts positive tokens only and
+    The rows are already filtered to r_i = 1 (``registry.REGISTRY``), so N counts positive tokens only and
     on an all-correct batch RFT equals SFT; the r_i factor keeps a stray negative row from training."""
     return (reward * sequence_nll(logp, mask)).sum() / normaliser
 

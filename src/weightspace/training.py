@@ -26,7 +26,7 @@ from .units import Mismatch
 
 if TYPE_CHECKING:
     from . import config
-    from .methods import Method
+    from .registry import Method
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def schedule(opt, cfg: config.Train):
 
 
 class LossFn:
-    """The method's loss on one micro-batch (``methods.REGISTRY``); everything else is shared.
+    """The method's loss on one micro-batch (``registry.REGISTRY``); everything else is shared.
     ``needs_reference``: the loop passes the reference's sequence log-probs of the same micro-batch."""
 
     def __init__(self, entry: Method, mcfg, rows: list[dict]):

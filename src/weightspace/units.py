@@ -1,4 +1,4 @@
-"""The kinds of training unit a method trains on (``methods.Method.units``): a row id (``int``), a
+"""The kinds of training unit a method trains on (``registry.Method.units``): a row id (``int``), a
 (chosen, rejected) pair of row ids (``tuple``), or a ``Mismatch``. The loop (``training.unit_items``)
 turns each into its sequences; a loss reads them in that order (``losses.Batch``)."""
 

@@ -32,7 +32,7 @@ from ..config import SEED_SUFFIX as SEED
 from ..pretrained import analyse_relative, load_w0
 from ..tables import write_csv
 from .common import parse, write_json
-from ..methods import parse_run_name
+from ..registry import parse_run_name
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,12 @@ def controls(deltas: dict, seeds: dict, lr_matched, sweep: dict, params) -> tupl
 
 def off_counterpart(deltas: dict, top_k: int) -> dict[str, float]:
     """Each online method's orthogonal fraction (direction form, global) off its offline counterpart
-    (``methods.Method.offline``), where both were trained: the second reference beside ``geometry.reference``."""
-    from .. import methods
+    (``registry.Method.offline``), where both were trained: the second reference beside ``geometry.reference``."""
+    from .. import registry
 
     out = {}
     for m in deltas:
-        c = methods.get(m).offline
+        c = registry.get(m).offline
         if c is not None and c in deltas:
             out[m] = analyse({c: deltas[c], m: deltas[m]}, top_k, c)[0]["orthogonal_fraction"]["direction"][m]
     return out

@@ -69,12 +69,12 @@ def online_table(geo: dict, methods_run: list[str]) -> list[str]:
     median top-1 / top-k angle and orthogonal fraction (direction form), each beside the same number on the
     seed twins (both methods from ``controls.seed``): |this - twin| is the number's seed band. Empty
     when no online method ran."""
-    from .. import methods
+    from .. import registry
 
     k, ref, twins = geo["top_k"], geo["reference"], geo["seed_twins"]
     lines = []
     for m in methods_run:
-        c = methods.get(m).offline
+        c = registry.get(m).offline
         if c is None or c not in methods_run:
             continue
         lines += ["", f"## Online vs offline: {m} (on-policy samples) against {ref} and {c} (the table)", "",

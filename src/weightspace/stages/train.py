@@ -8,7 +8,7 @@ factors, the only form the geometry reads), ``<metrics>`` and per-step curves un
 (``training.snapshot_steps``) go to ``<snapshots>/run`` and ``<snapshots>/seed``, and the steps to
 ``<snapshots>/snapshots.json``: the seed-alignment curve (stage ``alignment``) reads them. Without the
 ``--seed-*`` and ``--snapshots`` paths it trains the one run. ``--lr-of M`` trains at
-method M's peak LR (the LR-matched control). An online method (``methods.Method.online``: TRL's
+method M's peak LR (the LR-matched control). An online method (``registry.Method.online``: TRL's
 GRPOTrainer, ``online.fit``) trains the same way from the same inits, its sampling seeded by
 ``train.seed`` (the twin: ``controls.seed``), its snapshots at its own step count; with ``engine`` vllm each
 run trains in a fresh spawned process (``isolated``, ``Method.own_process``): TRL's colocated vLLM claims
