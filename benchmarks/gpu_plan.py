@@ -38,6 +38,7 @@ import torch
 from weightspace import config, methods, training
 from weightspace.sequences import pack
 from weightspace.training import Item, LossFn
+from weightspace.units import sequences
 
 # Qwen/Qwen3-4B config.json; Qwen3-4B-Instruct-2507 has the same shapes (max_position_embeddings 262144,
 # rope_theta 5e6 there: neither changes the cost of a step).
@@ -123,7 +124,7 @@ def measure(args, accelerator, items, rows, micro: int, gc: bool, packed: bool, 
         torch.cuda.reset_peak_memory_stats()
     units = list(range(B * steps))
     try:
-        training.train(model, accelerator, "sft", units, items, LossFn(methods.get("sft"), methods.SFT(lr=1e-5), rows), cfg, 1e-5,
+        training.train(model, accelerator, "sft", units, items, LossFn(methods.get("sft"), methods.get("sft").params(lr=1e-5), rows), cfg, 1e-5,
                        args.vocab - 1, on_step=on_step)
     except torch.OutOfMemoryError:
         return None
@@ -163,7 +164,7 @@ def unit_cost(method: str, gc: bool) -> float:
     """Forward-backward cost of one unit of ``method`` in sequences of an SFT row (the registry): 2 for a
     pair or an unpaired row with its mismatched sequence, times (1 + ref) when it reads the reference."""
     entry = methods.REGISTRY[method]
-    seqs = 2 if entry.rows in ("pairs", "unpaired") else 1
+    seqs = len(sequences(entry.rows))
     return seqs * (1 + ((1 / 3 if gc else 1 / 2) if entry.reference else 0))
 
 
@@ -259,7 +260,7 @@ def profile_plan(path: Path, check: dict | None, table: Path | None = None) -> d
     for m in offline:
         tok_s, src = throughput(check, shape, m)
         srcs.add(src)
-        seqs = 2 if methods.REGISTRY[m].rows in ("pairs", "unpaired") else 1
+        seqs = len(sequences(methods.REGISTRY[m].rows))
         h = t.steps * t.batch_size * seqs * slots / tok_s / 3600
         train_h += runs.get(m, 0) * h
         sweep_h += sweep[m] * h

@@ -44,6 +44,7 @@ def one_path(path: str, length: int, bf16: bool) -> dict:
     from peft import LoraConfig, get_peft_model
 
     from weightspace import losses as L
+    from weightspace.registry.dpo import dpo_loss
     from weightspace import tiny
     from weightspace.training import Item, collate, reference_logps, sequence_logps
 
@@ -62,7 +63,7 @@ def one_path(path: str, length: int, bf16: bool) -> dict:
         ref = reference_logps(model, batch)
         logp, mask = sequence_logps(model, batch)
     pol = (logp * mask).sum(-1)
-    loss = L.dpo_loss(pol[:1], pol[1:], ref[:1], ref[1:], beta=0.1).sum()
+    loss = dpo_loss(pol[:1], pol[1:], ref[:1], ref[1:], beta=0.1).sum()
     loss.backward()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"path": path, "peak_kib": peak - before, "loss": loss.item()}

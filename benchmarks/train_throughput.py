@@ -50,7 +50,7 @@ def main() -> None:
         model = get_peft_model(base, lora)
         t = time.perf_counter()
         train(model, Accelerator(cpu=True), "sft", list(range(len(rows))), items,
-              LossFn(methods.get("sft"), methods.SFT(lr=1e-3), rows), cfg.model_copy(update={"packing": packing}), 1e-3,
+              LossFn(methods.get("sft"), methods.get("sft").params(lr=1e-3), rows), cfg.model_copy(update={"packing": packing}), 1e-3,
               tok.pad_token_id)
         return n_tokens / (time.perf_counter() - t)
 

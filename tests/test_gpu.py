@@ -50,9 +50,9 @@ def test_first_dpo_step_under_cuda_bf16_autocast_is_log2():
     accelerator = Accelerator(mixed_precision="bf16")
     assert accelerator.device.type == "cuda"
     model = peft_model(tok).to(accelerator.device)
-    units = select(methods.get("dpo"), rows, list(range(16)), methods.DPO(lr=1e-3, beta=0.1, pairing="all"))
+    units = select(methods.get("dpo"), rows, list(range(16)), methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"))
     train(model, accelerator, "dpo", units, encode_rows(tok, rows, 64),
-          LossFn(methods.get("dpo"), methods.DPO(lr=1e-3, beta=0.1, pairing="all"), rows),
+          LossFn(methods.get("dpo"), methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"), rows),
           train_cfg(steps=1, batch_size=4, micro_batch_size=2), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     assert logged[0] == pytest.approx(math.log(2), abs=1e-6)

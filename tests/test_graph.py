@@ -1,8 +1,9 @@
 """The stage graph re-runs what changed and nothing else: every stage's code deps in dvc.yaml equal the
 import closure of its script within src/ (every ``weightspace`` import, at module level or inside a
-function, since either runs when the stage does; ``if TYPE_CHECKING:`` blocks never run); every stage's
-params equal the params it reads (recorded by the config objects while the plumbing run's stages ran);
-and src/ has no import cycle."""
+function, since either runs when the stage does; ``if TYPE_CHECKING:`` blocks never run), plus, for a
+training stage, its method's registry module and that module's closure; the registry modules a stage
+lists equal the entries it fetches (recorded while the plumbing run's stages ran, like the params); every
+stage's params equal the params it reads; and src/ has no import cycle."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def module_files() -> dict[str, str]:
 
 
 MODULES = module_files()
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+REGISTRY_DIR = "src/weightspace/registry"  # a dep of the stages that read every method's entry
+# one module per method, found by the registry at run time (importlib), so no static import reaches them
+ENTRIES = sorted(m.rsplit(".", 1)[1] for m in MODULES if m.startswith("weightspace.registry."))
 
 
 def _runtime_nodes(tree: ast.AST):
@@ -137,18 +142,47 @@ def test_imports_reads_relative_lazy_and_package_imports_but_not_type_checking_o
             "weightspace.training"} <= imports("weightspace.stages.train")
     assert {"weightspace.online", "weightspace.training"} <= imports("weightspace.methods")  # inside Method.fit
     assert "weightspace.function_space" in imports("weightspace.generation")  # inside a method
-    assert "if TYPE_CHECKING:\n    from .registry import" in (REPO / MODULES["weightspace.losses"]).read_text()
-    assert "weightspace.registry" not in imports("weightspace.losses")
+    assert "weightspace.losses" in imports("weightspace.registry.sft")  # inside sft_loss
+    assert "if TYPE_CHECKING:\n    import torch\n\n    from ..losses import" in (
+        REPO / MODULES["weightspace.registry.dpo"]).read_text()
+    assert "weightspace.losses" not in imports("weightspace.registry.dpo")
+    assert imports("weightspace.registry.dpo") == {"weightspace.registry", "weightspace.schema"}
+
+
+def render(dep: str, item: str | None) -> str:
+    """A dep of a stage template as DVC renders it for ``item`` (``${item}``, ``${a.b}`` from params.yaml)."""
+    def value(m):
+        if m.group(1) == "item":
+            return item
+        v = PARAMS
+        for k in m.group(1).split("."):
+            v = v[k]
+        return str(v)
+
+    return re.sub(r"\$\{([\w.]+)\}", value, dep)
+
+
+def files(names: set[str]) -> set[str]:
+    return {MODULES[m] for m in names} - {"src/weightspace/__init__.py", "src/weightspace/stages/__init__.py"}
 
 
 @pytest.mark.parametrize("name", sorted(stages()))
 def test_each_stage_lists_exactly_the_code_its_script_imports(name):
+    """A training stage also lists its method's registry module (``${item}``; rendered for every registered
+    method) and that module's closure; a stage that reads every method's entry lists the registry folder
+    (checked against what it fetches when it runs, below)."""
     stage = stages()[name]
-    want = {MODULES[m] for m in closure(script(stage))} - {"src/weightspace/__init__.py",
-                                                            "src/weightspace/stages/__init__.py"}
-    listed = {d for d in stage.get("deps", []) if d.startswith("src/")}
-    assert not want - listed, f"{name}: imports but does not list {sorted(want - listed)}"
-    assert not listed - want, f"{name}: lists but never imports {sorted(listed - want)}"
+    code = [d for d in stage.get("deps", []) if d.startswith("src/")]
+    want = files(closure(script(stage)))
+    trains = "weightspace.methods" in closure(script(stage))
+    for item in ENTRIES if any("${item}" in d for d in code) else [None]:
+        listed = {render(d, item) for d in code} - {REGISTRY_DIR}
+        w = set(want)
+        if trains:
+            own = render("${item}" if item else stage["cmd"].split("--method ")[1].split()[0], item)
+            w |= files(closure(f"weightspace.registry.{own}"))
+        assert not w - listed, f"{name} ({item}): imports but does not list {sorted(w - listed)}"
+        assert not listed - w, f"{name} ({item}): lists but never imports {sorted(listed - w)}"
 
 
 def test_no_training_stage_depends_on_the_analyses():
@@ -163,8 +197,9 @@ def test_only_the_training_stages_depend_on_the_training_code():
     """A loss, the training loop or the online trainer edited re-runs the training stages and what follows them,
     never the data, the base, the teacher (an API's cost on the paper profile) or the evaluation of the base."""
     code = {"src/weightspace/losses.py", "src/weightspace/training.py", "src/weightspace/online.py",
-            "src/weightspace/methods.py"}
-    assert {name for name, s in stages().items() if code & set(s.get("deps", []))} == {
+            "src/weightspace/methods.py"} | {f"{REGISTRY_DIR}/{m}.py" for m in ENTRIES}
+    assert {name for name, s in stages().items()
+            if code & {render(d, m) for d in s.get("deps", []) for m in ENTRIES}} == {
         "train", "train_lr_matched", "lr_sweep"}
 
 
@@ -182,6 +217,34 @@ def test_editing_the_analyses_leaves_every_training_stage_up_to_date(tmp_path):
               for path in e.get("changed deps", {}) if path in tracked}
     assert {"geometry", "alignment@sft", "figures", "report"} <= edited, sorted(edited)
     assert not {s for s in edited if s.split("@")[0] in ("train", "lr_sweep", "train_lr_matched")}, sorted(edited)
+
+
+def test_a_new_registry_entry_re_runs_no_existing_methods_training(tmp_path):
+    """A loss added the documented way (one module in registry/, its section in params.yaml, its name in
+    ``methods``) validates, gets its own train@ stage, and leaves every existing method's train@, lr_sweep@,
+    alignment@ and evaluate@ stage and train_lr_matched up to date (`dvc status` on a fresh copy)."""
+    root = copy_repo(tmp_path / "clone")
+    sft = (root / REGISTRY_DIR / "sft.py").read_text()
+    assert 'METHOD = Method("sft", SFT, "all", loss=batch_loss)' in sft
+    (root / REGISTRY_DIR / "halfsft.py").write_text(
+        sft.replace('"""SFT:', '"""Half SFT (a test\'s new method):').replace(
+            "return sequence_nll(logp, mask).sum() / normaliser", "return 0.5 * sequence_nll(logp, mask).sum() / normaliser")
+        .replace('METHOD = Method("sft"', 'METHOD = Method("halfsft"'))
+    params = root / "params.yaml"
+    text = params.read_text()
+    params.write_text(text.replace("  - dpo\n", "  - dpo\n  - halfsft\n", 1) + "halfsft:\n  lr: 1.0e-4\n")
+    check = "from weightspace import config; p = config.load('params.yaml'); print(p.methods[-1], p.halfsft.lr)"
+    assert run(["python", "-c", check], root, tmp_path,
+               extra_env={"PYTHONPATH": str(root / "src")}).stdout.split() == ["halfsft", "0.0001"]
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=root, check=True, capture_output=True,
+                                 text=True).stdout.split()) | {"params.yaml"}
+    status = json.loads(run(["dvc", "status", "--json"], root, tmp_path).stdout or "{}")
+    assert "train@halfsft" in status
+    edited = {stage for stage, entries in status.items() for e in entries if isinstance(e, dict)
+              for path in e.get("changed deps", {}) if path in tracked}
+    assert {"geometry", "report"} <= edited, sorted(edited)
+    existing = {f"{kind}@{m}" for kind in ("train", "lr_sweep", "alignment", "evaluate") for m in PARAMS["methods"]}
+    assert not edited & (existing | {"train_lr_matched"}), sorted(edited & (existing | {"train_lr_matched"}))
 
 
 def covers(listed: str, key: str) -> bool:
@@ -222,10 +285,22 @@ def test_each_stage_lists_exactly_the_params_it_reads(plumbing):
         tokens = shlex.split(stage["cmd"])
         by_args[tuple(tokens[tokens.index("-m") + 2:])] = name
     read: dict[str, set[str]] = {}
+    fetched: dict[str, set[str]] = {}
     for line in (folder / PARAMS_READ).read_text().splitlines():
         entry = json.loads(line)
         assert tuple(entry["argv"]) in by_args, f"no stage of dvc.lock runs {entry['argv']}"
         read.setdefault(by_args[tuple(entry["argv"])], set()).update(entry["read"])
+        fetched.setdefault(by_args[tuple(entry["argv"])], set()).update(entry["entries"])
+    # the registry modules each stage lists: its own method's (a training stage: exactly the entry it fetched), or
+    # the folder where it reads the entries of several methods, or none where it fetches none
+    wrong = []
+    for name, got in sorted(fetched.items()):
+        deps = {d["path"] for d in lock[name]["deps"]}
+        own = {d.removeprefix(REGISTRY_DIR + "/").removesuffix(".py") for d in deps
+               if d.startswith(REGISTRY_DIR + "/") and d != REGISTRY_DIR + "/__init__.py"}
+        if (REGISTRY_DIR in deps) != bool(got - own) or (REGISTRY_DIR not in deps and got != own):
+            wrong.append(f"{name}: fetches {sorted(got)}, lists {sorted(own)}, folder {REGISTRY_DIR in deps}")
+    assert not wrong, "\n".join(wrong)
     assert set(read) == set(lock), f"stages that recorded nothing: {sorted(set(lock) - set(read))}"
     problems = []
     for name, keys in sorted(read.items()):

@@ -23,7 +23,7 @@ CASES = [json.loads(line) for line in (Path(__file__).parent / "data/grading_cas
 def online_cfg(**kw):
     base = dict(lr=1e-3, steps=2, num_generations=4, batch_size=8, beta=0.0, temperature=1.0, top_p=1.0,
                 max_completion_length=24, loss_type="dapo", engine="hf", gpu_memory_utilization=None)
-    return methods.GRPOOnline(**{**base, **kw})
+    return methods.get("grpo_online").params(**{**base, **kw})
 
 
 def train_cfg(**kw):

@@ -15,7 +15,8 @@ import torch
 
 from conftest import REPO
 from weightspace import config, methods, tiny
-from weightspace.losses import sft_loss, token_logps
+from weightspace.losses import token_logps
+from weightspace.registry.sft import sft_loss
 from weightspace.sequences import pack, unpack
 from weightspace.training import (LossFn, collate, encode_rows, reference_logps, select, sequence_logps, train,
                                   unit_items)
@@ -165,7 +166,7 @@ def test_the_packed_loop_trains_the_padded_loops_adapter(tok, items):
                            warmup_ratio=0.0, weight_decay=0.01, grad_clip=1.0, max_length=256, bf16=False,
                            gradient_checkpointing=False, checkpoint_every=None, packing=packing, lora=lora)
         model = lora_model(tok)
-        train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn(methods.get("sft"), methods.SFT(lr=1e-2), rows),
+        train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn(methods.get("sft"), methods.get("sft").params(lr=1e-2), rows),
               cfg, 1e-2, tok.pad_token_id)
         out[packing] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     for n, p in out[False].items():

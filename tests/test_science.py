@@ -77,7 +77,7 @@ def test_online_grpo_gets_a_learning_signal_from_the_students_own_samples(defaul
     order = json.loads((root / "models/init/order.json").read_text())
     base, tok = load_base(root / "models/base")
     model = PeftModel.from_pretrained(base, root / "models/init", is_trainable=True)
-    mcfg = methods.GRPOOnline(lr=1e-4, steps=4, num_generations=4, batch_size=64, beta=0.0, temperature=1.0,
+    mcfg = methods.get("grpo_online").params(lr=1e-4, steps=4, num_generations=4, batch_size=64, beta=0.0, temperature=1.0,
                               top_p=0.95, max_completion_length=64, loss_type="dapo", engine="hf",
                               gpu_memory_utilization=None)
     cfg = test_training.train_cfg(batch_size=16, micro_batch_size=16)

@@ -216,7 +216,7 @@ def test_online_grpo_runs_on_the_real_model_under_bf16(smoke, in_root, tmp_path)
     assert trl_prompt_ids(tok, [r["prompt"] for r in recs]) == [prompt_ids(tok, r["prompt"][0]["content"]) for r in recs]
     model = PeftModel.from_pretrained(base, "models/init", is_trainable=True)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
-    mcfg = methods.GRPOOnline(lr=1e-4, steps=2, num_generations=2, batch_size=4, beta=0.0, temperature=1.0, top_p=1.0,
+    mcfg = methods.get("grpo_online").params(lr=1e-4, steps=2, num_generations=2, batch_size=4, beta=0.0, temperature=1.0, top_p=1.0,
                               max_completion_length=48, loss_type="dapo", engine="hf",
                               gpu_memory_utilization=None)
     cfg = params.train.model_copy(update={"bf16": True, "micro_batch_size": 2, "steps": 2})

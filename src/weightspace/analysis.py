@@ -18,12 +18,12 @@ Orthogonal fraction of method m off the reference (SFT), two definitions:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 
 from . import geometry as G
 from .adapters import Factor, check_same_modules
+from .pairs import Pair, combinations, lookup
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def analyse(deltas: dict[str, dict[str, Factor]], top_k: int, reference: str) ->
         metrics["effective_rank"][m] = sum(v["effective_rank"][m][mod] for mod in modules) / len(modules)
 
     cos_rows = [{"layer": L} for L in layers]
-    for a, b in itertools.combinations(methods, 2):
-        pair = f"{a}-{b}"
+    for a, b in combinations(methods):
+        pair = Pair(a, b).key
         metrics["cosine"]["global"][pair] = cosine(a, b, modules)
         for row, L in zip(cos_rows, layers):
             row[pair] = cosine(a, b, by_layer[L])
@@ -78,7 +78,7 @@ def analyse(deltas: dict[str, dict[str, Factor]], top_k: int, reference: str) ->
         res_col = {mod: max(sq[m][mod] - v["colspace_sq"][m][mod], 0.0) for mod in modules}
         for name, res in (("direction", res_dir), ("colspace", res_col)):
             metrics["orthogonal_fraction"][name][m] = math.sqrt(sum(res.values()) / sum(sq[m][mod] for mod in modules))
-        cos = metrics["cosine"]["global"].get(f"{reference}-{m}", metrics["cosine"]["global"].get(f"{m}-{reference}"))
+        cos = lookup(metrics["cosine"]["global"], reference, m)
         metrics["orthogonal_fraction"]["global_projection"][m] = math.sqrt(max(0.0, 1.0 - cos**2))
         for row, L in zip(orth_rows, layers):
             row[m] = math.sqrt(sum(res_dir[mod] for mod in by_layer[L]) / sum(sq[m][mod] for mod in by_layer[L]))
@@ -116,7 +116,7 @@ def per_module(deltas: dict[str, dict[str, Factor]], top_k: int, reference: str)
         for m in methods:
             put("sq", m, svd[m][1].square().sum(-1).tolist())  # ||Delta W||_F^2 = sum sigma^2
             put("effective_rank", m, [G.effective_rank(S) for S in svd[m][1]])
-        for a, b in itertools.combinations(methods, 2):
+        for a, b in combinations(methods):
             (Ua, _, Va), (Ub, _, Vb) = svd[a], svd[b]
             put("inner", (a, b), G.inner_stack(st[a], st[b]).tolist())
             ang = G.principal_angles(Ua[..., :top_k], Ub[..., :top_k])  # (N, k)

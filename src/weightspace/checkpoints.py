@@ -26,6 +26,13 @@ from safetensors.torch import load_file, save_file
 log = logging.getLogger(__name__)
 
 
+def folder_for(out: str | Path) -> Path:
+    """Where the run writing ``out`` keeps its checkpoints: ``<out's folder>/.checkpoints/<out's name>``,
+    beside ``out`` and not in it, so they outlive DVC's removal of ``out`` before a re-run."""
+    out = Path(out)
+    return out.parent / ".checkpoints" / out.name
+
+
 class Checkpoints:
     def __init__(self, folder: str | Path, every: int | None, fingerprint: str):
         self.folder, self.every, self.fingerprint = Path(folder), every, fingerprint

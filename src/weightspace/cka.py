@@ -12,6 +12,7 @@ about 0 for independent features. Both are computed in float64.
 from __future__ import annotations
 
 import torch
+from .pairs import Pair, combinations
 
 
 def _gram(X: torch.Tensor) -> torch.Tensor:
@@ -61,15 +62,14 @@ def pairwise(reps: dict[str, list]) -> tuple[dict, dict[str, dict[str, list[floa
     """Per-layer CKA between every pair of models (``reps[model][layer]``: (n, d) pooled states), debiased
     and biased. Returns ({"late_layers": 1-based, "debiased"/"biased": {pair: {"last", "late_mean"}}},
     {"debiased"/"biased": {pair: per-layer values}})."""
-    import itertools
 
     models = list(reps)
     n_layers = len(reps[models[0]])
     late = late_layers(n_layers)
     summary: dict = {"late_layers": [L + 1 for L in late], "debiased": {}, "biased": {}}
     table: dict[str, dict[str, list[float]]] = {"debiased": {}, "biased": {}}
-    for a, b in itertools.combinations(models, 2):
-        pair = f"{a}-{b}"
+    for a, b in combinations(models):
+        pair = Pair(a, b).key
         deb = [cka(reps[a][L], reps[b][L], debiased=True) for L in range(n_layers)]
         bia = [cka(reps[a][L], reps[b][L], debiased=False) for L in range(n_layers)]
         summary["debiased"][pair] = {"last": deb[-1], "late_mean": sum(deb[L] for L in late) / len(late)}

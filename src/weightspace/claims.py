@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable
+from .pairs import Pair, lookup
 
 FAMILY = ("sft", "rft", "rift")
 FIVE = ("sft", "rft", "dft", "rift", "grpo")  # the paper's non-DPO methods
@@ -40,10 +41,11 @@ class NotMeasured(LookupError):
 
 def pair(d: dict, a: str, b: str):
     """``d["a-b"]`` or ``d["b-a"]``; NotMeasured when neither exists."""
-    for k in (f"{a}-{b}", f"{b}-{a}"):
-        if k in d:
-            return d[k]
-    raise NotMeasured(f"pair {a}-{b}")
+    missing = object()
+    v = lookup(d, a, b, missing)
+    if v is missing:
+        raise NotMeasured(f"pair {Pair(a, b).key}")
+    return v
 
 
 def _six(d: dict) -> dict:

@@ -18,9 +18,10 @@ import yaml
 from pydantic import create_model, model_validator
 
 from . import registry as _methods
+from .pairs import Pair
 from .schema import Number, ParamsError, Positive, PositiveInt, Section, StrictBool, StrictInt, StrictStr, validate
 
-METHODS = _methods.NAMES  # every registered method (registry.py); params.methods picks those trained
+METHODS = _methods.NAMES  # every registered method (a module of registry/); params.methods picks those trained
 SEED_SUFFIX = "_seed"  # "sft_seed": SFT retrained from controls.seed (connectivity pairs may name it)
 __all__ = ["ParamsError", "load", "from_mapping", "METHODS"]
 
@@ -344,8 +345,8 @@ class Connectivity(Section):
         if self.points < 3:
             raise ValueError(f"points: need at least 3 grid points, got {self.points}")
         for i, pair in enumerate(self.pairs):
-            parts = pair.split("-")
-            if (len(parts) != 2 or parts[0] == parts[1]
+            parts = Pair.maybe(pair)
+            if (parts is None or parts.a == parts.b
                     or any(x.removesuffix(SEED_SUFFIX) not in METHODS for x in parts)):
                 raise ValueError(f"pairs[{i}]: {pair!r} is not 'a-b' with two different methods")
         return self
@@ -437,8 +438,9 @@ class _Params(Section):
             if name not in self.prepare.eval:
                 raise ValueError(f"{sec}.set: {name!r} is not an evaluation set in prepare.eval")
         for i, pair in enumerate(self.connectivity.pairs):
-            if any(x.removesuffix(SEED_SUFFIX) not in self.methods and not _methods.get(x.removesuffix(SEED_SUFFIX)).online
-                   for x in pair.split("-")):
+            if any(x.removesuffix(SEED_SUFFIX) not in self.methods
+                   and not _methods.REGISTRY[x.removesuffix(SEED_SUFFIX)].online
+                   for x in Pair.parse(pair)):
                 raise ValueError(f"connectivity.pairs[{i}]: {pair!r} uses a method not in methods")
         if self.evaluate.avg_k is not None:
             for name in self.evaluate.avg_k.sets:
@@ -463,11 +465,12 @@ class _Params(Section):
         """``connectivity.pairs`` whose methods are trained: a pair naming an online method (opt-in, e.g.
         ``grpo_online-grpo``) runs only when that method is in ``methods``."""
         return tuple(p for p in self.connectivity.pairs
-                     if all(x.removesuffix(SEED_SUFFIX) in self.methods for x in p.split("-")))
+                     if all(x.removesuffix(SEED_SUFFIX) in self.methods for x in Pair.parse(p)))
 
     def method(self, name: str):
         """The params section of method ``name``; raises ParamsError for an unknown method."""
-        _methods.get(name)
+        if name not in _methods.REGISTRY:
+            raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(METHODS)})")
         return getattr(self, name)
 
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .tables import read_csv, write_csv  # noqa: E402
+from .pairs import Pair, lookup
 
 PNG_META = {"Software": None}  # no version string: the same numbers give the same bytes
 
@@ -21,7 +22,7 @@ def _matrix(methods, values: dict[str, float], diag: float):
     M = [[diag if i == j else float("nan") for j in range(n)] for i in range(n)]
     for i, a in enumerate(methods):
         for j, b in enumerate(methods):
-            v = values.get(f"{a}-{b}", values.get(f"{b}-{a}"))
+            v = lookup(values, a, b)
             if i != j and v is not None:
                 M[i][j] = v
     return M
@@ -98,7 +99,7 @@ def accuracy_figures(m: dict, out_dir, models: list[str]) -> None:
         fig.tight_layout()
         fig.savefig(out / f"accuracy_{s}.png", dpi=110, metadata=PNG_META)
         plt.close(fig)
-        P = _matrix(models, {k: v["p_holm"] for k, v in res.items() if "-" in k}, 1.0)
+        P = _matrix(models, {k: v["p_holm"] for k, v in res.items() if Pair.maybe(k) is not None}, 1.0)
         heatmap(out / f"mcnemar_{s}.png", models, P, f"{s}: McNemar p (Holm)", ".2g", 0, 1, "magma")
 
 
@@ -107,7 +108,7 @@ def connectivity_figure(curves_csv, out_png) -> None:
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for pair in [k for k in table if k != "alpha"]:
-        a, b = pair.split("-")
+        a, b = Pair.parse(pair)
         ax.plot(table["alpha"], table[pair], marker="o", label=f"{a.upper()} (alpha=1) <-> {b.upper()} (alpha=0)")
     ax.set_xlabel("alpha: W0 + alpha dW_a + (1 - alpha) dW_b")
     ax.set_ylabel("masked-answer CE")

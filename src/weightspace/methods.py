@@ -3,16 +3,15 @@
 ``Method`` is the registry's entry (``registry``: its params section, rows, loss normaliser, ...) plus how
 it trains: offline through ``training.fit``, online through ``online.fit`` (TRL's GRPOTrainer). The
 training stages train through this module; what only reads the registry (params validation, the
-analyses, the report) imports ``registry`` and so never depends on the training code. The registry's
-names are re-exported here for callers that train (``methods.SFT``, ``methods.REGISTRY``, ...)."""
+analyses, the report) imports ``registry`` and so never depends on the training code. A method's params
+class: ``methods.get(name).params``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
 from . import registry
-from .registry import (DFT, DPO, GRPO, IPO, KTO, NAMES, RFT, RIFT, SFT, GRPOOnline, Mismatch,  # noqa: F401
-                       SimPO, parse_run_name, run_name)
+from .registry import NAMES, parse_run_name, run_name  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ item-sampling noise; wider, since it counts the items as drawn anew). Numbers wi
 from __future__ import annotations
 
 import math
+from .pairs import Pair
 
 BANDED = ("frobenius", "effective_rank", "cosine", "angle_top1", "angle_top{k}", "u1_alignment", "v1_alignment",
           "orthogonal_fraction", "orthogonal_fraction_depth")
@@ -56,7 +57,8 @@ def geometry_spread(geo: dict) -> dict[str, float]:
 
 def family(key: str, names: set[str]) -> str:
     """``cosine.global.sft-rft`` -> ``cosine.global``: the key without the parts naming methods or pairs."""
-    return ".".join(p for p in key.split(".") if p not in names and not all(x in names for x in p.split("-")))
+    return ".".join(p for p in key.split(".")
+                    if p not in names and not ((q := Pair.maybe(p)) is not None and set(q) <= names))
 
 
 def sigmas(runs: list[dict[str, dict]]) -> dict[str, float]:

@@ -144,11 +144,12 @@ def fit(method: str, mcfg, lr: float, cfg, base: str, init: str, rows: list[dict
     step (``training.snapshot_steps(train_cfg(...))``) to ``snapshot_dir/step_<n>``. ``training.fit``'s
     contract, so ``stages/train.py`` treats both alike. Returns the summary (main process; others ``{}``)."""
     from . import adapters
+    from .checkpoints import folder_for
     from .training import TrainingError, load_policy, lora_sha256, read_order, save_whole, snapshot_steps, write_factors
 
     order = read_order(init, rows)
     out_p = Path(out)
-    work = out_p.parent / ".checkpoints" / out_p.name
+    work = folder_for(out_p)
     grpo_config(mcfg, cfg, lr, seed, str(work), _world()[0])  # a batch that does not split: ParamsError before the model loads
     # the base at its training precision, as the offline runs load it (bf16 weights under train.bf16, fp32 LoRA);
     # TRL turns gradient checkpointing on itself (GRPOConfig)

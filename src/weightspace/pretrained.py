@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from . import geometry as G
 from .adapters import Factor, check_same_modules
+from .pairs import Pair
 
 
 class Spectrum(NamedTuple):
@@ -348,7 +349,7 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
     metrics["sign_agreement"], metrics["sign_agreement_magnitude"] = {"global": {}}, {"global": {}}
     rows = {key: [{"layer": L} for L in layers] for key in ("sign_agreement", "sign_agreement_magnitude")}
     for (i, a), (j, b) in itertools.combinations(enumerate(methods), 2):
-        pair = f"{a}-{b}"
+        pair = Pair(a, b).key
         count, magnitude = pooled(i, j, modules)
         metrics["sign_agreement"]["global"][pair] = count
         metrics["sign_agreement_magnitude"]["global"][pair] = magnitude

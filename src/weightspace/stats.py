@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 from scipy.stats import binomtest, norm
+from .pairs import combinations
 
 
 def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -72,9 +72,9 @@ def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, se
             avg = np.array([np.mean(r["samples_correct"]) for r in records[m]])
             blo, bhi = bootstrap_mean(avg, bootstrap, seed, level)
             out[m].update({"avg_k": float(avg.mean()), "avg_k_lo": blo, "avg_k_hi": bhi})
-    pairs = list(itertools.combinations(models, 2))
+    pairs = combinations(models)
     tests = [mcnemar_exact([bool(r["correct"]) for r in records[a]], [bool(r["correct"]) for r in records[b]])
              for a, b in pairs]
-    for (a, b), t, ph in zip(pairs, tests, holm([t["p"] for t in tests])):
-        out[f"{a}-{b}"] = {**t, "p_holm": ph}
+    for pair, t, ph in zip(pairs, tests, holm([t["p"] for t in tests])):
+        out[pair.key] = {**t, "p_holm": ph}
     return out

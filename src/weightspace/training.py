@@ -22,7 +22,7 @@ import torch
 from . import losses as L
 # Item, collate and sequence_logps: the loop's types and forward pass (tests import them from here)
 from .sequences import Item, collate, ids, pack, prompt_ids, sequence_logps, unpack  # noqa: F401
-from .units import Mismatch
+from .units import Mismatch, Preference, sequences
 
 if TYPE_CHECKING:
     from . import config
@@ -98,15 +98,17 @@ def schedule(opt, cfg: config.Train):
 
 
 class LossFn:
-    """The method's loss on one micro-batch (``registry.REGISTRY``); everything else is shared.
+    """The method's loss on one micro-batch (``Method.loss``, its registry module); everything else is shared.
     ``needs_reference``: the loop passes the reference's sequence log-probs of the same micro-batch."""
 
     def __init__(self, entry: Method, mcfg, rows: list[dict]):
-        self.entry, self.mcfg, method = entry, mcfg, entry.name
+        if entry.loss is None:
+            raise ValueError(f"{entry.name}: has no micro-batch loss (an online method trains through online.fit)")
+        self.entry, self.mcfg = entry, mcfg
         self.needs_reference = self.entry.reference
         self.reward = torch.tensor([float(r["reward"]) for r in rows])
-        self.loss = L.BATCH_LOSS[method]
-        self.table = L.TABLES[method](mcfg, rows) if method in L.TABLES else {}
+        self.loss = entry.loss
+        self.table = entry.table(mcfg, rows) if entry.table else {}
 
     def normaliser(self, batch: list, items: dict[int, Item]) -> float:
         """The effective batch's normaliser: its units, or the completion tokens of its rows."""
@@ -116,19 +118,24 @@ class LossFn:
 
     def __call__(self, logp, mask, unit_rows: list, normaliser: float, ref_seq: torch.Tensor | None = None):
         flat = [r for u in unit_rows for r in (u if isinstance(u, tuple) else (u,))]
-        batch = L.Batch(logp, mask, torch.tensor(flat), self.reward, self.table, ref_seq, normaliser)
+        batch = L.Batch(logp, mask, torch.tensor(flat), self.reward, self.table, ref_seq, normaliser,
+                        sequences(self.entry.rows))
         return self.loss(self.mcfg, batch)
 
 
 def unit_items(unit, items: dict[int, Item]) -> list[Item]:
-    """The sequences of a unit: a row; a pair's chosen and rejected rows; or (``methods`` "unpaired")
-    a row and another row's completion under the row's prompt."""
+    """The sequences of a unit in ``units.sequences`` order: a row; a pair's chosen and rejected rows; or a
+    ``Mismatch``'s row and the other row's completion under the row's prompt."""
     if isinstance(unit, Mismatch):
         i, j = unit
         # no longer than the longer of the two real sequences (each within train.max_length)
         room = max(len(items[i].prompt) + len(items[i].completion), len(items[j].prompt) + len(items[j].completion))
         return [items[i], Item(i, items[i].prompt, items[j].completion[: max(1, room - len(items[i].prompt))])]
-    return [items[r] for r in unit] if isinstance(unit, tuple) else [items[unit]]
+    if isinstance(unit, Preference):
+        return [items[r] for r in unit]
+    if isinstance(unit, int):
+        return [items[unit]]
+    raise TypeError(f"not a training unit (units.py): {unit!r}")
 
 
 def train(model, accelerator, method: str, units: list, items: dict[int, Item], loss_fn: LossFn,
@@ -286,8 +293,7 @@ def fit(entry: Method, mcfg, lr: float, cfg: config.Train, base: str, init: str,
     ``init`` holds the LoRA init and ``order.json`` (the persisted row order). The adapter at
     ``train.compare_step`` goes to ``out`` (the final one to ``out/final`` when later), written to a
     ``.partial`` folder and renamed, so it appears whole or not at all. Checkpoints every
-    ``train.checkpoint_every`` steps go to ``checkpoint_dir`` (default ``<out's folder>/.checkpoints/<out's
-    name>/``); a killed run
+    ``train.checkpoint_every`` steps go to ``checkpoint_dir`` (default ``checkpoints.folder_for(out)``); a killed run
     resumes from the latest (``checkpoints.py``) and the folder is removed when the run completes; ``deltas``, if given, gets its
     per-module factors (``adapters.write_deltas``); ``plots`` gets dvclive curves; ``snapshot_dir``, if
     given, gets the adapter at every checkpoint step as ``step_<n>/`` (kept: the caller reads and removes
@@ -301,7 +307,7 @@ def fit(entry: Method, mcfg, lr: float, cfg: config.Train, base: str, init: str,
     from accelerate import Accelerator
 
     from . import adapters
-    from .checkpoints import Checkpoints
+    from .checkpoints import Checkpoints, folder_for
 
     order = read_order(init, rows)
     method = entry.name
@@ -313,7 +319,7 @@ def fit(entry: Method, mcfg, lr: float, cfg: config.Train, base: str, init: str,
     out_p, compare = Path(out), cfg.compare_step or cfg.steps
     tmp = out_p.with_name(out_p.name + ".partial")
     # kept across runs (DVC deletes out_p itself before a re-run)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_p.parent / ".checkpoints" / out_p.name
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else folder_for(out_p)
     fingerprint = hashlib.sha256(json.dumps([method, lr, repr(cfg), repr(mcfg), init_sha, rows_sha256(rows),
                                              accelerator.num_processes]).encode()).hexdigest()
     checkpoints = Checkpoints(ckpt_dir, cfg.checkpoint_every, fingerprint)

@@ -11,14 +11,16 @@ from pathlib import Path
 from .. import config
 
 
-PARAMS_READ = "WEIGHTSPACE_PARAMS_READ"  # a file: each stage appends the params keys it read (tests/test_graph.py)
+# a file: each stage appends the params keys it read and the registry entries it fetched (tests/test_graph.py)
+PARAMS_READ = "WEIGHTSPACE_PARAMS_READ"
 
 
 def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.Namespace, config.Params]:
     """Parse ``--<name> PATH`` for each entry of ``paths`` (name -> help) plus ``--params``, then load
     and validate the whole params file, before any compute. With ``$WEIGHTSPACE_PARAMS_READ`` set, the
-    process appends to that file, when it exits, one JSON line: its arguments and the params keys it read
-    (``schema.trace``)."""
+    process appends to that file, when it exits, one JSON line: its arguments, the params keys it read
+    (``schema.trace``) and the registry entries it fetched (``registry.get``; params validation reads every
+    module's section without fetching its entry)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--params", default="params.yaml")
     for name, help_ in paths.items():
@@ -30,18 +32,19 @@ def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.
         import atexit
         import sys
 
-        from .. import schema
+        from .. import registry, schema
 
         schema.trace(params)
+        registry.record()
         atexit.register(_write_reads, os.environ[PARAMS_READ], sys.argv[1:])  # the process's own arguments
     return args, params
 
 
 def _write_reads(path: str, argv: list[str]) -> None:
-    from .. import schema
+    from .. import registry, schema
 
     with open(path, "a") as f:
-        f.write(json.dumps({"argv": argv, "read": schema.reads()}) + "\n")
+        f.write(json.dumps({"argv": argv, "read": schema.reads(), "entries": registry.used()}) + "\n")
 
 
 def set_threads(n: int) -> None:

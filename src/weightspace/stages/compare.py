@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import stats
 from ..datasets import read_jsonl
+from ..pairs import Pair
 from ..tables import write_csv
 from .common import parse, write_json
 
@@ -31,7 +32,7 @@ def main(argv=None) -> None:
                                  cfg.bootstrap, cfg.seed)
         write_csv(Path(args.plots) / f"{s}.csv", [{"model": m, **{k: metrics[s][m][k] for k in ("acc", "lo", "hi")}}
                                                   for m in models], "%.6f")
-        different = [p for p, v in metrics[s].items() if "-" in p and v["p_holm"] < 0.05]
+        different = [p for p, v in metrics[s].items() if Pair.maybe(p) is not None and v["p_holm"] < 0.05]
         log.info("%s: %s; differ after Holm: %s", s, {m: round(metrics[s][m]["acc"], 3) for m in models},
                  different or "none")
     if args.twins != "none":

@@ -17,6 +17,7 @@ from ..function_space import Merger, answer_ce, answer_items, barrier
 from ..models import default_device, load_base
 from ..tables import write_csv
 from .common import parse, set_threads, write_json
+from ..pairs import Pair
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,14 @@ def main(argv=None) -> None:
     model, tok = load_base(args.base, dtype=dtype, device=device)
     items = answer_items(tok, [params.prompt.render(r["question"]) for r in rows], [r["answer"] for r in rows])
     pairs = params.connectivity_pairs()
-    methods = sorted({m for p in pairs for m in p.split("-")})
+    methods = sorted({m for p in pairs for m in Pair.parse(p)})
     deltas = {m: read_deltas(delta_file(Path(args.deltas), Path(args.seed_deltas), m)) for m in methods}
     merger = Merger(model, list(deltas[methods[0]]))
     alphas = [i / (cfg.points - 1) for i in range(cfg.points)]
     metrics, curves = {"set": cfg.set, "n": len(rows), "base_ce": answer_ce(model, items, tok.pad_token_id,
                                                                              cfg.batch_size)}, {}
     for pair in pairs:
-        a, b = pair.split("-")
+        a, b = Pair.parse(pair)
         curve = []
         for alpha in alphas:
             merger.set([(alpha, deltas[a]), (1 - alpha, deltas[b])])

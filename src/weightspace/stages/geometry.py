@@ -29,10 +29,11 @@ from .. import noise
 from ..adapters import read_deltas
 from ..analysis import analyse
 from ..config import SEED_SUFFIX as SEED
+from ..pairs import Pair
 from ..pretrained import analyse_relative, load_w0
+from ..registry import parse_run_name
 from ..tables import write_csv
 from .common import parse, write_json
-from ..registry import parse_run_name
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def relative(deltas: dict, seeds: dict, base: str, pcfg) -> tuple[dict, dict, di
         elif set(v) == {"global"}:  # pairs
             main[name] = {"global": {p: x for p, x in v["global"].items() if SEED not in p}}
             twin[name] = {"global": {p.replace(SEED, ""): x for p, x in v["global"].items()
-                                     if all(q.endswith(SEED) for q in p.split("-"))}}
+                                     if all(q.endswith(SEED) for q in Pair.parse(p))}}
         else:
             main[name] = {k: x for k, x in v.items() if k in deltas}
             twin[name] = {k.removesuffix(SEED): x for k, x in v.items() if k.endswith(SEED)}
@@ -149,7 +150,7 @@ def main(argv=None) -> None:
     tables.update({f"pretrained_{k}": rows for k, rows in rel_tables.items()})
     for i, row in enumerate(tables["cosine_per_layer"]):
         row["noise_floor"] = seed_layers[cfg.reference][i]
-        row.update({f"{m}-{m}_seed": seed_layers[m][i] for m in params.methods})
+        row.update({Pair(m, m + SEED).key: seed_layers[m][i] for m in params.methods})
     metrics["wall_s"] = round(time.time() - t0, 2)
     write_json(args.metrics, metrics)
     for name, rows in tables.items():

@@ -6,23 +6,18 @@ Params: ``report``, ``profile``, ``rift.variant``, ``controls``, ``train.steps``
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
 from pathlib import Path
 
 from ..claims import check, pair
+from ..pairs import Pair, combinations
 from .common import parse, write_json
 
 log = logging.getLogger(__name__)
 
 SEED_U1_TARGET = 0.9  # the regime's target for every method (the paper measures 0.99)
-FIGURES = ["geometry/cosine_matrix.png", "geometry/angle_top1_matrix.png", "geometry/cosine_per_layer.png",
-           "geometry/orthogonal_fraction_per_layer.png", "connectivity/connectivity.png", "cka/cka_per_layer.png",
-           "geometry/pretrained_per_layer.png"]
-
-
 VERDICTS = ("holds", "does not hold", "undecided", "not measured")
 
 
@@ -47,7 +42,7 @@ def geometry_table(geo: dict, methods: list[str]) -> list[str]:
     lines = ["| pair | cosine | seed cosine (a; b) | top-1 angle | seed top-1 (a; b) | "
              f"top-{k} angle | seed top-{k} (a; b) | u1 | seed u1 (a; b) | noise |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for a, b in itertools.combinations(methods, 2):
+    for a, b in combinations(methods):
         cos, ang1 = pair(geo["cosine"]["global"], a, b), pair(geo["angle_top1"], a, b)["median"]
         angk, u1 = pair(geo[f"angle_top{k}"], a, b)["median"], pair(geo["u1_alignment"], a, b)
         sa, sb = seeds[a], seeds[b]
@@ -225,15 +220,15 @@ def markdown(claims: list[dict], metrics: dict, params, figures: Path, out: Path
     lines += [f"| {name} | {s['method']} | {s['lr_ratio']:g} | {s['cosine']:.3f} | {s['norm_ratio']:.2f} | "
               f"{s['angle_top1']:.1f} |" for name, s in geo["lr_step"].items()]
     acc = metrics["accuracy"][acc_set]
-    models = [k for k in acc if "-" not in k]
+    models = [k for k in acc if Pair.maybe(k) is None]  # the rest: McNemar's pairs
     lines += ["", f"## Accuracy on `{acc_set}` (greedy pass@1, 95% Wilson interval)", "",
               "| model | accuracy | interval | n |", "|---|---|---|---|"]
     lines += [f"| {m} | {acc[m]['acc']:.3f} | [{acc[m]['lo']:.3f}, {acc[m]['hi']:.3f}] | {acc[m]['n']} |"
               for m in models]
     lines += pretrained_section(geo, list(params.methods), params.geometry.pretrained)
     lines += ["", "## Figures", ""]
-    for f in FIGURES:  # drawn by the figures stage (no dependency: the report reads no figure)
-        lines.append(f"![{f}]({os.path.relpath(figures / f, out.parent)})")
+    for f in sorted(figures.rglob("*.png")):  # every figure the figures stage drew
+        lines.append(f"![{f.relative_to(figures).as_posix()}]({os.path.relpath(f, out.parent)})")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,143 @@
+"""The method registry: what a method *is* (how it trains: ``methods``). One module of this package per
+method, e.g. ``registry/dpo.py``: its params section (a ``schema.Section``, the ``params.yaml`` section of
+the same name), its loss as a pure function of log-probabilities with its formula, the micro-batch
+wiring of that loss (``Method.loss``, reading a ``losses.Batch``), and its ``METHOD`` entry: the rollout
+rows it trains on, whether the loss reads the reference's log-probs and what it is normalised by. This
+package finds the modules itself, so nothing else lists the methods.
+
+Only a method's own ``train@`` (and ``lr_sweep@``) stage depends on its module. Every stage validates the
+whole params file through ``config``, which reads every module's section, but that check cannot change a
+stage's output (it passes or the stage stops), so no other stage lists the modules; the stages that
+read entries of every method (geometry, report: ``Method.offline``) list the folder.
+``tests/test_graph.py`` checks this against the entries each stage fetches with ``get`` when it runs.
+
+Adding a loss = one module here (its section class, its pure loss with a hand-derived test, ``METHOD``)
+and one section in ``params.yaml`` (and ``profiles/*.yaml``). ``dvc exp run -S 'methods=[...]'`` then
+trains it, every analysis covers it, and no existing method's training re-runs.
+
+Training units (``Method.units``), in the persisted row order:
+
+- ``all``: every row; ``positive``: rows with reward 1;
+- ``pairs``: (chosen, rejected) row pairs of mixed groups (``pairing`` one: the first correct and the
+  first incorrect row of the group in the order; all: every combination); pairs follow their group's
+  first row;
+- ``unpaired``: (row, other) for every row, where ``other`` is the nearest earlier row in the order
+  (cyclically) from another prompt group: the row's completion under its own prompt is the training
+  sequence, ``other``'s completion under the row's prompt the mismatched sequence of KTO's KL estimate.
+- ``prompts``: the prompt groups (an online method samples its own completions of each prompt; its
+  trainer, not the table's rows, decides what it trains on).
+
+An online method (``Method.online``) has no loss here: ``online.fit`` trains it with TRL's
+``GRPOTrainer`` from the same init, and its adapter enters every analysis like any other.
+
+Normalisers: ``tokens`` = the completion tokens of the training rows of the effective batch (summed over
+micro-batches and processes); ``units`` = the number of units (pairs, rows) of the effective batch.
+The modules import torch only inside their losses, so a stage that only validates params stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
+
+from ..schema import ParamsError
+from ..units import Mismatch, Preference
+
+
+# ---------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class Method:
+    name: str
+    params: type  # its params.yaml section
+    rows: Literal["all", "positive", "pairs", "unpaired", "prompts"]
+    reference: bool = False  # the loss reads the reference's (the base's) sequence log-probs
+    normaliser: Literal["tokens", "units"] = "tokens"
+    min_micro_batch: int = 1  # train.micro_batch_size at least this (KTO: its z0 is a mean over a micro-batch)
+    online: bool = False  # trained by ``online.fit`` (TRL's GRPOTrainer on its own samples), not ``training.fit``
+    offline: Optional[str] = None  # an online method's offline counterpart (the geometry's second reference)
+    # (its params, a ``losses.Batch``) -> the micro-batch's loss; None for an online method (its trainer's own)
+    loss: Optional[Callable] = None
+    # (its params, the table's rows) -> per-row tensors computed once per table (``losses.Batch.table``)
+    table: Optional[Callable] = None
+
+    def units(self, p, rows: list[dict], order: list[int]) -> list:
+        """Training units in the persisted ``order`` (see the module docstring; their types: ``units``)."""
+        if self.rows == "all":
+            return list(order)
+        if self.rows == "positive":
+            return [i for i in order if rows[i]["reward"] == 1]
+        if self.rows == "prompts":  # one per prompt group, in the order of each group's first row
+            return list(dict.fromkeys(rows[i]["group"] for i in order))
+        if self.rows == "unpaired":
+            return [Mismatch((i, _other_group(rows, order, k))) for k, i in enumerate(order)]
+        by_group: dict[int, list[int]] = {}
+        for i in order:
+            by_group.setdefault(rows[i]["group"], []).append(i)
+        units = []
+        for members in by_group.values():  # dict keeps first-seen (persisted) order
+            pos = [i for i in members if rows[i]["reward"] == 1]
+            neg = [i for i in members if rows[i]["reward"] == 0]
+            if pos and neg:
+                units += ([Preference((pos[0], neg[0]))] if p.pairing == "one"
+                          else [Preference((a, b)) for a in pos for b in neg])
+        return units
+
+
+def _other_group(rows: list[dict], order: list[int], k: int) -> int:
+    """The nearest row before position ``k`` of ``order`` (cyclically) whose prompt group differs."""
+    g = rows[order[k]]["group"]
+    for step in range(1, len(order)):
+        j = order[(k - step) % len(order)]
+        if rows[j]["group"] != g:
+            return j
+    raise ParamsError("kto: every rollout row shares one prompt; the KL estimate needs two prompts")
+
+
+def _discover() -> dict[str, Method]:
+    """Every module of this package, by name: its ``METHOD``, whose name must be the module's."""
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        entry = getattr(importlib.import_module(f"{__name__}.{info.name}"), "METHOD", None)
+        if not isinstance(entry, Method) or entry.name != info.name:
+            raise TypeError(f"weightspace/registry/{info.name}.py: needs METHOD = Method({info.name!r}, ...)")
+        found[info.name] = entry
+    return found
+
+
+REGISTRY: dict[str, Method] = _discover()
+NAMES = tuple(REGISTRY)
+_USED: set[str] | None = None  # names fetched with ``get`` since ``record``; None: not recording
+
+
+def record() -> None:
+    """Start recording the entries ``get`` hands out (``used``; ``stages.common``)."""
+    global _USED
+    if _USED is None:
+        _USED = set()
+
+
+def used() -> list[str]:
+    """The names ``get`` handed out since ``record``."""
+    return sorted(_USED or ())
+
+
+def get(name: str) -> Method:
+    """The registry entry of ``name``; ParamsError naming the known methods otherwise."""
+    if name not in REGISTRY:
+        raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(NAMES)})")
+    if _USED is not None:
+        _USED.add(name)
+    return REGISTRY[name]
+
+
+def run_name(method: str, lr: float) -> str:
+    """``dpo_lr5e-06``, ``sft_lr0.0001``: the sweep run of ``method`` at peak LR ``lr``."""
+    return f"{method}_lr{lr:g}"
+
+
+def parse_run_name(name: str) -> tuple[str, float]:
+    """(method, lr) of a ``run_name``."""
+    m, lr = name.rsplit("_lr", 1)
+    return m, float(lr)
