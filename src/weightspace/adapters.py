@@ -152,3 +152,21 @@ def save_adapter(peft_model, path: str | Path) -> None:
     if isinstance(cfg.get("target_modules"), list):
         cfg["target_modules"] = sorted(cfg["target_modules"])
     cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+# ---------------------------------------------------------------- snapshots of a method's two runs
+# train@<method> keeps, in its snapshot folder, the adapter of its run and of its seed twin at every snapshot step
+# (``run/step_<n>/``, ``seed/step_<n>/``) and ``snapshots.json`` (the steps kept, the compare step);
+# alignment@<method> reads them (``analysis.seed_alignment``).
+SNAPSHOT_RUNS = ("run", "seed")
+SNAPSHOT_INDEX = "snapshots.json"
+
+
+def snapshot_dir(folder: str | Path, step: int) -> Path:
+    """The adapter of one run at ``step`` in its snapshot folder."""
+    return Path(folder) / f"step_{step}"
+
+
+def snapshot_steps_held(folder: str | Path) -> list[int]:
+    """The steps of the adapters a run's snapshot folder holds, ascending."""
+    return sorted(int(p.name.removeprefix("step_")) for p in Path(folder).glob("step_*"))

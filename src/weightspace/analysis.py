@@ -140,15 +140,15 @@ def seed_alignment(a, b) -> list[dict]:
     with no reward variance yet) is left out."""
     from pathlib import Path
 
-    from .adapters import frobenius, read_adapter
+    from .adapters import frobenius, read_adapter, snapshot_dir, snapshot_steps_held
 
     a, b = Path(a), Path(b)
-    steps = sorted(int(p.name.removeprefix("step_")) for p in a.glob("step_*"))
-    if steps != sorted(int(p.name.removeprefix("step_")) for p in b.glob("step_*")):
+    steps = snapshot_steps_held(a)
+    if steps != snapshot_steps_held(b):
         raise ValueError(f"seed alignment: {a} and {b} hold snapshots of different steps")
     rows = []
     for s in steps:
-        fa, fb = read_adapter(a / f"step_{s}"), read_adapter(b / f"step_{s}")
+        fa, fb = read_adapter(snapshot_dir(a, s)), read_adapter(snapshot_dir(b, s))
         if frobenius(fa) == 0 or frobenius(fb) == 0:
             log.info("seed alignment: step %d left out, an adapter has not moved from its init (Delta W = 0)", s)
             continue

@@ -439,7 +439,7 @@ class _Params(Section):
                 raise ValueError(f"{sec}.set: {name!r} is not an evaluation set in prepare.eval")
         for i, pair in enumerate(self.connectivity.pairs):
             if any(x.removesuffix(SEED_SUFFIX) not in self.methods
-                   and not _methods.REGISTRY[x.removesuffix(SEED_SUFFIX)].online
+                   and not _methods.opt_in(x.removesuffix(SEED_SUFFIX))
                    for x in Pair.parse(pair)):
                 raise ValueError(f"connectivity.pairs[{i}]: {pair!r} uses a method not in methods")
         if self.evaluate.avg_k is not None:

@@ -175,7 +175,7 @@ def fit(method: str, mcfg, lr: float, cfg, base: str, init: str, rows: list[dict
 
     def on_step(step, m):
         if step in snaps and main:
-            save_whole(getattr(m, "module", m), Path(snapshot_dir) / f"step_{step}")
+            save_whole(getattr(m, "module", m), adapters.snapshot_dir(snapshot_dir, step))
 
     t0 = time.time()
     trainer, history = train(model, tok, mcfg, cfg, lr, rows, order, seed, str(work), on_log, on_step)

@@ -344,7 +344,7 @@ def fit(entry: Method, mcfg, lr: float, cfg: config.Train, base: str, init: str,
         if not accelerator.is_main_process:
             return
         if step in snaps:
-            save_whole(unwrapped, Path(snapshot_dir) / f"step_{step}")
+            save_whole(unwrapped, adapters.snapshot_dir(snapshot_dir, step))
         if step in (compare, cfg.steps):
             save_whole(unwrapped, ckpt_dir / ("compare" if step == compare else "final"))
 

@@ -132,6 +132,12 @@ def get(name: str) -> Method:
     return REGISTRY[name]
 
 
+def opt_in(name: str) -> bool:
+    """Whether params may name method ``name`` where it is not trained (a connectivity pair), the pair then
+    left out: an online method, which a run trains only on request (``grpo_online-grpo``)."""
+    return REGISTRY[name].online
+
+
 def run_name(method: str, lr: float) -> str:
     """``dpo_lr5e-06``, ``sft_lr0.0001``: the sweep run of ``method`` at peak LR ``lr``."""
     return f"{method}_lr{lr:g}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..adapters import SNAPSHOT_INDEX, SNAPSHOT_RUNS, snapshot_steps_held
 from ..analysis import seed_alignment
 from .common import parse, write_json
 
@@ -20,13 +21,14 @@ def main(argv=None) -> None:
     args, _ = parse(__doc__, {"method": "method (for messages)", "snapshots": "train@<method>'s snapshot folder",
                               "metrics": "metrics JSON", "plots": "curve CSV"}, argv)
     snaps = Path(args.snapshots)
-    kept = json.loads((snaps / "snapshots.json").read_text())
-    held = sorted(int(p.name.removeprefix("step_")) for p in (snaps / "run").glob("step_*"))
+    run, seed = (snaps / r for r in SNAPSHOT_RUNS)
+    kept = json.loads((snaps / SNAPSHOT_INDEX).read_text())
+    held = snapshot_steps_held(run)
     if held != kept["steps"]:
-        raise ValueError(f"alignment@{args.method}: {snaps / 'run'} holds steps {held}, train@{args.method} "
-                         f"kept {kept['steps']} ({snaps / 'snapshots.json'})")
+        raise ValueError(f"alignment@{args.method}: {run} holds steps {held}, train@{args.method} "
+                         f"kept {kept['steps']} ({snaps / SNAPSHOT_INDEX})")
     at_step = kept["compare_step"]
-    curve = seed_alignment(snaps / "run", snaps / "seed")
+    curve = seed_alignment(run, seed)
     at = next((r for r in curve if r["step"] == at_step), None)
     if at is None:
         raise ValueError(f"alignment@{args.method}: an adapter did not move from its init by the compare step "

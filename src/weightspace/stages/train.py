@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from .. import methods
+from ..adapters import SNAPSHOT_INDEX, SNAPSHOT_RUNS
 from ..rollouts import load_table
 from ..training import snapshot_steps
 from .common import parse, set_threads, write_json
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
     snaps = [None]
     if None not in twin:
         runs.append(tuple(twin[:-1]))
-        snaps = [Path(twin[-1]) / "run", Path(twin[-1]) / "seed"]
+        snaps = [Path(twin[-1]) / r for r in SNAPSHOT_RUNS]
         shutil.rmtree(snaps[0].parent, ignore_errors=True)  # an earlier run's steps never mix with this one's
     summaries = []
     seeds = [params.train.seed] + ([params.controls.seed] if len(runs) == 2 else [])  # the twin's: controls.seed
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
         return  # not the main process
     if snaps[0] is not None:
         cfg = entry.train_cfg(mcfg, params.train)
-        write_json(snaps[0].parent / "snapshots.json", {"steps": snapshot_steps(cfg),
+        write_json(snaps[0].parent / SNAPSHOT_INDEX, {"steps": snapshot_steps(cfg),
                                                          "compare_step": cfg.compare_step or cfg.steps})
     for (_, _, _, metrics, _), summary in zip(runs, summaries):
         write_json(metrics, {**summary, "lr_of": known.lr_of or known.method})
