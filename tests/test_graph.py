@@ -36,7 +36,8 @@ MODULES = module_files()
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 REGISTRY_DIR = "src/weightspace/registry"  # a dep of the stages that read every method's entry
 # one module per method, found by the registry at run time (importlib), so no static import reaches them
-ENTRIES = sorted(m.rsplit(".", 1)[1] for m in MODULES if m.startswith("weightspace.registry."))
+ENTRIES = sorted(m.rsplit(".", 1)[1] for m in MODULES
+                 if m.startswith("weightspace.registry.") and not m.rsplit(".", 1)[1].startswith("_"))
 
 
 def _runtime_nodes(tree: ast.AST):
@@ -71,6 +72,8 @@ def imports(name: str) -> set[str]:
 
 
 GRAPH = {m: imports(m) for m in MODULES}
+# what runs: the registry also imports every method module (importlib), which no stage's closure counts (below)
+RUNTIME = {**GRAPH, "weightspace.registry": GRAPH["weightspace.registry"] | {f"weightspace.registry.{e}" for e in ENTRIES}}
 
 
 def closure(name: str) -> set[str]:
@@ -134,7 +137,7 @@ def script(stage: dict) -> str:
 def test_cycles_finds_a_cycle_and_src_has_none():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
-    assert cycles(GRAPH) == []
+    assert cycles(RUNTIME) == []
 
 
 def test_imports_reads_relative_lazy_and_package_imports_but_not_type_checking_ones():
@@ -146,13 +149,38 @@ def test_imports_reads_relative_lazy_and_package_imports_but_not_type_checking_o
     assert "if TYPE_CHECKING:\n    import torch\n\n    from ..losses import" in (
         REPO / MODULES["weightspace.registry.dpo"]).read_text()
     assert "weightspace.losses" not in imports("weightspace.registry.dpo")
-    assert imports("weightspace.registry.dpo") == {"weightspace.registry", "weightspace.schema"}
+    assert imports("weightspace.registry.dpo") == {"weightspace.registry._entry", "weightspace.schema"}
+
+
+def test_the_package_inits_every_stage_imports_hold_only_a_docstring():
+    """The closure test leaves out weightspace/__init__.py and stages/__init__.py (every stage imports both):
+    that holds while they run no code."""
+    for m in ("weightspace", "weightspace.stages"):
+        body = ast.parse((REPO / MODULES[m]).read_text()).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), m
+
+
+def test_only_the_registry_config_and_methods_read_the_entries_without_get():
+    """Every other module fetches an entry with ``registry.get`` (or ``methods.get``), which the stages record
+    (``registry.used``) for the check of their registry deps; config validates every section, and that
+    cannot change a stage's output."""
+    allowed = {"src/weightspace/config.py", "src/weightspace/methods.py"}
+
+    def reads(f):
+        names = {"REGISTRY", "opt_in"}
+        return any(isinstance(n, ast.Name) and n.id in names or isinstance(n, ast.Attribute) and n.attr in names
+                   or isinstance(n, ast.alias) and n.name in names for n in ast.walk(ast.parse((REPO / f).read_text())))
+
+    assert reads("src/weightspace/config.py") and not reads("src/weightspace/claims.py")
+    assert sorted(f for m, f in MODULES.items() if not m.startswith("weightspace.registry") and f not in allowed
+                  and reads(f)) == []
 
 
 def render(dep: str, item: str | None) -> str:
     """A dep of a stage template as DVC renders it for ``item`` (``${item}``, ``${a.b}`` from params.yaml)."""
     def value(m):
         if m.group(1) == "item":
+            assert item is not None, f"{dep}: ${{item}} outside a foreach stage"
             return item
         v = PARAMS
         for k in m.group(1).split("."):
@@ -203,26 +231,54 @@ def test_only_the_training_stages_depend_on_the_training_code():
         "train", "train_lr_matched", "lr_sweep"}
 
 
+def rendered() -> dict[str, dict]:
+    """dvc.yaml's stages as DVC renders them for params.yaml (``train@sft``, ...): name -> {deps, params}."""
+    raw = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name, s in raw.items():
+        for item in PARAMS["methods"] if "foreach" in s else [None]:
+            t = s.get("do", s)
+            params = [render(p if isinstance(p, str) else next(iter(p)), item) for p in t.get("params", [])]
+            out[f"{name}@{item}" if item else name] = {"deps": {render(d.split()[0], item) for d in t["deps"]},
+                                                       "params": set(params)}
+    return out
+
+
+def edited_stages(root, tmp) -> set[str]:
+    """The stages `dvc status` on a copy without outputs names for a changed command, a changed params key, or a
+    changed code dep (a tracked file, or a folder of src/ that holds one); missing data deps and outputs aside."""
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=root, check=True, capture_output=True,
+                                 text=True).stdout.split()) | {"params.yaml"}
+    status = json.loads(run(["dvc", "status", "--json"], root, tmp).stdout or "{}")
+
+    def code(path):
+        return path in tracked or (path.startswith("src/") and any(t.startswith(path + "/") for t in tracked))
+
+    return {stage for stage, entries in status.items() for e in entries
+            if e == "changed command" or (isinstance(e, dict) and any(code(p) for p in e.get("changed deps", {})))}
+
+
+TRAINING = ("train", "train_lr_matched", "lr_sweep")
+
+
 def test_editing_the_analyses_leaves_every_training_stage_up_to_date(tmp_path):
     """`dvc status` on a fresh copy after editing geometry.py, analysis.py, claims.py and figures.py names
-    the stages that read them and no train@, lr_sweep@ or train_lr_matched stage."""
+    exactly the stages whose deps hold them, and none of them trains."""
     root = copy_repo(tmp_path / "clone")
-    for f in ("geometry", "analysis", "claims", "figures"):
-        p = root / f"src/weightspace/{f}.py"
-        p.write_text(p.read_text() + "\n# edited\n")
-    tracked = set(subprocess.run(["git", "ls-files"], cwd=root, check=True, capture_output=True,
-                                 text=True).stdout.split())
-    status = json.loads(run(["dvc", "status", "--json"], root, tmp_path).stdout or "{}")
-    edited = {stage for stage, entries in status.items() for e in entries if isinstance(e, dict)
-              for path in e.get("changed deps", {}) if path in tracked}
-    assert {"geometry", "alignment@sft", "figures", "report"} <= edited, sorted(edited)
-    assert not {s for s in edited if s.split("@")[0] in ("train", "lr_sweep", "train_lr_matched")}, sorted(edited)
+    edits = {f"src/weightspace/{f}.py" for f in ("geometry", "analysis", "claims", "figures")}
+    for f in edits:
+        (root / f).write_text((root / f).read_text() + "\n# edited\n")
+    want = {name for name, s in rendered().items() if s["deps"] & edits}
+    assert not {s for s in want if s.split("@")[0] in TRAINING}, sorted(want)
+    assert {"geometry", "alignment@sft", "figures", "report"} <= want
+    assert edited_stages(root, tmp_path) == want
 
 
 def test_a_new_registry_entry_re_runs_no_existing_methods_training(tmp_path):
     """A loss added the documented way (one module in registry/, its section in params.yaml, its name in
-    ``methods``) validates, gets its own train@ stage, and leaves every existing method's train@, lr_sweep@,
-    alignment@ and evaluate@ stage and train_lr_matched up to date (`dvc status` on a fresh copy)."""
+    ``methods``) validates, gets its own stages, and `dvc status` names exactly those and the stages over every
+    method (those that list ``methods`` or the registry folder): no existing method's train@, lr_sweep@,
+    alignment@ or evaluate@ stage, nor train_lr_matched, nor anything upstream of training."""
     root = copy_repo(tmp_path / "clone")
     sft = (root / REGISTRY_DIR / "sft.py").read_text()
     assert 'METHOD = Method("sft", SFT, "all", loss=batch_loss)' in sft
@@ -236,15 +292,12 @@ def test_a_new_registry_entry_re_runs_no_existing_methods_training(tmp_path):
     check = "from weightspace import config; p = config.load('params.yaml'); print(p.methods[-1], p.halfsft.lr)"
     assert run(["python", "-c", check], root, tmp_path,
                extra_env={"PYTHONPATH": str(root / "src")}).stdout.split() == ["halfsft", "0.0001"]
-    tracked = set(subprocess.run(["git", "ls-files"], cwd=root, check=True, capture_output=True,
-                                 text=True).stdout.split()) | {"params.yaml"}
-    status = json.loads(run(["dvc", "status", "--json"], root, tmp_path).stdout or "{}")
-    assert "train@halfsft" in status
-    edited = {stage for stage, entries in status.items() for e in entries if isinstance(e, dict)
-              for path in e.get("changed deps", {}) if path in tracked}
-    assert {"geometry", "report"} <= edited, sorted(edited)
-    existing = {f"{kind}@{m}" for kind in ("train", "lr_sweep", "alignment", "evaluate") for m in PARAMS["methods"]}
-    assert not edited & (existing | {"train_lr_matched"}), sorted(edited & (existing | {"train_lr_matched"}))
+    over_all = {name for name, s in rendered().items() if "methods" in s["params"] or REGISTRY_DIR in s["deps"]}
+    assert {"geometry", "report"} <= over_all and not {s for s in over_all if s.split("@")[0] in TRAINING}
+    new = {f"{kind}@halfsft" for kind in ("train", "alignment", "lr_sweep", "evaluate")}
+    edited = edited_stages(root, tmp_path)
+    assert edited - new == over_all, sorted(edited - new ^ over_all)
+    assert "train@halfsft" in edited
 
 
 def covers(listed: str, key: str) -> bool:
@@ -283,7 +336,7 @@ def test_each_stage_lists_exactly_the_params_it_reads(plumbing):
     by_args = {}
     for name, stage in lock.items():
         tokens = shlex.split(stage["cmd"])
-        by_args[tuple(tokens[tokens.index("-m") + 2:])] = name
+        by_args[tuple(tokens[tokens.index("-m") + 1:])] = name  # the module and its arguments
     read: dict[str, set[str]] = {}
     fetched: dict[str, set[str]] = {}
     for line in (folder / PARAMS_READ).read_text().splitlines():
@@ -292,13 +345,13 @@ def test_each_stage_lists_exactly_the_params_it_reads(plumbing):
         read.setdefault(by_args[tuple(entry["argv"])], set()).update(entry["read"])
         fetched.setdefault(by_args[tuple(entry["argv"])], set()).update(entry["entries"])
     # the registry modules each stage lists: its own method's (a training stage: exactly the entry it fetched), or
-    # the folder where it reads the entries of several methods, or none where it fetches none
+    # the folder alone where it reads the entries of several methods, or none where it fetches none
     wrong = []
     for name, got in sorted(fetched.items()):
         deps = {d["path"] for d in lock[name]["deps"]}
         own = {d.removeprefix(REGISTRY_DIR + "/").removesuffix(".py") for d in deps
-               if d.startswith(REGISTRY_DIR + "/") and d != REGISTRY_DIR + "/__init__.py"}
-        if (REGISTRY_DIR in deps) != bool(got - own) or (REGISTRY_DIR not in deps and got != own):
+               if d.startswith(REGISTRY_DIR + "/") and d.removeprefix(REGISTRY_DIR + "/")[0] != "_"}
+        if REGISTRY_DIR in deps and (own or len(got) < 2) or REGISTRY_DIR not in deps and got != own:
             wrong.append(f"{name}: fetches {sorted(got)}, lists {sorted(own)}, folder {REGISTRY_DIR in deps}")
     assert not wrong, "\n".join(wrong)
     assert set(read) == set(lock), f"stages that recorded nothing: {sorted(set(lock) - set(read))}"

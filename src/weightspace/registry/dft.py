@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..schema import Positive, Section
-from . import Method
+from ._entry import Method
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import model_validator
 
 from ..schema import Number, Positive, PositiveInt, Section
-from . import Method
+from ._entry import Method
 
 
 class GRPOOnline(Section):

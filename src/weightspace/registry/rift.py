@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import model_validator
 
 from ..schema import Number, Positive, Section
-from . import Method
+from ._entry import Method
 
 if TYPE_CHECKING:
     import torch

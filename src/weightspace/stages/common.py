@@ -18,7 +18,7 @@ PARAMS_READ = "WEIGHTSPACE_PARAMS_READ"
 def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.Namespace, config.Params]:
     """Parse ``--<name> PATH`` for each entry of ``paths`` (name -> help) plus ``--params``, then load
     and validate the whole params file, before any compute. With ``$WEIGHTSPACE_PARAMS_READ`` set, the
-    process appends to that file, when it exits, one JSON line: its arguments, the params keys it read
+    process appends to that file, when it exits, one JSON line: its module and arguments, the params keys it read
     (``schema.trace``) and the registry entries it fetched (``registry.get``; params validation reads every
     module's section without fetching its entry)."""
     ap = argparse.ArgumentParser(description=description)
@@ -36,7 +36,8 @@ def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.
 
         schema.trace(params)
         registry.record()
-        atexit.register(_write_reads, os.environ[PARAMS_READ], sys.argv[1:])  # the process's own arguments
+        spec = getattr(sys.modules["__main__"], "__spec__", None)  # python -m <module>: the stage's module
+        atexit.register(_write_reads, os.environ[PARAMS_READ], [getattr(spec, "name", sys.argv[0]), *sys.argv[1:]])
     return args, params
 
 
