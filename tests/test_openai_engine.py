@@ -30,31 +30,33 @@ class FakeChat(BaseHTTPRequestHandler):
             cls.max_active = max(cls.max_active, cls.active)
             fail = cls.fail_first > 0 or (cls.fail_rate > 0 and cls.rng.random() < cls.fail_rate)
             cls.fail_first -= 1
+        # a request counts as active until its answer is ready, not until the bytes are sent: the client may send
+        # its next request as soon as it reads them, before this thread would have decremented
         try:
             threading.Event().wait(cls.delay)
-            if fail:
-                self.send_response(503 if len(cls.seen) % 2 and cls.retry_after_ms is None else 429)
-                if cls.retry_after_ms is not None:
-                    self.send_header("retry-after-ms", str(cls.retry_after_ms))
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"error": {"message": "busy"}}')
-                return
-            question = body["messages"][0]["content"]
-            text = f"Working on '{question}' (seed {body['seed']}). \\boxed{{{len(question)}}}"
-            out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                   "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": text, "reasoning_content": "hmm"}}],
-                   "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
-            data = json.dumps(out).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
         finally:
             with cls.lock:
                 cls.active -= 1
+        if fail:
+            self.send_response(503 if len(cls.seen) % 2 and cls.retry_after_ms is None else 429)
+            if cls.retry_after_ms is not None:
+                self.send_header("retry-after-ms", str(cls.retry_after_ms))
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "busy"}}')
+            return
+        question = body["messages"][0]["content"]
+        text = f"Working on '{question}' (seed {body['seed']}). \\boxed{{{len(question)}}}"
+        out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+               "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text, "reasoning_content": "hmm"}}],
+               "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, *args):
         pass
