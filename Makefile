@@ -24,9 +24,13 @@ repro: setup
 test: setup
 	pytest -q -n $(WORKERS) -m "not slow"
 
-# every test: the fast tier, one run of the full default and of the SmolLM2 profile, experiments, queues, servers
+# every test: the fast tier, one run of the full default and of the SmolLM2 profile, experiments, queues, servers;
+# then the unit tests (no shared run) again on two other float paths of this CPU, as another CPU would compute:
+# MKL's SSE4.2 kernels, and PyTorch's generic (non-SIMD) kernels
 test-all: setup
 	pytest -q -n $(WORKERS)
+	MKL_ENABLE_INSTRUCTIONS=SSE4_2 pytest -q -n $(WORKERS) -m "not slow and not heavy"
+	ATEN_CPU_CAPABILITY=default pytest -q -n $(WORKERS) -m "not slow and not heavy"
 
 bench: setup
 	python benchmarks/generation.py

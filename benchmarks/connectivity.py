@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from weightspace import config
-from weightspace.adapters import read_deltas
-from weightspace.datasets import read_jsonl
-from weightspace.function_space import Merger, answer_ce, answer_items
-from weightspace.models import load_base
+from weightspace.model.adapters import read_deltas
+from weightspace.data.datasets import read_jsonl
+from weightspace.generate.merge import Merger
+from weightspace.function.function_space import answer_ce, answer_items
+from weightspace.model.models import load_base
 
 
 def best(f, repeats: int) -> float:

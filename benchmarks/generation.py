@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from weightspace import config
-from weightspace.generation import HFEngine
-from weightspace.models import load_base
+from weightspace.generate.generation import HFEngine
+from weightspace.model.models import load_base
 
 
 def run(engine: HFEngine, messages: list[str]) -> tuple[int, float]:

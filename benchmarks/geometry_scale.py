@@ -20,9 +20,9 @@ import time
 import numpy as np
 import torch
 
-from weightspace import geometry as G
-from weightspace.adapters import Factor, check_same_modules
-from weightspace.analysis import analyse
+from weightspace.weights import geometry as G
+from weightspace.model.adapters import Factor, check_same_modules
+from weightspace.weights.analysis import analyse
 
 SHAPES = {"q_proj": (4096, 2560), "k_proj": (1024, 2560), "v_proj": (1024, 2560), "o_proj": (2560, 4096)}
 METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")

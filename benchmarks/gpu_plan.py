@@ -1,6 +1,6 @@
 """Throughput of our training loop at the paper profile's shapes, and the GPU-hours plan it implies.
 
-Runs ``weightspace.training.train`` (SFT loss, AdamW, clip, schedule: the real loop) on a Qwen3-4B
+Runs ``weightspace.train.training.train`` (SFT loss, AdamW, clip, schedule: the real loop) on a Qwen3-4B
 built from its config with random weights (no download), LoRA r=32 alpha=64 on q,k,v,o_proj, on
 synthetic items (random ids; prompt ~``--prompt-mean`` tokens, completion ~ Gamma(2, mean/2) tokens
 cut at ``--max-length``). CUDA: bf16 weights, ``Accelerator(mixed_precision="bf16")``, all 36 layers.
@@ -35,10 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weightspace import config, methods, training
-from weightspace.sequences import pack
-from weightspace.training import Item, LossFn
-from weightspace.units import sequences
+from weightspace import config
+from weightspace import registry
+from weightspace.train import training
+from weightspace.model.sequences import pack
+from weightspace.train.training import Item, LossFn
+from weightspace.core.units import sequences
 
 # Qwen/Qwen3-4B config.json; Qwen3-4B-Instruct-2507 has the same shapes (max_position_embeddings 262144,
 # rope_theta 5e6 there: neither changes the cost of a step).
@@ -124,7 +126,7 @@ def measure(args, accelerator, items, rows, micro: int, gc: bool, packed: bool, 
         torch.cuda.reset_peak_memory_stats()
     units = list(range(B * steps))
     try:
-        training.train(model, accelerator, "sft", units, items, LossFn(methods.get("sft"), methods.get("sft").params(lr=1e-5), rows), cfg, 1e-5,
+        training.train(model, accelerator, "sft", units, items, LossFn(registry.get("sft"), registry.get("sft").params(lr=1e-5), rows), cfg, 1e-5,
                        args.vocab - 1, on_step=on_step)
     except torch.OutOfMemoryError:
         return None
@@ -163,7 +165,7 @@ def vs(label: str, a: str, ra: dict | None, b: str, rb: dict | None) -> None:
 def unit_cost(method: str, gc: bool) -> float:
     """Forward-backward cost of one unit of ``method`` in sequences of an SFT row (the registry): 2 for a
     pair or an unpaired row with its mismatched sequence, times (1 + ref) when it reads the reference."""
-    entry = methods.REGISTRY[method]
+    entry = registry.REGISTRY[method]
     seqs = len(sequences(entry.rows))
     return seqs * (1 + ((1 / 3 if gc else 1 / 2) if entry.reference else 0))
 
@@ -228,7 +230,7 @@ def throughput(check: dict | None, shape: str, method: str) -> tuple[float, str]
                                                                           "grpo" if method == "grpo" else "sft")
         if r and not r.get("oom"):
             return r["tokens_per_s"], f"measured on {check['device']} at max_length"
-    flops = (6 if methods.REGISTRY[method].reference else 4) * PARAMS[shape]
+    flops = (6 if registry.REGISTRY[method].reference else 4) * PARAMS[shape]
     return ASSUMED_MFU * ASSUMED_PEAK / flops, "assumed"
 
 
@@ -252,7 +254,7 @@ def profile_plan(path: Path, check: dict | None, table: Path | None = None) -> d
            if "--num_processes" in t.launcher else 1, "mean_tokens": float(lens.mean()), "padded_tokens": slots,
            "lengths": len_src, "groups": {}}
     train_h, srcs = 0.0, set()
-    offline = [m for m in p.methods if not methods.REGISTRY[m].online]
+    offline = [m for m in p.methods if not registry.REGISTRY[m].online]
     runs = {m: 2 for m in offline}
     runs[p.controls.lr_matched.method] = runs.get(p.controls.lr_matched.method, 0) + 1
     sweep = {m: sum(1 for lr in p.controls.lr_sweep if lr != p.method(m).lr) for m in offline}
@@ -260,7 +262,7 @@ def profile_plan(path: Path, check: dict | None, table: Path | None = None) -> d
     for m in offline:
         tok_s, src = throughput(check, shape, m)
         srcs.add(src)
-        seqs = len(sequences(methods.REGISTRY[m].rows))
+        seqs = len(sequences(registry.REGISTRY[m].rows))
         h = t.steps * t.batch_size * seqs * slots / tok_s / 3600
         train_h += runs.get(m, 0) * h
         sweep_h += sweep[m] * h

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from weightspace import grading
+from weightspace.data import grading
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Peak memory of one DPO micro-batch at Qwen3's vocabulary: ``losses.token_logps`` against the
+"""Peak memory of one DPO micro-batch at Qwen3's vocabulary: ``sequences.token_logps`` against the
 full-vocabulary float32 log_softmax it replaces (kept here as the baseline).
 
 One micro-batch = one (chosen, rejected) pair of ``--length`` tokens through a random Qwen3 with
@@ -43,13 +43,13 @@ def one_path(path: str, length: int, bf16: bool) -> dict:
     """Peak KiB of one DPO micro-batch with ``path`` ("new": ``token_logps``; "old": the baseline)."""
     from peft import LoraConfig, get_peft_model
 
-    from weightspace import losses as L
+    from weightspace.model import sequences as S
     from weightspace.registry.dpo import dpo_loss
-    from weightspace import tiny
-    from weightspace.training import Item, collate, reference_logps, sequence_logps
+    from weightspace.tiny import model as tiny
+    from weightspace.train.training import Item, collate, reference_logps, sequence_logps
 
     if path == "old":
-        L.token_logps = full_vocab_logps
+        S.token_logps = full_vocab_logps
     torch.set_num_threads(2)
     base = tiny.build_model(VOCAB, 64, 2, 2, 1, 32, 128, length, 0, 1, 0)
     model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,

@@ -30,10 +30,11 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from trl import SFTConfig, SFTTrainer
 
-    from weightspace import config, methods
-    from weightspace.models import load_base
-    from weightspace.rollouts import load_table
-    from weightspace.training import LossFn, encode_rows, train
+    from weightspace import config
+    from weightspace import registry
+    from weightspace.model.models import load_base
+    from weightspace.data.rollouts import load_table
+    from weightspace.train.training import LossFn, encode_rows, train
 
     rows = load_table(args.rollouts)[: args.batch * args.steps]
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -50,7 +51,7 @@ def main() -> None:
         model = get_peft_model(base, lora)
         t = time.perf_counter()
         train(model, Accelerator(cpu=True), "sft", list(range(len(rows))), items,
-              LossFn(methods.get("sft"), methods.get("sft").params(lr=1e-3), rows), cfg.model_copy(update={"packing": packing}), 1e-3,
+              LossFn(registry.get("sft"), registry.get("sft").params(lr=1e-3), rows), cfg.model_copy(update={"packing": packing}), 1e-3,
               tok.pad_token_id)
         return n_tokens / (time.perf_counter() - t)
 

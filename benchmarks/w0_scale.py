@@ -31,8 +31,8 @@ import time
 
 import torch
 
-from weightspace import pretrained as P
-from weightspace.adapters import Factor
+from weightspace.weights import pretrained as P
+from weightspace.model.adapters import Factor
 
 SHAPES = {"q_proj": (4096, 2560), "k_proj": (1024, 2560), "v_proj": (1024, 2560), "o_proj": (2560, 4096)}
 METHODS = ("sft", "rft", "dft", "rift", "grpo", "dpo")

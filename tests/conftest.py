@@ -74,7 +74,10 @@ def fresh_clone(src: Path, dst: Path) -> Path:
 
 def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True, extra_env: dict | None = None
         ) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, cwd=cwd, env={**env(tmp, cwd), **(extra_env or {})}, capture_output=True, text=True)
+    e = {**env(tmp, cwd), **(extra_env or {})}
+    if "WEIGHTSPACE_PARAMS_READ" in e:  # the test-only proxy (``traced``), after the copy's own src
+        e["PYTHONPATH"] = f"{e.get('PYTHONPATH', '')}{os.pathsep}{TRACING}"
+    p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p
@@ -105,11 +108,17 @@ SMOLLM2_MODEL = "models/smollm2-135m-instruct"  # base.hub.model_id of profiles/
 
 
 PARAMS_READ = "params-read.jsonl"  # in a build's folder: each stage's arguments and the params keys it read
+TRACING = Path(__file__).parent / "tracing"  # the test-only proxy that records them (its sitecustomize.py)
+
+
+def traced(log: Path) -> dict:
+    """Environment for a run whose stages record the params keys and registry entries they read to ``log``."""
+    return {"WEIGHTSPACE_PARAMS_READ": str(log)}
 
 
 def build_plumbing(folder: Path) -> Path:
     root = copy_repo(folder / "repo", params="profiles/plumbing.yaml")
-    run(["dvc", "repro"], root, folder, extra_env={"WEIGHTSPACE_PARAMS_READ": str(folder / PARAMS_READ)})
+    run(["dvc", "repro"], root, folder, extra_env=traced(folder / PARAMS_READ))
     return root
 
 
@@ -144,64 +153,36 @@ BUILDS = {"plumbing": (build_plumbing, lambda: None), "default_run": (build_defa
           "smoke": (build_smollm2, smollm2_missing)}
 
 
-def build_into(name: str, shared: Path) -> None:
-    """Build ``name`` into ``<shared>/<name>/``; then ``built`` there names the repository, or ``<name>.failed``
-    holds the error."""
-    import traceback
-
-    folder = shared / name
-    try:
-        repo = BUILDS[name][0](folder)
-    except BaseException:
-        (shared / f"{name}.failed").write_text(traceback.format_exc()[-6000:])
-        raise
-    (folder / "built").write_text(str(repo.relative_to(folder)))
-
-
-def start_build(name: str, shared: Path) -> bool:
-    """Start building ``name`` in a background process unless it has started already (a file lock decides
-    between the workers): the runs build while the workers run the light tests. False if it cannot be built."""
+def shared_build(tmp_path_factory, name: str) -> tuple[Path, Path]:
+    """The run ``name`` (``BUILDS``), built once per session: pytest-xdist's documented pattern for a session-shared
+    fixture, a ``FileLock`` on a file in the folder every worker's base temp sits in. The first worker to get here
+    builds the run in its own process (a stage's ``threads`` keep both cores busy); the others wait on the lock,
+    then find it built. A failed build is raised to every test that needs it, not retried. Under `pytest -n` each
+    worker then works on its own copy of the folder, so a test that edits the repository or runs dvc in it (dvc
+    takes a repository-wide lock) never meets the other worker's. Returns (repo, scratch)."""
     from filelock import FileLock
 
-    if BUILDS[name][1]() is not None:
-        return False
-    with FileLock(shared / f"{name}.lock"):
-        if (shared / name).exists():
-            return True
-        (shared / name).mkdir()
-        code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import conftest; " \
-               f"conftest.build_into({name!r}, conftest.Path({str(shared)!r}))"
-        log = open(shared / f"{name}.log", "w")
-        # its own session: a worker that runs out of tests and exits does not take another worker's run with it
-        subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                         env={**os.environ, "TQDM_DISABLE": "1"})
-    return True
-
-
-def shared_build(tmp_path_factory, name: str, timeout_s: float = 3600) -> tuple[Path, Path]:
-    """The run ``name`` (``BUILDS``), built once per session: started in the background when the session's tests
-    were collected (``pytest_collection_finish``), or here if not yet; this waits for it. A failed build is raised
-    to every test that needs it, not retried. Under `pytest -n` each worker then works on its own copy of the
-    folder, so a test that edits the repository or runs dvc in it (dvc takes a repository-wide lock) never meets
-    the other worker's. Returns (repo, scratch)."""
-    import time
-
+    why_not = BUILDS[name][1]()
+    if why_not is not None:
+        pytest.skip(why_not)
     shared = shared_dir(tmp_path_factory)
-    start_build(name, shared)
-    built, failed, done = shared / name, shared / f"{name}.failed", shared / name / "built"
-    deadline = time.time() + timeout_s
-    while not (done.exists() or failed.exists()):
-        if time.time() > deadline:
-            raise AssertionError(f"the shared {name} build did not finish in {timeout_s:.0f} s; its log: "
-                                 f"{shared / f'{name}.log'}")
-        time.sleep(1)
+    folder, failed, done = shared / name, shared / f"{name}.failed", shared / name / "built"
+    with FileLock(shared / f"{name}.lock"):
+        if not (done.exists() or failed.exists()):
+            folder.mkdir()
+            try:
+                repo = BUILDS[name][0](folder)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {e}"[-6000:])
+                raise
+            done.write_text(str(repo.relative_to(folder)))
     if failed.exists():
         raise AssertionError(f"the shared {name} build failed:\n{failed.read_text()}")
     rel = done.read_text()
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return built / rel, built
+        return folder / rel, folder
     tmp = tmp_path_factory.mktemp(name)
-    shutil.copytree(built, tmp / "copy", symlinks=True)
+    shutil.copytree(folder, tmp / "copy", symlinks=True)
     return tmp / "copy" / rel, tmp / "copy"
 
 
@@ -239,23 +220,12 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
 def pytest_collection_modifyitems(config, items):
-    """Mark slow every test that uses a fixture of ``SLOW_FIXTURES``; then the tests that need no heavy run first
-    (they run while the runs build), then those of each run, the quickest run's first."""
+    """Mark slow every test that uses a fixture of ``SLOW_FIXTURES`` and ``heavy`` every test on a shared run
+    (``BUILDS``); then the tests that need no heavy run first, then those of each run, the quickest run's first."""
     for item in items:
         if set(SLOW_FIXTURES) & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        if set(BUILDS) & set(item.fixturenames):
+            item.add_marker(pytest.mark.heavy)
     order = ("plumbing", "default_run", "smoke")
     items.sort(key=lambda item: next((1 + i for i, f in enumerate(order) if f in item.fixturenames), 0))
-
-
-def pytest_collection_finish(session):
-    """Start, in the background, every heavy run a selected test needs (each once: the first process to get
-    here starts it; under `pytest -n` that is a worker), so the runs build in parallel with each other and with
-    the light tests."""
-    if not session.items or session.config.option.collectonly:
-        return
-    shared = shared_dir(session.config._tmp_path_factory)
-    for name in BUILDS:
-        if any(name in item.fixturenames for item in session.items):
-            start_build(name, shared)
-

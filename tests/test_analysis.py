@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from test_geometry import dense, gauge, rand_factor
-from weightspace import adapters
-from weightspace.adapters import AdapterError, Factor
-from weightspace.analysis import analyse
+from weightspace.model import adapters
+from weightspace.model.adapters import AdapterError, Factor
+from weightspace.weights.analysis import analyse
 
 
 def study(n_layers=3, seed=0):
@@ -171,10 +171,11 @@ def test_not_lora_and_missing_files(tmp_path):
 
 
 def test_seed_alignment_curve_reads_each_snapshot_step_and_skips_unmoved_ones(tmp_path):
-    """analysis.seed_alignment on written snapshots: per step the two runs' u1 alignment and global cosine (by
+    """analysis.seed_alignment on written snapshots (read by ``adapters.snapshot_pairs``): per step the two runs' u1 alignment and global cosine (by
     hand: identical adapters give 1 and 1; B -> -B flips the sign of the cosine, never |<u1,u1'>|), a step where
     one adapter has B = 0 left out, and snapshots of different steps refused."""
-    from weightspace.analysis import seed_alignment
+    from weightspace.model.adapters import snapshot_pairs
+    from weightspace.weights.analysis import seed_alignment
 
     t = {key(L, p, w): torch.randn(4, 6) if w == "A" else torch.randn(5, 4) for L in (0, 1) for p in ("q_proj", "v_proj")
          for w in "AB"}
@@ -183,14 +184,14 @@ def test_seed_alignment_curve_reads_each_snapshot_step_and_skips_unmoved_ones(tm
     for step, (a, b) in {2: (zero, t), 4: (t, t), 6: (t, flipped)}.items():
         write_peft(tmp_path / "run" / f"step_{step}", a)
         write_peft(tmp_path / "seed" / f"step_{step}", b)
-    curve = seed_alignment(tmp_path / "run", tmp_path / "seed")
+    curve = seed_alignment(snapshot_pairs(tmp_path / "run", tmp_path / "seed"))
     assert [r["step"] for r in curve] == [4, 6]
     assert curve[0]["u1_alignment"] == pytest.approx(1.0) and curve[0]["cosine"] == pytest.approx(1.0)
     assert curve[1]["u1_alignment"] == pytest.approx(1.0) and curve[1]["cosine"] == pytest.approx(-1.0)
     assert curve[0]["angle_u1_median"] == pytest.approx(0.0, abs=1e-5)
     write_peft(tmp_path / "seed" / "step_8", t)
     with pytest.raises(ValueError, match="snapshots of different steps"):
-        seed_alignment(tmp_path / "run", tmp_path / "seed")
+        snapshot_pairs(tmp_path / "run", tmp_path / "seed")
 
 
 def test_the_alignment_stage_refuses_snapshots_of_other_steps_than_training_kept(tmp_path):

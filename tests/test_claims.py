@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from weightspace.claims import CLAIMS, Claim, check
+from weightspace.report.claims import CLAIMS, Claim, check
 
 M = ("sft", "rft", "dft", "rift", "grpo", "dpo")
 

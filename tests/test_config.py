@@ -77,6 +77,9 @@ def test_committed_params_load():
      r"^evaluate\.generation\.max_model_len: 64 leaves no room for a prompt before max_new_tokens=64"),
     (lambda r: r["evaluate"]["generation"].update(engine="vllm", max_model_len=512, gpu_memory_utilization=1.5),
      r"^evaluate\.generation\.gpu_memory_utilization: must lie in \(0, 1\]"),
+    (lambda r: r["grpo_online"].update(engine="vllm", gpu_memory_utilization=1.0),
+     r"^grpo_online\.gpu_memory_utilization: must lie in \(0, 1\) \(the training shares the GPU\), got 1\.0"),
+    (lambda r: r["grpo_online"].update(top_p=1.5), r"^grpo_online\.top_p: must lie in \(0, 1\], got 1\.5"),
     (lambda r: r["base"]["tiny"].update(min_acc=0.8), r"^base\.tiny\.min_acc: need 0 <= min_acc <= max_acc"),
     (lambda r: r["rift"].update(neg_lambda=-0.2), r"^rift\.neg_lambda: must be >= 0"),
     (lambda r: r["train"].update(weight_decay=-0.01), r"^train\.weight_decay: must be >= 0"),
@@ -211,3 +214,21 @@ def test_every_param_a_stage_reads_exists_in_every_profile(path):
                 if not exists(key):
                     missing.append(f"{name}: {key}")
     assert not missing, missing
+
+
+def test_validating_the_whole_file_runs_no_loss_code():
+    """Every stage validates all of params.yaml, every method's section with its params class (its registry module),
+    but imports none of the loss code: not torch, not the micro-batch type the losses read (``registry._batch``), not
+    the training code. (A fresh process: this one has imported them for other tests.)"""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys; from weightspace import config; config.load('params.yaml'); "
+            "print(' '.join(sorted(m for m in sys.modules if m == 'torch' or m.startswith('weightspace'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True,
+                            text=True).stdout.split()
+    assert "weightspace.registry.dpo" in loaded  # its section is validated by its own class
+    assert not [m for m in loaded if m == "torch" or m == "weightspace.registry._batch"
+                or m.startswith(("weightspace.train", "weightspace.model"))], loaded

@@ -3,8 +3,9 @@ import json
 import pytest
 
 from conftest import shared_data
-from weightspace import config, problems
-from weightspace.datasets import DataError, generated_splits, load_source, read_jsonl
+from weightspace import config
+from weightspace.data import problems
+from weightspace.data.datasets import DataError, generated_splits, load_source, read_jsonl
 
 
 def src(kind="jsonl", fmt="gsm8k", path=None, n=None):
@@ -89,8 +90,8 @@ def test_generator_rejects_bad_ranges():
 
 
 def test_teacher_style_keeps_every_equation_and_the_answer():
-    from weightspace.grading import grade
-    from weightspace.problems import make_problem, restyle
+    from weightspace.data.grading import grade
+    from weightspace.data.problems import make_problem, restyle
 
     for i in range(50):
         p = make_problem(42, i, 2, 4, 40)

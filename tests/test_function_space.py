@@ -7,12 +7,13 @@ import torch
 
 from test_training import peft_model, rows_table, small_model
 from conftest import REPO
-from weightspace import tiny
-from weightspace.adapters import read_adapter
-from weightspace.function_space import Merger, answer_ce, answer_items, pooled_hidden_states
-from weightspace.stats import compare_set
-from weightspace.tables import read_csv
-from weightspace.function_space import barrier
+from weightspace.tiny import model as tiny
+from weightspace.model.adapters import read_adapter
+from weightspace.generate.merge import Merger
+from weightspace.function.function_space import answer_ce, answer_items, pooled_hidden_states
+from weightspace.function.stats import compare_set
+from weightspace.core.tables import read_csv
+from weightspace.function.function_space import barrier
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_compare_stage_scores_the_seed_twins_beside_the_methods(tmp_path):
     (twins) p = 2/2^5."""
     import json
 
-    from weightspace.datasets import write_jsonl
+    from weightspace.data.datasets import write_jsonl
     from weightspace.stages.compare import main
 
     ids = [f"q{i}" for i in range(10)]
@@ -147,7 +148,7 @@ def test_evaluate_pairs_adapters_with_output_folders_before_any_compute(tmp_path
 def dpo_sized_factors(model, r=8, seed=0, size=2e-5):
     """A rank-r delta per target module whose entries (~``size``) sit below bf16's rounding step at
     |W0| ~ 0.02 (about 6e-5): DPO's update next to a 4B model's attention weights."""
-    from weightspace.adapters import Factor
+    from weightspace.model.adapters import Factor
 
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -192,7 +193,9 @@ def test_bf16_merge_keeps_a_dpo_sized_delta_exact(tok):
 
 
 def test_hf_engine_merges_an_adapter_exactly_into_a_bf16_base(tok, tmp_path, monkeypatch):
-    from weightspace import config, generation, models
+    from weightspace import config
+    from weightspace.generate import generation
+    from weightspace.model import models
 
     model = small_model(tok).to(torch.bfloat16)
     peft = trained_adapter(tok, tmp_path, "a", 3)
@@ -209,7 +212,7 @@ def test_hf_engine_merges_an_adapter_exactly_into_a_bf16_base(tok, tmp_path, mon
 
 
 def test_cka_layers_are_block_outputs_the_last_one_before_the_final_norm(tok):
-    from weightspace.function_space import block_outputs
+    from weightspace.function.function_space import block_outputs
 
     model = small_model(tok).eval()
     ids = torch.tensor([[5, 6, 7, 8, 9]])

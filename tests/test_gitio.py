@@ -11,7 +11,7 @@ import threading
 import pygit2
 from pygit2 import blob
 
-from weightspace import gitio
+from weightspace.core import gitio
 
 
 class LateWriterQueue(queue.Queue):
@@ -88,7 +88,7 @@ def test_the_patched_reader_reads_a_real_multi_chunk_blob_whole(tmp_path, monkey
 
 def test_reproduce_reads_revisions_with_the_patched_reader(monkeypatch):
     from conftest import REPO
-    from weightspace import reproduce
+    from weightspace.report import reproduce
 
     monkeypatch.setattr(blob._BlobIO, "readinto", blob._BlobIO.readinto)  # pygit2's own; restored afterwards
     assert blob._BlobIO.readinto is not gitio._readinto

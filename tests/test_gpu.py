@@ -12,8 +12,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_bf16_merge_of_a_4b_shaped_dpo_delta_is_exact_on_cuda():
-    from weightspace.adapters import Factor
-    from weightspace.function_space import Merger
+    from weightspace.model.adapters import Factor
+    from weightspace.generate.merge import Merger
 
     g = torch.Generator().manual_seed(0)
     d_out, d_in, r = 4096, 2560, 32  # Qwen3-4B q_proj, LoRA rank 32
@@ -41,8 +41,9 @@ def test_first_dpo_step_under_cuda_bf16_autocast_is_log2():
     from accelerate import Accelerator
 
     from test_training import peft_model, rows_table, train_cfg
-    from weightspace import methods, tiny
-    from weightspace.training import LossFn, encode_rows, select, train
+    from weightspace import registry
+    from weightspace.tiny import model as tiny
+    from weightspace.train.training import LossFn, encode_rows, select, train
 
     tok = tiny.train_tokenizer([r["prompt"] + " " + r["completion"] for r in rows_table()] * 5, 300)
     rows = rows_table()
@@ -50,9 +51,9 @@ def test_first_dpo_step_under_cuda_bf16_autocast_is_log2():
     accelerator = Accelerator(mixed_precision="bf16")
     assert accelerator.device.type == "cuda"
     model = peft_model(tok).to(accelerator.device)
-    units = select(methods.get("dpo"), rows, list(range(16)), methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"))
+    units = select(registry.get("dpo"), rows, list(range(16)), registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"))
     train(model, accelerator, "dpo", units, encode_rows(tok, rows, 64),
-          LossFn(methods.get("dpo"), methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"), rows),
+          LossFn(registry.get("dpo"), registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"), rows),
           train_cfg(steps=1, batch_size=4, micro_batch_size=2), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     assert logged[0] == pytest.approx(math.log(2), abs=1e-6)

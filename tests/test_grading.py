@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from weightspace import grading
+from weightspace.data import grading
 
 # (model output, gold, expected extraction, expected reward)
 CASES = [
@@ -85,7 +85,7 @@ def test_grade_many_in_a_process_pool_equals_one_process():
 
 
 def test_gsm8k_gold():
-    from weightspace.datasets import gsm8k_gold
+    from weightspace.data.datasets import gsm8k_gold
 
     assert gsm8k_gold("She pays 3*4=<<3*4=12>>12.\n#### 1,212") == "1212"
 

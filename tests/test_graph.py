@@ -1,9 +1,11 @@
-"""The stage graph re-runs what changed and nothing else: every stage's code deps in dvc.yaml equal the
-import closure of its script within src/ (every ``weightspace`` import, at module level or inside a
-function, since either runs when the stage does; ``if TYPE_CHECKING:`` blocks never run), plus, for a
-training stage, its method's registry module and that module's closure; the registry modules a stage
-lists equal the entries it fetches (recorded while the plumbing run's stages ran, like the params); every
-stage's params equal the params it reads; and src/ has no import cycle."""
+"""The stage graph re-runs what changed and nothing else. Every stage's code deps in dvc.yaml cover the
+import closure of its script within src/ (every ``weightspace`` import, at module level or inside a function,
+since either runs when the stage does; ``if TYPE_CHECKING:`` blocks never run), each listed dep holds a module
+of that closure, and a dep names a phase folder of ``src/weightspace/``, the stage's own script, or a file of
+the registry (a training stage: its method's module). The registry modules a stage lists equal the entries it
+fetches and its params equal the params it reads (both recorded while the plumbing run's stages ran, by a
+test-only proxy: ``tests/tracing/``); an edit of the training code, the analyses or the report re-runs no stage
+upstream of it; src/ has no import cycle, and its folders none either (``tools/house.py``)."""
 
 from __future__ import annotations
 
@@ -12,63 +14,30 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 
 import pytest
 import yaml
 
-from conftest import PARAMS_READ, REPO, copy_repo, run
+from conftest import PARAMS_READ, REPO, copy_repo, run, traced
+
+sys.path.insert(0, str(REPO / "tools"))
+import house  # noqa: E402  (tools/house.py: the import graph, counted the same way here and in the closing figures)
 
 SRC = REPO / "src"
-
-
-def module_files() -> dict[str, str]:
-    """``weightspace.x.y`` -> its path relative to the repository root."""
-    out = {}
-    for p in sorted((SRC / "weightspace").rglob("*.py")):
-        parts = list(p.relative_to(SRC).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = p.relative_to(REPO).as_posix()
-    return out
-
-
-MODULES = module_files()
+PKG = "src/weightspace"
+MODULES = {m: p.relative_to(REPO).as_posix() for m, p in house.modules(SRC / "weightspace").items()}
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-REGISTRY_DIR = "src/weightspace/registry"  # a dep of the stages that read every method's entry
+REGISTRY_DIR = f"{PKG}/registry"  # a dep of the stages that read every method's entry
 # one module per method, found by the registry at run time (importlib), so no static import reaches them
 ENTRIES = sorted(m.rsplit(".", 1)[1] for m in MODULES
                  if m.startswith("weightspace.registry.") and not m.rsplit(".", 1)[1].startswith("_"))
-
-
-def _runtime_nodes(tree: ast.AST):
-    """Every node but those under ``if TYPE_CHECKING:``."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
-                stack += child.orelse
-            else:
-                stack.append(child)
+PHASES = sorted(p.name for p in (SRC / "weightspace").iterdir() if p.is_dir() and p.name not in
+                ("registry", "stages", "__pycache__"))  # core, data, model, ...: a stage lists them whole
 
 
 def imports(name: str) -> set[str]:
-    """The ``weightspace`` modules that module ``name`` imports (absolute or relative, anywhere in it)."""
-    path = REPO / MODULES[name]
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found = set()
-    for node in _runtime_nodes(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name in MODULES}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found |= {m for m in [base] + [f"{base}.{a.name}" for a in node.names] if m in MODULES}
-    return found - {name}
+    return house.imports(name, house.modules(SRC / "weightspace"))
 
 
 GRAPH = {m: imports(m) for m in MODULES}
@@ -140,38 +109,47 @@ def test_cycles_finds_a_cycle_and_src_has_none():
     assert cycles(RUNTIME) == []
 
 
+def test_no_arrow_between_the_folders_runs_back_up():
+    """Folder level (``tools/house.py``: a room is a top-level entry of src/weightspace/): no two rooms import each
+    other, directly or through others, counting the registry's importlib edges; a planted edge is seen."""
+    rooms = {house.room(m) for m in RUNTIME}
+    graph = {r: {house.room(t) for m in RUNTIME if house.room(m) == r for t in RUNTIME[m]} - {r} for r in rooms}
+    assert cycles(graph) == []
+    assert cycles({**graph, "core": graph["core"] | {"train"}}) != []  # core importing the training code: a cycle
+    assert house.house(SRC / "weightspace")["back"] == []
+
+
 def test_imports_reads_relative_lazy_and_package_imports_but_not_type_checking_ones():
-    assert {"weightspace.methods", "weightspace.stages.common", "weightspace.rollouts",
-            "weightspace.training"} <= imports("weightspace.stages.train")
-    assert {"weightspace.online", "weightspace.training"} <= imports("weightspace.methods")  # inside Method.fit
-    assert "weightspace.function_space" in imports("weightspace.generation")  # inside a method
-    assert "weightspace.losses" in imports("weightspace.registry.sft")  # inside sft_loss
-    assert "if TYPE_CHECKING:\n    import torch\n\n    from ..losses import" in (
+    assert {"weightspace.train.run", "weightspace.stages.common", "weightspace.data.rollouts"} <= imports(
+        "weightspace.stages.train")
+    assert {"weightspace.train.online", "weightspace.train.training"} <= imports("weightspace.train.run")  # in fit
+    assert "weightspace.generate.merge" in imports("weightspace.generate.generation")  # inside a method
+    assert "weightspace.registry._batch" in imports("weightspace.registry.sft")  # inside sft_loss
+    assert "if TYPE_CHECKING:\n    import torch\n\n    from ._batch import" in (
         REPO / MODULES["weightspace.registry.dpo"]).read_text()
-    assert "weightspace.losses" not in imports("weightspace.registry.dpo")
-    assert imports("weightspace.registry.dpo") == {"weightspace.registry._entry", "weightspace.schema"}
+    assert "weightspace.registry._batch" not in imports("weightspace.registry.dpo")
+    assert imports("weightspace.registry.dpo") == {"weightspace.registry._entry", "weightspace.core.schema"}
 
 
-def test_the_package_inits_every_stage_imports_hold_only_a_docstring():
-    """The closure test leaves out weightspace/__init__.py and stages/__init__.py (every stage imports both):
-    that holds while they run no code."""
-    for m in ("weightspace", "weightspace.stages"):
+def test_the_package_inits_hold_only_a_docstring():
+    """The closure leaves out weightspace/__init__.py and stages/__init__.py (every stage imports both), and a
+    phase folder's ``__init__`` is under its folder dep: that holds while none runs code."""
+    for m in ("weightspace", "weightspace.stages", *(f"weightspace.{p}" for p in PHASES)):
         body = ast.parse((REPO / MODULES[m]).read_text()).body
         assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), m
 
 
-def test_only_the_registry_config_and_methods_read_the_entries_without_get():
-    """Every other module fetches an entry with ``registry.get`` (or ``methods.get``), which the stages record
-    (``registry.used``) for the check of their registry deps; config validates every section, and that
-    cannot change a stage's output."""
-    allowed = {"src/weightspace/config.py", "src/weightspace/methods.py"}
+def test_only_the_registry_and_config_read_the_entries_without_get():
+    """Every other module fetches an entry with ``registry.get``, which the plumbing run records for the check of
+    the stages' registry deps; config validates every section, and that cannot change a stage's output."""
+    allowed = {f"{PKG}/config.py"}
 
     def reads(f):
         names = {"REGISTRY", "opt_in"}
         return any(isinstance(n, ast.Name) and n.id in names or isinstance(n, ast.Attribute) and n.attr in names
                    or isinstance(n, ast.alias) and n.name in names for n in ast.walk(ast.parse((REPO / f).read_text())))
 
-    assert reads("src/weightspace/config.py") and not reads("src/weightspace/claims.py")
+    assert reads(f"{PKG}/config.py") and not reads(f"{PKG}/report/claims.py")
     assert sorted(f for m, f in MODULES.items() if not m.startswith("weightspace.registry") and f not in allowed
                   and reads(f)) == []
 
@@ -190,45 +168,69 @@ def render(dep: str, item: str | None) -> str:
     return re.sub(r"\$\{([\w.]+)\}", value, dep)
 
 
-def files(names: set[str]) -> set[str]:
-    return {MODULES[m] for m in names} - {"src/weightspace/__init__.py", "src/weightspace/stages/__init__.py"}
+def under(dep: str, path: str) -> bool:
+    """Whether the dep (a file or a folder) holds ``path``."""
+    return path == dep or path.startswith(dep + "/")
+
+
+INITS = {f"{PKG}/__init__.py", f"{PKG}/stages/__init__.py"}
+
+
+def test_dvc_yaml_reads_in_a_minute():
+    """At most 300 lines, and a code dep is a phase folder, a stage script, config.py or a registry file: never a
+    module of a phase folder on its own (that would be the import closure spelled out again)."""
+    assert len((REPO / "dvc.yaml").read_text().splitlines()) <= 300
+    allowed = {f"{PKG}/{p}" for p in PHASES} | {f"{PKG}/config.py", REGISTRY_DIR}
+    for name, stage in stages().items():
+        for d in stage.get("deps", []):
+            if d.startswith("src/"):
+                assert d in allowed or d.startswith((f"{PKG}/stages/", f"{REGISTRY_DIR}/")), f"{name}: {d}"
 
 
 @pytest.mark.parametrize("name", sorted(stages()))
 def test_each_stage_lists_exactly_the_code_its_script_imports(name):
-    """A training stage also lists its method's registry module (``${item}``; rendered for every registered
-    method) and that module's closure; a stage that reads every method's entry lists the registry folder
-    (checked against what it fetches when it runs, below)."""
+    """Every module of the script's closure is under a listed dep, and every listed dep holds one. A training
+    stage also lists its method's registry module (``${item}``; rendered for every registered method) and that
+    module's closure; a stage that reads every method's entry lists the registry folder (checked against what it
+    fetches when it runs, below)."""
     stage = stages()[name]
     code = [d for d in stage.get("deps", []) if d.startswith("src/")]
-    want = files(closure(script(stage)))
-    trains = "weightspace.methods" in closure(script(stage))
+    want = closure(script(stage))
+    trains = "weightspace.train.run" in want
     for item in ENTRIES if any("${item}" in d for d in code) else [None]:
-        listed = {render(d, item) for d in code} - {REGISTRY_DIR}
+        listed = {render(d, item) for d in code}
         w = set(want)
         if trains:
             own = render("${item}" if item else stage["cmd"].split("--method ")[1].split()[0], item)
-            w |= files(closure(f"weightspace.registry.{own}"))
-        assert not w - listed, f"{name} ({item}): imports but does not list {sorted(w - listed)}"
-        assert not listed - w, f"{name} ({item}): lists but never imports {sorted(listed - w)}"
+            w |= closure(f"weightspace.registry.{own}")
+        paths = {MODULES[m] for m in w} - INITS
+        unlisted = sorted(f for f in paths if not any(under(d, f) for d in listed))
+        assert not unlisted, f"{name} ({item}): imports but does not list {unlisted}"
+        unused = sorted(d for d in listed - {REGISTRY_DIR} if not any(under(d, f) for f in paths))
+        assert not unused, f"{name} ({item}): lists but never imports from {unused}"
 
 
-def test_no_training_stage_depends_on_the_analyses():
+TRAINING = ("train", "train_lr_matched", "lr_sweep")
+
+
+def test_no_training_stage_depends_on_the_analyses_or_the_report():
     """The analyses, claims and figures are read after training: editing them never re-trains."""
-    later = {"src/weightspace/geometry.py", "src/weightspace/analysis.py", "src/weightspace/claims.py",
-             "src/weightspace/figures.py"}
-    for name in ("train", "train_lr_matched", "lr_sweep"):
-        assert not later & set(stages()[name]["deps"]), name
+    later = [f for m, f in MODULES.items() if m.split(".")[1:2] in (["weights"], ["function"], ["report"])]
+    assert later
+    for name in TRAINING:
+        assert not [f for f in later if any(under(d, f) for d in stages()[name]["deps"])], name
 
 
-def test_only_the_training_stages_depend_on_the_training_code():
+def test_only_the_training_stages_and_the_init_depend_on_the_training_code():
     """A loss, the training loop or the online trainer edited re-runs the training stages and what follows them,
-    never the data, the base, the teacher (an API's cost on the paper profile) or the evaluation of the base."""
-    code = {"src/weightspace/losses.py", "src/weightspace/training.py", "src/weightspace/online.py",
-            "src/weightspace/methods.py"} | {f"{REGISTRY_DIR}/{m}.py" for m in ENTRIES}
-    assert {name for name, s in stages().items()
-            if code & {render(d, m) for d in s.get("deps", []) for m in ENTRIES}} == {
-        "train", "train_lr_matched", "lr_sweep"}
+    never the data, the base, the teacher (an API's cost on the paper profile) or the evaluation of the base.
+    ``init`` lists train/ for the LoRA init (``train.lora_init``): an edit of the loop re-runs it too, a few seconds
+    whose output is unchanged, and every training stage re-runs on that edit anyway."""
+    code = [f for m, f in MODULES.items() if m.startswith("weightspace.train.")] + [f"{REGISTRY_DIR}/_batch.py"] + [
+        f"{REGISTRY_DIR}/{m}.py" for m in ENTRIES]
+    over = {name for name, s in stages().items()  # the registry folder: geometry and report, after training
+            if any(under(render(d, m), f) for d in s.get("deps", []) if d != REGISTRY_DIR for m in ENTRIES for f in code)}
+    assert over == {*TRAINING, "init"}
 
 
 def rendered() -> dict[str, dict]:
@@ -258,17 +260,14 @@ def edited_stages(root, tmp) -> set[str]:
             if e == "changed command" or (isinstance(e, dict) and any(code(p) for p in e.get("changed deps", {})))}
 
 
-TRAINING = ("train", "train_lr_matched", "lr_sweep")
-
-
 def test_editing_the_analyses_leaves_every_training_stage_up_to_date(tmp_path):
     """`dvc status` on a fresh copy after editing geometry.py, analysis.py, claims.py and figures.py names
-    exactly the stages whose deps hold them, and none of them trains."""
+    exactly the stages whose deps hold them (a folder dep holds them all), and none of them trains."""
     root = copy_repo(tmp_path / "clone")
-    edits = {f"src/weightspace/{f}.py" for f in ("geometry", "analysis", "claims", "figures")}
+    edits = {f"{PKG}/{f}.py" for f in ("weights/geometry", "weights/analysis", "report/claims", "report/figures")}
     for f in edits:
         (root / f).write_text((root / f).read_text() + "\n# edited\n")
-    want = {name for name, s in rendered().items() if s["deps"] & edits}
+    want = {name for name, s in rendered().items() if any(under(d, f) for d in s["deps"] for f in edits)}
     assert not {s for s in want if s.split("@")[0] in TRAINING}, sorted(want)
     assert {"geometry", "alignment@sft", "figures", "report"} <= want
     assert edited_stages(root, tmp_path) == want
@@ -281,11 +280,12 @@ def test_a_new_registry_entry_re_runs_no_existing_methods_training(tmp_path):
     alignment@ or evaluate@ stage, nor train_lr_matched, nor anything upstream of training."""
     root = copy_repo(tmp_path / "clone")
     sft = (root / REGISTRY_DIR / "sft.py").read_text()
-    assert 'METHOD = Method("sft", SFT, "all", loss=batch_loss)' in sft
+    entry = 'METHOD = Method("sft", SFT, "all", loss=batch_loss, paper=1, family=True)'
+    assert entry in sft
     (root / REGISTRY_DIR / "halfsft.py").write_text(
         sft.replace('"""SFT:', '"""Half SFT (a test\'s new method):').replace(
             "return sequence_nll(logp, mask).sum() / normaliser", "return 0.5 * sequence_nll(logp, mask).sum() / normaliser")
-        .replace('METHOD = Method("sft"', 'METHOD = Method("halfsft"'))
+        .replace(entry, 'METHOD = Method("halfsft", SFT, "all", loss=batch_loss)'))
     params = root / "params.yaml"
     text = params.read_text()
     params.write_text(text.replace("  - dpo\n", "  - dpo\n  - halfsft\n", 1) + "halfsft:\n  lr: 1.0e-4\n")
@@ -305,15 +305,14 @@ def covers(listed: str, key: str) -> bool:
 
 
 # listed params the plumbing run's stages never read, because only another branch reads them: the api teacher
-# (checked below on the paper profile), the report's paragraph on the tiny and smollm2 profiles, the LR sweep when
-# controls.lr_sweep is not empty (test_pipeline.py's sweep test trains it)
-OTHER_PROFILES = {"teacher": {"rollouts.generation.openai"}, "report": {"train.steps"},
-                  "lr_sweep": {"train", "threads"}}
+# (checked below on the paper profile), the LR sweep when controls.lr_sweep is not empty (test_pipeline.py's sweep
+# test trains it)
+OTHER_PROFILES = {"teacher": {"rollouts.generation.openai"}, "lr_sweep": {"train", "threads"}}
 
 
 def read_by_stage(module: str, params: str, args: list[str], tmp) -> list[str]:
     log = tmp / "read.jsonl"
-    run(["python", "-m", module, "--params", params, *args], tmp, tmp, extra_env={"WEIGHTSPACE_PARAMS_READ": str(log)})
+    run(["python", "-m", module, "--params", params, *args], tmp, tmp, extra_env=traced(log))
     return json.loads(log.read_text())["read"]
 
 
@@ -330,7 +329,7 @@ def test_the_api_teacher_reads_its_endpoint_which_the_stage_lists(tmp_path):
 
 def test_each_stage_lists_exactly_the_params_it_reads(plumbing):
     """Each stage of the plumbing run (dvc.lock names its rendered command and params) against the keys its
-    process read (``schema.trace``): every key read is under a listed param, and every listed param was read."""
+    process read (``tests/tracing/``): every key read is under a listed param, and every listed param was read."""
     root, folder = plumbing
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     by_args = {}

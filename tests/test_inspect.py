@@ -1,4 +1,4 @@
-"""`python -m weightspace.inspect`: anyone's PEFT LoRA adapters, the geometry stage's code. It gives exactly the
+"""`python -m weightspace.weights.inspect`: anyone's PEFT LoRA adapters, the geometry stage's code. It gives exactly the
 stage's numbers on the pipeline's adapters (plumbing run), the dense float64 values on adapters saved directly
 with PEFT at other ranks and with rsLoRA, and a clear error before any analysis for each bad input."""
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from weightspace import inspect as wi
-from weightspace.tiny import build_model
+from weightspace.weights import inspect as wi
+from weightspace.tiny.model import build_model
 
 
 def base_folder(path: Path, hidden=32, layers=2, seed=0) -> Path:

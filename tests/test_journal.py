@@ -18,8 +18,8 @@ import yaml
 from conftest import REPO, env
 from test_openai_engine import FakeChat
 from weightspace import config
-from weightspace.generation import Completion
-from weightspace.journal import Journal, JournalIncomplete, generate
+from weightspace.generate.generation import Completion
+from weightspace.generate.journal import Journal, JournalIncomplete, generate
 
 
 class FakeEngine:
@@ -134,7 +134,7 @@ def slow_server():
 def student(tmp):
     """A tiny student folder (model + tokenizer with a chat template): the rollouts stage counts its tokens."""
     from test_training import small_model
-    from weightspace import tiny
+    from weightspace.tiny import model as tiny
 
     folder = tmp / "student"
     if not (folder / "config.json").is_file():

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from weightspace import losses as L
+from weightspace.registry import _batch as L
+from weightspace.model.sequences import token_logps
 from weightspace.registry.dft import dft_loss
 from weightspace.registry.dpo import dpo_loss
 from weightspace.registry.grpo import grpo_advantages, grpo_loss
@@ -15,7 +16,7 @@ from weightspace.registry.rft import rft_loss
 from weightspace.registry.rift import rift_loss
 from weightspace.registry.sft import sft_loss
 from weightspace.registry.simpo import simpo_loss
-from weightspace import sequences
+from weightspace.model import sequences
 
 
 def uniform2(B=2, T=3):
@@ -44,14 +45,14 @@ def test_dpo_margins_by_hand():
 def test_dft_on_uniform_two_token_vocab_is_half_the_cross_entropy():
     logits, ids = uniform2()
     mask = torch.ones(2, 3)
-    lp = L.token_logps(logits, ids)  # (2, 2): every entry -log 2
+    lp = token_logps(logits, ids)  # (2, 2): every entry -log 2
     mask = mask[:, 1:]
     dft = dft_loss(lp, mask, normaliser=mask.sum())
     ce = sft_loss(lp, mask, normaliser=mask.sum())
     assert ce.item() == pytest.approx(math.log(2))
     assert dft.item() == pytest.approx(0.5 * ce.item(), abs=1e-7)
     (g_dft,) = torch.autograd.grad(dft, logits)
-    (g_ce,) = torch.autograd.grad(sft_loss(L.token_logps(logits, ids), mask, mask.sum()), logits)
+    (g_ce,) = torch.autograd.grad(sft_loss(token_logps(logits, ids), mask, mask.sum()), logits)
     assert torch.allclose(g_dft, 0.5 * g_ce, atol=1e-8)
 
 
@@ -81,7 +82,7 @@ def test_grpo_equal_rewards_no_bias_gives_zero_loss_and_gradient():
         adv = grpo_advantages(reward, group, bias=0.0, std_norm=std_norm, bias_scope="all")
         assert torch.equal(adv, torch.zeros(6, dtype=torch.float64))
         logits = torch.randn(6, 5, 7, requires_grad=True)
-        lp = L.token_logps(logits, torch.randint(0, 7, (6, 5)))
+        lp = token_logps(logits, torch.randint(0, 7, (6, 5)))
         loss = grpo_loss(lp, torch.ones(6, 4), adv, 24)
         (g,) = torch.autograd.grad(loss, logits)
         assert loss.item() == 0.0 and torch.count_nonzero(g) == 0
@@ -129,14 +130,14 @@ def test_rift_sequence_form_collapses_to_rft_on_long_completions():
     ids = torch.zeros(4, T + 1, dtype=torch.long)
     reward = torch.tensor([1.0, 0.0, 1.0, 0.0])
     mask = torch.ones(4, T)
-    lp = L.token_logps(logits, ids)
+    lp = token_logps(logits, ids)
     seq = rift_loss(lp, mask, reward, 4 * T, 0.2, "sequence")
     rft = rft_loss(lp, mask, reward, 4 * T)
     assert abs(seq.item() - rft.item()) < 1e-30
     (g,) = torch.autograd.grad(seq, logits)
     assert g[1].abs().max().item() < 1e-30 and g[0].abs().max().item() > 1e-4
     # the token form keeps the negative rows' gradient alive
-    tok = rift_loss(L.token_logps(logits, ids), mask, reward, 4 * T, 0.2, "token")
+    tok = rift_loss(token_logps(logits, ids), mask, reward, 4 * T, 0.2, "token")
     (g,) = torch.autograd.grad(tok, logits)
     assert g[1].abs().max().item() > 1e-5
 
@@ -150,7 +151,7 @@ def test_token_logps_matches_cross_entropy():
     torch.manual_seed(1)
     logits, ids = torch.randn(3, 5, 11), torch.randint(0, 11, (3, 5))
     ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1), reduction="none")
-    assert torch.allclose(-L.token_logps(logits, ids).reshape(-1), ce, atol=1e-6)
+    assert torch.allclose(-token_logps(logits, ids).reshape(-1), ce, atol=1e-6)
 
 
 def test_ipo_by_hand():
@@ -215,7 +216,7 @@ def test_token_logps_is_the_full_vocab_log_softmax_values_and_gradients(dtype, m
     torch.manual_seed(2)
     logits = (3 * torch.randn(3, 10, 37)).to(dtype).requires_grad_()
     ids, g = torch.randint(0, 37, (3, 10)), torch.randn(3, 9)
-    new, old = L.token_logps(logits, ids), full_vocab_logps(logits, ids)
+    new, old = token_logps(logits, ids), full_vocab_logps(logits, ids)
     assert new.dtype == old.dtype == torch.float32
     torch.testing.assert_close(new, old, rtol=1e-6, atol=1e-6)
     (g_new,) = torch.autograd.grad((new * g).sum(), logits)
@@ -231,7 +232,7 @@ def test_every_offline_method_has_a_micro_batch_loss_and_no_online_one_does():
     assert {m for m, e in REGISTRY.items() if e.table} <= {m for m, e in REGISTRY.items() if e.loss}
 
 
-@pytest.mark.parametrize("method", [m for m, e in __import__("weightspace.methods").methods.REGISTRY.items()
+@pytest.mark.parametrize("method", [m for m, e in __import__("weightspace.registry").registry.REGISTRY.items()
                                     if not e.online])
 def test_every_offline_loss_and_its_lora_gradients_are_unchanged_by_token_logps(method, monkeypatch):
     """Each offline method's first micro-batch on a tiny random Qwen3 with LoRA (tests/test_packing.py), its
@@ -241,13 +242,15 @@ def test_every_offline_loss_and_its_lora_gradients_are_unchanged_by_token_logps(
     came within 0.11 of it)."""
     from test_packing import lora_model, method_loss_and_grads, rows_table
 
-    from weightspace import tiny
+    from weightspace.tiny import model as tiny
 
     tok = tiny.train_tokenizer([r["prompt"] + " " + r["completion"] for r in rows_table()] * 5, 300)
     model = lora_model(tok)
     new32, new16 = (method_loss_and_grads(model, tok, method, False, bf16) for bf16 in (False, True))
-    monkeypatch.setattr(L, "token_logps", full_vocab_logps)
+    calls = []
+    monkeypatch.setattr(sequences, "token_logps", lambda *a: calls.append(1) or full_vocab_logps(*a))  # sequence_logps'
     old32, old16 = (method_loss_and_grads(model, tok, method, False, bf16) for bf16 in (False, True))
+    assert calls  # the baseline really went through the full-vocabulary formula
     assert old32[1].abs().max() > 1e-4  # a gradient worth comparing
     # fp32: each token's log-prob rounds in another order, and a pair loss's margin (policy minus reference over
     # whole sequences) amplifies that: 2.1e-6 relative for DPO measured on the generic float path
@@ -262,8 +265,8 @@ def test_every_offline_loss_and_its_lora_gradients_are_unchanged_by_token_logps(
 def test_a_batch_hands_each_loss_its_sequences_by_name():
     """Units lay their sequences out in ``units`` order (a pair: chosen then rejected; a mismatch: the row then
     its mismatched sequence); ``Batch.column`` reads them back by name, and ``unit_items`` refuses a bare tuple."""
-    from weightspace.training import Item, unit_items
-    from weightspace.units import Mismatch, Preference, sequences
+    from weightspace.train.training import Item, unit_items
+    from weightspace.core.units import Mismatch, Preference, sequences
 
     logp = torch.tensor([[-1.0, -2.0], [-3.0, -4.0], [-5.0, -6.0], [-7.0, -8.0]])
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])

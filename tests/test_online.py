@@ -13,9 +13,12 @@ import torch
 
 import test_training
 from conftest import trl_prompt_ids
-from weightspace import grading, methods, online, tiny
-from weightspace.schema import ParamsError
-from weightspace.sequences import prompt_ids
+from weightspace.data import grading
+from weightspace import registry
+from weightspace.train import online, run
+from weightspace.tiny import model as tiny
+from weightspace.core.schema import ParamsError
+from weightspace.model.sequences import prompt_ids
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "data/grading_cases.jsonl").read_text().splitlines()]
 
@@ -23,7 +26,7 @@ CASES = [json.loads(line) for line in (Path(__file__).parent / "data/grading_cas
 def online_cfg(**kw):
     base = dict(lr=1e-3, steps=2, num_generations=4, batch_size=8, beta=0.0, temperature=1.0, top_p=1.0,
                 max_completion_length=24, loss_type="dapo", engine="hf", gpu_memory_utilization=None)
-    return methods.get("grpo_online").params(**{**base, **kw})
+    return registry.get("grpo_online").params(**{**base, **kw})
 
 
 def train_cfg(**kw):
@@ -62,7 +65,7 @@ def test_offline_and_online_runs_follow_one_lr_schedule():
     warmup steps, then a half cosine down to 0."""
     from transformers import get_scheduler
 
-    from weightspace import training
+    from weightspace.train import training
 
     mcfg, cfg = online_cfg(batch_size=16, steps=40), train_cfg(warmup_ratio=0.05)
     args = online.grpo_config(mcfg, cfg, 2e-4, 7, "/tmp/unused")
@@ -102,7 +105,7 @@ def test_config_maps_the_params_and_rejects_batches_that_do_not_split():
 @pytest.fixture(scope="module")
 def pipeline_inputs(plumbing):
     """The plumbing run's base, init and rollout table."""
-    from weightspace.rollouts import load_table
+    from weightspace.data.rollouts import load_table
 
     root, _ = plumbing
     rows = load_table(root / "data/rollouts.jsonl")
@@ -123,7 +126,7 @@ def first_of_each_group(num_generations: int):
 def run_online(root, rows, order, tmp, seed=42, **kw):
     from peft import PeftModel
 
-    from weightspace.models import load_base
+    from weightspace.model.models import load_base
 
     base, tok = load_base(root / "models/base")
     model = PeftModel.from_pretrained(base, root / "models/init", is_trainable=True)
@@ -172,13 +175,13 @@ def test_vllm_config_passes_the_engines_context_and_memory_share():
 
 def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_one(tmp_path, monkeypatch):
     """The plan of stages/train.py: with engine vllm the run and its twin each go through ``isolated`` (a
-    spawned process); with hf neither does. ``online.fit`` is a stand-in recording its seed."""
+    spawned process); with hf neither does. ``run.fit`` is a stand-in recording its seed."""
     import yaml
 
     from conftest import REPO
     from weightspace import config
     from weightspace.stages import train as stage
-    from weightspace.training import snapshot_steps
+    from weightspace.train.training import snapshot_steps
 
     (tmp_path / "t.jsonl").write_text(json.dumps({
         "row": 0, "prompt_id": "p", "group": 0, "prompt": "1+1?", "completion": "\\boxed{2}", "n_tokens": 3,
@@ -186,12 +189,12 @@ def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_o
         "source": "model"}) + "\n")
     seen = []
 
-    def fit(method, mcfg, lr, cfg, base, init, rows, out, deltas, plots, snapshot_dir=None, seed=None):
+    def fit(entry, mcfg, lr, cfg, base, init, rows, out, deltas, plots, snapshot_dir=None, seed=None):
         Path(snapshot_dir).mkdir(parents=True)
         seen.append(seed)
-        return {"method": method, "seed": seed}
+        return {"method": entry.name, "seed": seed}
 
-    monkeypatch.setattr(online, "fit", fit)
+    monkeypatch.setattr(run, "fit", fit)
     spawned = []
     monkeypatch.setattr(stage, "isolated", lambda threads, fn, *a, **kw: spawned.append(kw["seed"]) or fn(*a, **kw))
     for engine, share in (("hf", None), ("vllm", 0.3)):
@@ -224,7 +227,7 @@ def test_isolated_runs_in_a_fresh_process_and_returns_or_raises():
 
 
 def test_fit_loads_the_base_at_its_training_precision(pipeline_inputs, tmp_path, monkeypatch):
-    """online.fit hands TRL the policy as the offline runs load it: under train.bf16 the base's weights in bf16 and
+    """The run shell hands TRL the policy as the offline runs load it: under train.bf16 the base's weights in bf16 and
     the LoRA factors in fp32, from the shared init (TRL's trainer is stopped before it starts)."""
     root, rows, _ = pipeline_inputs
     seen = {}
@@ -241,7 +244,7 @@ def test_fit_loads_the_base_at_its_training_precision(pipeline_inputs, tmp_path,
     for bf16, base_dtype in ((True, torch.bfloat16), (False, torch.float32)):
         seen.clear()
         with pytest.raises(Stop):
-            online.fit("grpo_online", mcfg, 1e-3, online.train_cfg(mcfg, train_cfg(bf16=bf16)), str(root / "models/base"),
+            run.fit(registry.get("grpo_online"), mcfg, 1e-3, train_cfg(bf16=bf16), str(root / "models/base"),
                        str(root / "models/init"), rows, str(tmp_path / f"out-{bf16}"), seed=42)
         lora = {n: d for n, d in seen.items() if "lora_" in n}
         assert lora and set(lora.values()) == {torch.float32}

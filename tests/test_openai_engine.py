@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from weightspace import config
-from weightspace.generation import OpenAIEngine
+from weightspace.generate.generation import OpenAIEngine
 
 
 class FakeChat(BaseHTTPRequestHandler):

@@ -14,14 +14,16 @@ import pytest
 import torch
 
 from conftest import REPO
-from weightspace import config, methods, tiny
-from weightspace.losses import token_logps
+from weightspace import config
+from weightspace import registry
+from weightspace.tiny import model as tiny
+from weightspace.model.sequences import token_logps
 from weightspace.registry.sft import sft_loss
-from weightspace.sequences import pack, unpack
-from weightspace.training import (LossFn, collate, encode_rows, reference_logps, select, sequence_logps, train,
+from weightspace.model.sequences import pack, unpack
+from weightspace.train.training import (LossFn, collate, encode_rows, reference_logps, select, sequence_logps, train,
                                   unit_items)
 
-OFFLINE = [m for m, e in methods.REGISTRY.items() if not e.online]
+OFFLINE = [m for m, e in registry.REGISTRY.items() if not e.online]
 
 
 def rows_table():
@@ -115,8 +117,8 @@ def method_loss_and_grads(model, tok, method: str, packed: bool, bf16: bool):
     rows = rows_table()
     by_row = encode_rows(tok, rows, 256)
     mcfg = config.load(REPO / "params.yaml").method(method)
-    chunk = select(methods.get(method), rows, [0, 7, 1, 6, 2, 5, 3, 4], mcfg)[:4]  # short and long rows share the micro-batch
-    loss_fn = LossFn(methods.get(method), mcfg, rows)
+    chunk = select(registry.get(method), rows, [0, 7, 1, 6, 2, 5, 3, 4], mcfg)[:4]  # short and long rows share the micro-batch
+    loss_fn = LossFn(registry.get(method), mcfg, rows)
     flat = [it for u in chunk for it in unit_items(u, by_row)]
     batch = (pack if packed else collate)(flat, tok.pad_token_id)
     assert not packed or batch["input_ids"].shape[0] < len(flat)  # a row really holds several sequences
@@ -166,7 +168,7 @@ def test_the_packed_loop_trains_the_padded_loops_adapter(tok, items):
                            warmup_ratio=0.0, weight_decay=0.01, grad_clip=1.0, max_length=256, bf16=False,
                            gradient_checkpointing=False, checkpoint_every=None, packing=packing, lora=lora)
         model = lora_model(tok)
-        train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn(methods.get("sft"), methods.get("sft").params(lr=1e-2), rows),
+        train(model, Accelerator(cpu=True), "sft", order, by_row, LossFn(registry.get("sft"), registry.get("sft").params(lr=1e-2), rows),
               cfg, 1e-2, tok.pad_token_id)
         out[packing] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     for n, p in out[False].items():

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO, run
 from weightspace import config
-from weightspace.rollouts import load_table
+from weightspace.data.rollouts import load_table
 
 PAPER_SIX = ("sft", "rft", "dft", "rift", "grpo", "dpo")
 
@@ -68,7 +68,7 @@ def test_base_is_a_qwen3_of_the_configured_shape(plumbing):
 
 
 def test_rollout_table_has_every_row_and_the_graders_labels(plumbing):
-    from weightspace.grading import is_correct
+    from weightspace.data.grading import is_correct
 
     root, _ = plumbing
     p = params_of(root)
@@ -111,9 +111,9 @@ def test_six_adapters_share_one_init_and_load_in_peft(plumbing):
     import torch
     from peft import PeftModel
 
-    from weightspace.adapters import read_adapter
-    from weightspace.models import load_base
-    from weightspace.training import lora_sha256
+    from weightspace.model.adapters import read_adapter
+    from weightspace.model.models import load_base
+    from weightspace.train.training import lora_sha256
 
     root, _ = plumbing
     p = params_of(root)
@@ -211,7 +211,7 @@ def test_changing_dpo_lr_makes_only_the_dpo_branch_stale(plumbing):
 
 @pytest.mark.parametrize("path, old, new, want", [
     # a figure's style: only the figures stage (the compute stages draw nothing)
-    ("src/weightspace/figures.py", 'color="#4c72b0"', 'color="#dd8452"', {"figures"}),
+    ("src/weightspace/report/figures.py", 'color="#4c72b0"', 'color="#dd8452"', {"figures"}),
     # a connectivity pair added in params: connectivity re-runs, and its deps already cover dft's deltas
     ("params.yaml", "    - sft-sft_seed ", "    - dft-dpo\n    - sft-sft_seed ", {"connectivity"}),
 ])
@@ -249,8 +249,8 @@ def test_the_aggregate_stages_name_no_method():
 @pytest.mark.slow
 def test_two_processes_match_one_within_tolerance(plumbing):
     """accelerate launch, 2 CPU processes over gloo, each taking half of every effective batch."""
-    from weightspace.adapters import read_adapter
-    from weightspace.geometry import cosine
+    from weightspace.model.adapters import read_adapter
+    from weightspace.weights.geometry import cosine
 
     root, tmp = plumbing
     params = tmp / "params-1thread.yaml"
@@ -305,7 +305,7 @@ def test_geometry_metrics_match_the_adapters(plumbing):
 
     import torch
 
-    from weightspace.adapters import read_adapter
+    from weightspace.model.adapters import read_adapter
 
     root, _ = plumbing
     p = params_of(root)
@@ -325,7 +325,7 @@ def test_geometry_metrics_match_the_adapters(plumbing):
 
 
 def test_claims_report_lists_every_claim(plumbing):
-    from weightspace.claims import CLAIMS
+    from weightspace.report.claims import CLAIMS
 
     root, _ = plumbing
     claims = json.loads((root / "metrics/claims.json").read_text())
@@ -482,8 +482,8 @@ def test_default_local_remote_push_and_pull(plumbing):
 def test_every_method_has_a_second_seed_and_the_lr_matched_control(plumbing):
     import torch
 
-    from weightspace.adapters import read_adapter
-    from weightspace.training import snapshot_steps
+    from weightspace.model.adapters import read_adapter
+    from weightspace.train.training import snapshot_steps
 
     root, _ = plumbing
     p = params_of(root)
@@ -587,13 +587,13 @@ def test_lr_sweep_trains_a_method_at_each_learning_rate_and_geometry_reads_it(pl
             assert steps[f"{m}_lr{lr:g}"]["lr_ratio"] == pytest.approx(lr / own[m])
 
 
-CHECK = ["python", "-m", "weightspace.reproduce", "--against", "HEAD"]
+CHECK = ["python", "-m", "weightspace.report.reproduce", "--against", "HEAD"]
 
 
 def test_reproduce_passes_on_the_same_run_and_fails_on_planted_changes(plumbing, tmp_path):
-    """`python -m weightspace.reproduce --against HEAD` through DVC on real metric files: the same run
+    """`python -m weightspace.report.reproduce --against HEAD` through DVC on real metric files: the same run
     reproduces; one number moved beyond its band, or one verdict flipped, does not."""
-    from weightspace import noise, reproduce
+    from weightspace.report import noise, reproduce
 
     root, tmp = plumbing
     exp = committed_copy(root, tmp_path / "planted")

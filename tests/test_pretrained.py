@@ -11,8 +11,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from weightspace import pretrained as P
-from weightspace.adapters import Factor
+from weightspace.weights import pretrained as P
+from weightspace.model.adapters import Factor
 
 
 def rand_factor(m=30, n=20, r=4, scale=2.0, seed=0, size=1.0, layer=0, proj="q_proj") -> Factor:

@@ -11,8 +11,8 @@ from transformers import PreTrainedTokenizerFast
 
 from conftest import REPO
 from weightspace import config
-from weightspace.models import load_tokenizer, record_hub
-from weightspace.sequences import chat_text
+from weightspace.model.models import load_tokenizer, record_hub
+from weightspace.model.sequences import chat_text
 
 # Qwen3's hybrid-thinking template, reduced to one user turn and the generation prompt (the part a prompt of
 # this pipeline renders): the empty think block when enable_thinking is false, as in Qwen3-0.6B..8B.

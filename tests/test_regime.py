@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 from weightspace import config
-from weightspace.claims import CLAIMS, check
+from weightspace.report.claims import CLAIMS, check
 
 METRICS = REPO / "metrics"
 PAPER_SIX = ("sft", "rft", "dft", "rift", "grpo", "dpo")
@@ -60,7 +60,7 @@ def test_the_calibration_is_of_the_committed_run_and_its_false_alarm_rate_is_mea
     committed draw equals the committed metrics, so a change that moves the numbers fails here until the
     bands are recalibrated), with its command, at least six runs, and the leave-one-out rate recomputed
     from the draws it stores."""
-    from weightspace import noise, reproduce
+    from weightspace.report import noise, reproduce
 
     cal = json.loads((METRICS / "calibration.json").read_text())
     assert cal["profile"] == "tiny" and cal["command"].startswith("python tools/calibrate.py run --seeds")

@@ -7,8 +7,8 @@ import math
 import pytest
 from scipy.stats import norm
 
-from weightspace import noise
-from weightspace.reproduce import compare, render
+from weightspace.report import noise
+from weightspace.report.reproduce import compare, render
 
 PAIRS = ("sft-rft", "sft-dpo", "rft-dpo")
 
@@ -153,7 +153,7 @@ def test_leave_one_out_counts_checks_of_each_run_against_every_other():
 
 
 def test_reproduce_reads_calibrated_bands_and_flags_a_stale_calibration():
-    from weightspace.reproduce import compare, render
+    from weightspace.report.reproduce import compare, render
 
     runs = calibration_runs()
     cal = noise.calibrate(runs, profile="tiny", command="x")

@@ -13,8 +13,8 @@ import yaml
 from conftest import REPO
 from test_journal import slow_server, student  # noqa: F401 (fixture)
 from test_openai_engine import FakeChat
-from weightspace.generation import Completion
-from weightspace.rollouts import apply_overlong, apply_reasoning, load_table, split_reasoning, student_length
+from weightspace.generate.generation import Completion
+from weightspace.data.rollouts import apply_overlong, apply_reasoning, load_table, split_reasoning, student_length
 
 SPLITS = [  # (completion, reasoning, answer)
     ("<think>a+b</think>The answer is \\boxed{3}.", "a+b", "The answer is \\boxed{3}."),
@@ -65,8 +65,8 @@ def test_a_table_all_over_the_limit_is_an_error_naming_it():
 
 
 def test_student_length_is_what_training_encodes_before_its_cut(tmp_path):
-    from weightspace.models import load_tokenizer
-    from weightspace.training import encode_rows
+    from weightspace.model.models import load_tokenizer
+    from weightspace.train.training import encode_rows
 
     tok = load_tokenizer(student(tmp_path))
     table = [{"row": 0, "prompt": "What is 3+3?", "completion": "The answer is \\boxed{6}.", "truncated": False},

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run
 from weightspace import config
-from weightspace.rollouts import load_table
+from weightspace.data.rollouts import load_table
 
 PAPER_SIX = ("sft", "rft", "dft", "rift", "grpo", "dpo")
 
@@ -30,8 +30,8 @@ def test_base_is_a_small_qwen3_of_middling_accuracy(default_run):
 def test_a_stronger_teacher_writes_the_table_in_the_papers_regime(default_run):
     """Student base 20-50% greedy, teacher at least 20 points stronger, rollouts >= 60% right with >= 30% of groups
     mixed (so DPO has pairs); every row names the teacher and its content hash, and is written in its style."""
-    from weightspace.grading import is_correct
-    from weightspace.models import folder_sha256
+    from weightspace.data.grading import is_correct
+    from weightspace.model.models import folder_sha256
 
     root, _ = default_run
     p = config.load(root / "params.yaml")
@@ -69,15 +69,16 @@ def test_online_grpo_gets_a_learning_signal_from_the_students_own_samples(defaul
     from peft import PeftModel
 
     import test_training
-    from weightspace import methods, online
-    from weightspace.models import load_base
+    from weightspace import registry
+    from weightspace.train import online
+    from weightspace.model.models import load_base
 
     root, _ = default_run
     rows = load_table(root / "data/rollouts.jsonl")
     order = json.loads((root / "models/init/order.json").read_text())
     base, tok = load_base(root / "models/base")
     model = PeftModel.from_pretrained(base, root / "models/init", is_trainable=True)
-    mcfg = methods.get("grpo_online").params(lr=1e-4, steps=4, num_generations=4, batch_size=64, beta=0.0, temperature=1.0,
+    mcfg = registry.get("grpo_online").params(lr=1e-4, steps=4, num_generations=4, batch_size=64, beta=0.0, temperature=1.0,
                               top_p=0.95, max_completion_length=64, loss_type="dapo", engine="hf",
                               gpu_memory_utilization=None)
     cfg = test_training.train_cfg(batch_size=16, micro_batch_size=16)
@@ -90,7 +91,7 @@ def test_online_grpo_gets_a_learning_signal_from_the_students_own_samples(defaul
 def test_another_float_path_reproduces(default_run):
     """The run on another float path (conftest.FLOAT_PATH: other bits from the base onwards, other sampled
     rollouts) against the committed run: no claim moves between holds and does not hold, and the reproduction
-    check (`python -m weightspace.reproduce --against HEAD`, HEAD being the committed metrics) with the committed
+    check (`python -m weightspace.report.reproduce --against HEAD`, HEAD being the committed metrics) with the committed
     calibration's bands (reruns over rollout-table and LoRA seeds) says REPRODUCED."""
     root, tmp = default_run
     committed = {f: json.loads(run(["git", "show", f"HEAD:metrics/{f}.json"], root, tmp).stdout)
@@ -101,7 +102,7 @@ def test_another_float_path_reproduces(default_run):
     assert set(c1) == set(c2)
     flips = {k for k in c1 if {c1[k]["verdict"], c2[k]["verdict"]} == {"holds", "does not hold"}}
     assert not flips, flips
-    r = run(["python", "-m", "weightspace.reproduce", "--against", "HEAD"], root, tmp, check=False)
+    r = run(["python", "-m", "weightspace.report.reproduce", "--against", "HEAD"], root, tmp, check=False)
     assert "bands: calibrated over" in r.stdout and "CAUTION" not in r.stdout, r.stdout
     assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("REPRODUCED"), r.stdout
 
@@ -135,7 +136,7 @@ def test_a_changed_loss_does_not_reproduce(default_run, tmp_path):
     changed = tmp_path / "changed"
     shutil.copytree(root, changed, symlinks=True)
     run(["dvc", "exp", "run", "-S", "grpo.bias=0.0"], changed, tmp)
-    r = run(["python", "-m", "weightspace.reproduce", "--against", "HEAD"], changed, tmp, check=False)
+    r = run(["python", "-m", "weightspace.report.reproduce", "--against", "HEAD"], changed, tmp, check=False)
     assert r.returncode == 1 and "NOT REPRODUCED" in r.stdout.splitlines()[-1], r.stdout
     beyond = [line.split()[0] for line in r.stdout.splitlines() if line.endswith("EXCEEDS")]
     assert beyond and any("grpo" in k for k in beyond), r.stdout

@@ -20,11 +20,12 @@ import torch
 
 from conftest import SMOLLM2_MODEL as MODEL_DIR
 from conftest import run, shared_build, smollm2_missing
-from weightspace import config, models
-from weightspace.adapters import read_deltas
-from weightspace.generation import Completion
-from weightspace.rollouts import GOLD_COMPLETION, grade_rows, load_table, summarize
-from weightspace.models import record_hub
+from weightspace import config
+from weightspace.model import models
+from weightspace.model.adapters import read_deltas
+from weightspace.generate.generation import Completion
+from weightspace.data.rollouts import GOLD_COMPLETION, grade_rows, load_table, summarize
+from weightspace.model.models import record_hub
 
 PAPER_SIX = ("sft", "rft", "dft", "rift", "grpo", "dpo")  # profiles/smollm2.yaml's methods
 LAYERS, HIDDEN, KV_DIM, R = 30, 576, 3 * 64, 32  # SmolLM2-135M: 9 query heads, 3 KV heads of 64; LoRA rank
@@ -112,8 +113,8 @@ def test_gold_rows_are_marked_and_graded():
 # ---------------------------------------------------------------- the real model, every stage
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
-    """convert_gguf + `dvc repro` of profiles/smollm2.yaml in a fresh copy, built once per session in the
-    background (conftest.build_smollm2): (root, scratch). Slow tier (conftest.SLOW_FIXTURES)."""
+    """convert_gguf + `dvc repro` of profiles/smollm2.yaml in a fresh copy, built once per session
+    (conftest.build_smollm2, conftest.shared_build): (root, scratch). Slow tier (conftest.SLOW_FIXTURES)."""
     need_smollm2()
     return shared_build(tmp_path_factory, "smoke")
 
@@ -140,11 +141,11 @@ def test_pipeline_is_complete_and_the_base_is_the_local_folder(smoke, in_root):
 
 def test_adapters_load_in_peft_on_the_real_base_and_change_its_logits(smoke, in_root):
     """Each method's adapter, loaded by PEFT on the real base, moves its logits; with the adapter
-    disabled they are the base's bit for bit; the exact merge (function_space.Merger) gives PEFT's logits."""
+    disabled they are the base's bit for bit; the exact merge (merge.Merger) gives PEFT's logits."""
     from peft import PeftModel
 
-    from weightspace.adapters import read_adapter
-    from weightspace.function_space import Merger
+    from weightspace.model.adapters import read_adapter
+    from weightspace.generate.merge import Merger
 
     merged_base, tok = models.load_base("models/base")
     text = tok.apply_chat_template([{"role": "user", "content": "What is 12 + 30? Put your final answer within "
@@ -178,7 +179,7 @@ def test_deltas_cover_every_layer_and_module_with_the_models_shapes(smoke):
 def test_bf16_merge_keeps_the_delta_exact(smoke, in_root):
     """Merger on the base cast to bf16: merged weight - W0 = s B A to float32 rounding of the merged
     weight (|error| <= 2^-24 |W| per entry), where bf16(W0 + dW) would round most of dW away."""
-    from weightspace.function_space import Merger
+    from weightspace.generate.merge import Merger
 
     base = models.load_base("models/base")[0].to(torch.bfloat16)
     for m in ("sft", "dpo"):  # the largest and the smallest delta
@@ -205,8 +206,9 @@ def test_online_grpo_runs_on_the_real_model_under_bf16(smoke, in_root, tmp_path)
 
     from conftest import trl_prompt_ids
     from test_online import first_of_each_group
-    from weightspace import methods, online
-    from weightspace.sequences import prompt_ids
+    from weightspace import registry
+    from weightspace.train import online
+    from weightspace.model.sequences import prompt_ids
 
     params = config.load("params.yaml")
     rows = load_table("data/rollouts.jsonl")
@@ -216,7 +218,7 @@ def test_online_grpo_runs_on_the_real_model_under_bf16(smoke, in_root, tmp_path)
     assert trl_prompt_ids(tok, [r["prompt"] for r in recs]) == [prompt_ids(tok, r["prompt"][0]["content"]) for r in recs]
     model = PeftModel.from_pretrained(base, "models/init", is_trainable=True)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
-    mcfg = methods.get("grpo_online").params(lr=1e-4, steps=2, num_generations=2, batch_size=4, beta=0.0, temperature=1.0, top_p=1.0,
+    mcfg = registry.get("grpo_online").params(lr=1e-4, steps=2, num_generations=2, batch_size=4, beta=0.0, temperature=1.0, top_p=1.0,
                               max_completion_length=48, loss_type="dapo", engine="hf",
                               gpu_memory_utilization=None)
     cfg = params.train.model_copy(update={"bf16": True, "micro_batch_size": 2, "steps": 2})

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from weightspace import cka as C
-from weightspace import stats as S
+from weightspace.function import cka as C
+from weightspace.function import stats as S
 
 
 def test_wilson_by_hand():

@@ -8,9 +8,11 @@ import math
 import pytest
 import torch
 
-from weightspace.units import Mismatch
-from weightspace import config, methods, tiny
-from weightspace.training import (Item, LossFn, TrainingError, collate, encode_rows, lora_sha256, reference_logps,
+from weightspace.core.units import Mismatch
+from weightspace import config
+from weightspace import registry
+from weightspace.tiny import model as tiny
+from weightspace.train.training import (Item, LossFn, TrainingError, collate, encode_rows, lora_sha256, reference_logps,
                                   fit_model, select, sequence_logps, train, unit_items)
 
 
@@ -61,29 +63,29 @@ def run_method(tok, method, mcfg, cfg=None, model=None, lr=1e-2):
     order = list(reversed(range(len(rows))))
     model = model or peft_model(tok)
     cfg = cfg or train_cfg()
-    return model, fit_model(model, Accelerator(cpu=True), methods.get(method), mcfg, rows, order, cfg, lr, tok)
+    return model, fit_model(model, Accelerator(cpu=True), registry.get(method), mcfg, rows, order, cfg, lr, tok)
 
 
 def test_select_rows_per_method():
     rows, order = rows_table(), list(reversed(range(16)))
-    sft, rft = methods.get("sft").params(lr=1e-2), methods.get("rft").params(lr=1e-2)
-    one, every = methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="one"), methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all")
-    assert select(methods.get("sft"), rows, order, sft) == order
-    assert select(methods.get("rft"), rows, order, rft) == [i for i in order if rows[i]["reward"]]
+    sft, rft = registry.get("sft").params(lr=1e-2), registry.get("rft").params(lr=1e-2)
+    one, every = registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="one"), registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="all")
+    assert select(registry.get("sft"), rows, order, sft) == order
+    assert select(registry.get("rft"), rows, order, rft) == [i for i in order if rows[i]["reward"]]
     # one pair per mixed group, first correct and first incorrect in the persisted order; groups by first row
-    assert select(methods.get("dpo"), rows, order, one) == [(14, 15), (6, 7)]
-    assert len(select(methods.get("dpo"), rows, order, every)) == 1 * 3 + 2 * 2
+    assert select(registry.get("dpo"), rows, order, one) == [(14, 15), (6, 7)]
+    assert len(select(registry.get("dpo"), rows, order, every)) == 1 * 3 + 2 * 2
     none_right = [dict(r, reward=0) for r in rows]
     with pytest.raises(TrainingError, match="method rft: 0 training units: no correct rollouts among 16"):
-        select(methods.get("rft"), none_right, order, rft)
+        select(registry.get("rft"), none_right, order, rft)
     with pytest.raises(TrainingError, match="method dpo: 0 training units: no mixed groups"):
-        select(methods.get("dpo"), none_right, order, one)
+        select(registry.get("dpo"), none_right, order, one)
 
 
 def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
     rows, order = rows_table(), list(reversed(range(16)))
-    kto = methods.get("kto").params(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0)
-    units = select(methods.get("kto"), rows, order, kto)
+    kto = registry.get("kto").params(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0)
+    units = select(registry.get("kto"), rows, order, kto)
     # every row once, in order; its partner: the nearest earlier row (cyclically) of another group
     assert [u[0] for u in units] == order
     assert units[0] == (15, 0) and units[1] == (14, 0) and units[4] == (11, 12)
@@ -96,17 +98,17 @@ def test_select_unpaired_units_borrow_a_completion_from_another_prompt(tok):
     _, kl = unit_items(Mismatch((0, 1)), long_prompt)
     assert kl.prompt == (1,) * 50 and kl.completion == (4,) * 14 and len(kl.prompt) + len(kl.completion) == 64
     # the pair losses' rows come from the registry too: IPO and SimPO take DPO's pairs
-    pairs = select(methods.get("dpo"), rows, order, methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="one"))
-    assert select(methods.get("ipo"), rows, order, methods.get("ipo").params(lr=1e-3, tau=0.1, pairing="one")) == pairs
-    assert select(methods.get("simpo"), rows, order, methods.get("simpo").params(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")) == pairs
+    pairs = select(registry.get("dpo"), rows, order, registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="one"))
+    assert select(registry.get("ipo"), rows, order, registry.get("ipo").params(lr=1e-3, tau=0.1, pairing="one")) == pairs
+    assert select(registry.get("simpo"), rows, order, registry.get("simpo").params(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")) == pairs
 
 
 @pytest.mark.parametrize("method, mcfg, first", [
-    ("ipo", methods.get("ipo").params(lr=1e-2, tau=0.1, pairing="all"), 25.0),  # policy == reference: 1/(4 tau^2)
+    ("ipo", registry.get("ipo").params(lr=1e-2, tau=0.1, pairing="all"), 25.0),  # policy == reference: 1/(4 tau^2)
     # at the shared init (policy == reference, z0 = 0) each row's loss is weight/2: the first 4 units of
     # the order are rows 15, 14, 13, 12 (group 3: rewards 0, 1, 0, 0) -> (1.5 + 0.5 + 1.5 + 1.5) / 4
-    ("kto", methods.get("kto").params(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=3.0), 1.25),
-    ("simpo", methods.get("simpo").params(lr=1e-2, beta=2.0, gamma=1.0, pairing="all"), None),
+    ("kto", registry.get("kto").params(lr=1e-2, beta=0.1, desirable_weight=1.0, undesirable_weight=3.0), 1.25),
+    ("simpo", registry.get("simpo").params(lr=1e-2, beta=2.0, gamma=1.0, pairing="all"), None),
 ])
 @pytest.mark.parametrize("precision", ["no", "bf16"])
 def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first, precision):
@@ -119,10 +121,10 @@ def test_the_extra_preference_losses_train_only_lora(tok, method, mcfg, first, p
     rows = rows_table()
     model = peft_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    units = select(methods.get(method), rows, list(reversed(range(16))), mcfg)
+    units = select(registry.get(method), rows, list(reversed(range(16))), mcfg)
     logged = []
     train(model, Accelerator(cpu=True, mixed_precision=precision), method, units, encode_rows(tok, rows, 64),
-          LossFn(methods.get(method), mcfg, rows), train_cfg(steps=3, batch_size=4, micro_batch_size=4), 1e-2, tok.pad_token_id,
+          LossFn(registry.get(method), mcfg, rows), train_cfg(steps=3, batch_size=4, micro_batch_size=4), 1e-2, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     AcceleratorState._reset_state(True)
     after = dict(model.named_parameters())
@@ -152,7 +154,7 @@ def test_only_lora_moves_and_save_load_gives_identical_logits(tok, tmp_path):
 
     model = peft_model(tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model, summary = run_method(tok, "sft", methods.get("sft").params(lr=1e-2))
+    model, summary = run_method(tok, "sft", registry.get("sft").params(lr=1e-2))
     after = dict(model.named_parameters())
     for n, p in before.items():
         if "lora_" in n:
@@ -170,8 +172,8 @@ def test_only_lora_moves_and_save_load_gives_identical_logits(tok, tmp_path):
 
 def test_micro_batches_add_up_to_the_effective_batch(tok):
     # the token normaliser counts the whole effective batch, so 4 micro-batches of 2 = 1 batch of 8
-    a, _ = run_method(tok, "grpo", methods.get("grpo").params(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"))
-    b, _ = run_method(tok, "grpo", methods.get("grpo").params(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"),
+    a, _ = run_method(tok, "grpo", registry.get("grpo").params(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"))
+    b, _ = run_method(tok, "grpo", registry.get("grpo").params(lr=1e-2, bias=0.1, std_norm="none", bias_scope="all"),
                       cfg=train_cfg(micro_batch_size=2))
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-4), n
@@ -179,8 +181,8 @@ def test_micro_batches_add_up_to_the_effective_batch(tok):
 
 def test_same_init_same_data_different_loss_different_delta(tok):
     deltas = {}
-    for m, mcfg in {"sft": methods.get("sft").params(lr=1e-2), "dft": methods.get("dft").params(lr=1e-2),
-                    "rift": methods.get("rift").params(lr=1e-2, variant="token", neg_lambda=0.2)}.items():
+    for m, mcfg in {"sft": registry.get("sft").params(lr=1e-2), "dft": registry.get("dft").params(lr=1e-2),
+                    "rift": registry.get("rift").params(lr=1e-2, variant="token", neg_lambda=0.2)}.items():
         model = peft_model(tok)
         assert lora_sha256(model) == lora_sha256(peft_model(tok))  # shared init
         model, _ = run_method(tok, m, mcfg, model=model)
@@ -215,14 +217,14 @@ def test_first_dpo_loss_at_the_shared_init_is_log2(tok, precision):
     AcceleratorState._reset_state(True)  # the state is a process-wide singleton; each case sets its precision
     rows = rows_table()
     logged = []
-    units = select(methods.get("dpo"), rows, list(range(16)), methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"))
+    units = select(registry.get("dpo"), rows, list(range(16)), registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"))
     if precision == "bf16":  # the test can fail: an fp32 reference beside a bf16 policy is not the policy
         model, batch = peft_model(tok), collate(list(encode_rows(tok, rows, 64).values())[:4], tok.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pol = reference_logps(model, batch)
         assert (pol - reference_logps(model, batch)).abs().max().item() > 1e-3
     train(peft_model(tok), Accelerator(cpu=True, mixed_precision=precision), "dpo", units, encode_rows(tok, rows, 64),
-          LossFn(methods.get("dpo"), methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"), rows),
+          LossFn(registry.get("dpo"), registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="all"), rows),
           train_cfg(steps=1, batch_size=4, micro_batch_size=2), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     AcceleratorState._reset_state(True)
@@ -242,19 +244,19 @@ def test_non_finite_loss_stops_with_the_step(tok, monkeypatch):
 
     monkeypatch.setattr(sft, "sft_loss", flaky)
     with pytest.raises(TrainingError, match="method sft: non-finite loss nan at step 3"):
-        run_method(tok, "sft", methods.get("sft").params(lr=1e-2))
+        run_method(tok, "sft", registry.get("sft").params(lr=1e-2))
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_bits(tok, tmp_path):
     from accelerate import Accelerator
 
-    from weightspace.checkpoints import Checkpoints
+    from weightspace.train.checkpoints import Checkpoints
 
     rows, cfg = rows_table(), train_cfg(steps=6, checkpoint_every=2, batch_size=4, micro_batch_size=4, warmup_ratio=0.2)
-    items, units = encode_rows(tok, rows, 64), select(methods.get("sft"), rows, list(range(16)), methods.get("sft").params(lr=1e-2))
+    items, units = encode_rows(tok, rows, 64), select(registry.get("sft"), rows, list(range(16)), registry.get("sft").params(lr=1e-2))
 
     def run(model, ckpt, on_step=None):
-        return train(model, Accelerator(cpu=True), "sft", units, items, LossFn(methods.get("sft"), methods.get("sft").params(lr=1e-2), rows), cfg,
+        return train(model, Accelerator(cpu=True), "sft", units, items, LossFn(registry.get("sft"), registry.get("sft").params(lr=1e-2), rows), cfg,
                      1e-2, tok.pad_token_id, on_step=on_step, checkpoints=ckpt)
 
     whole = peft_model(tok)
@@ -287,14 +289,14 @@ def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_r
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from weightspace import training
+    from weightspace.train import training
 
     calls = []
     real = training.reference_logps
     monkeypatch.setattr(training, "reference_logps", lambda m, b: calls.append(1) or real(m, b))
-    rows, mcfg = rows_table(), methods.get("dpo").params(lr=1e-2, beta=0.1, pairing="all")
+    rows, mcfg = rows_table(), registry.get("dpo").params(lr=1e-2, beta=0.1, pairing="all")
     cfg = train_cfg(steps=14, batch_size=2, micro_batch_size=2)
-    units = select(methods.get("dpo"), rows, list(reversed(range(len(rows)))), mcfg)
+    units = select(registry.get("dpo"), rows, list(reversed(range(len(rows)))), mcfg)
     assert len(units) == 7
     weights = {}
     for reuse in (True, False):
@@ -302,7 +304,7 @@ def test_dpo_reference_is_computed_once_per_distinct_micro_batch_with_the_same_r
         calls.clear()
         AcceleratorState._reset_state(True)  # a process-wide singleton; each case sets its precision
         train(model, Accelerator(cpu=True, mixed_precision=precision), "dpo", units,
-              encode_rows(tok, rows, cfg.max_length), LossFn(methods.get("dpo"), mcfg, rows), cfg, 1e-2, tok.pad_token_id,
+              encode_rows(tok, rows, cfg.max_length), LossFn(registry.get("dpo"), mcfg, rows), cfg, 1e-2, tok.pad_token_id,
               reuse_reference=reuse)
         AcceleratorState._reset_state(True)
         assert len(calls) == (7 if reuse else 14)
@@ -316,8 +318,8 @@ import json, resource, sys
 import torch
 import peft, transformers.models.qwen3.modeling_qwen3  # imported before the baseline
 from accelerate import Accelerator
-from weightspace import config, models
-from weightspace.training import load_policy, sequence_logps, collate, Item
+from weightspace import config
+from weightspace.train.training import load_policy, sequence_logps, collate, Item
 
 def status_kib(key):
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key + ":"))
@@ -392,9 +394,9 @@ def test_first_dpo_loss_is_log2_with_bf16_base_weights(tok):
     model = get_peft_model(small_model(tok).to(torch.bfloat16),
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
-    dpo = methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="all")
-    train(model, Accelerator(cpu=True, mixed_precision="bf16"), "dpo", select(methods.get("dpo"), rows, list(range(16)), dpo),
-          encode_rows(tok, rows, 64), LossFn(methods.get("dpo"), dpo, rows), train_cfg(steps=1, batch_size=4, micro_batch_size=2,
+    dpo = registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="all")
+    train(model, Accelerator(cpu=True, mixed_precision="bf16"), "dpo", select(registry.get("dpo"), rows, list(range(16)), dpo),
+          encode_rows(tok, rows, 64), LossFn(registry.get("dpo"), dpo, rows), train_cfg(steps=1, batch_size=4, micro_batch_size=2,
                                                                             bf16=True), 1e-3, tok.pad_token_id,
           on_step=lambda s, loss, lr: logged.append(loss))
     AcceleratorState._reset_state(True)

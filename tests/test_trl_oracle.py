@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from test_training import rows_table, small_model
-from weightspace.units import Mismatch, Preference
-from weightspace import methods
-from weightspace import losses as L
+from weightspace.core.units import Mismatch, Preference
+from weightspace import registry
+from weightspace.model.sequences import token_logps
 from weightspace.registry.dft import dft_loss
 from weightspace.registry.sft import sft_loss
-from weightspace.training import Item, LossFn, collate, encode_rows, reference_logps, sequence_logps
-from weightspace import tiny
+from weightspace.train.training import Item, LossFn, collate, encode_rows, reference_logps, sequence_logps
+from weightspace.tiny import model as tiny
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +62,15 @@ def test_dft_equals_trl_sft_trainer_dft(tok, tmp_path):
     theirs = trainer.compute_loss(model, batch)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     mask = (batch["labels"][:, 1:] != -100).float()
-    ours = dft_loss(L.token_logps(logits, batch["input_ids"]), mask, mask.sum())
+    ours = dft_loss(token_logps(logits, batch["input_ids"]), mask, mask.sum())
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
     # and DFT is not plain SFT on this batch
-    assert abs(sft_loss(L.token_logps(logits, batch["input_ids"]), mask, mask.sum()).item() - ours.item()) > 1e-3
+    assert abs(sft_loss(token_logps(logits, batch["input_ids"]), mask, mask.sum()).item() - ours.item()) > 1e-3
 
 
 @pytest.mark.parametrize("method, loss_type, mcfg", [
-    ("dpo", "sigmoid", methods.get("dpo").params(lr=1e-3, beta=0.1, pairing="one")),
-    ("ipo", "ipo", methods.get("ipo").params(lr=1e-3, tau=0.1, pairing="one")),  # TRL's beta is IPO's tau
+    ("dpo", "sigmoid", registry.get("dpo").params(lr=1e-3, beta=0.1, pairing="one")),
+    ("ipo", "ipo", registry.get("ipo").params(lr=1e-3, tau=0.1, pairing="one")),  # TRL's beta is IPO's tau
 ])
 def test_pair_losses_equal_trl_dpo_trainer(tok, tmp_path, method, loss_type, mcfg):
     from datasets import Dataset
@@ -100,7 +100,7 @@ def test_pair_losses_equal_trl_dpo_trainer(tok, tmp_path, method, loss_type, mcf
     logp, mask = sequence_logps(model, ours_batch)
     rows = [{"reward": 0}] * (2 * P)
     units = [Preference((2 * j, 2 * j + 1)) for j in range(P)]
-    ours = LossFn(methods.get(method), mcfg, rows)(logp, mask, units, float(P), ref)
+    ours = LossFn(registry.get(method), mcfg, rows)(logp, mask, units, float(P), ref)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
     at_init = {"dpo": math.log(2), "ipo": 1 / (4 * 0.1**2)}[method]  # policy == reference
     assert abs(ours.item() - at_init) > 1e-3  # a non-trivial batch
@@ -117,8 +117,8 @@ def test_simpo_equals_trl_cpo_trainer_simpo(tok):
     units = [Preference((4, 5)), Preference((6, 7)), Preference((14, 12))]
     batch = collate([items[r] for u in units for r in u], tok.pad_token_id)
     logp, mask = sequence_logps(model, batch)
-    mcfg = methods.get("simpo").params(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")
-    ours = LossFn(methods.get("simpo"), mcfg, rows)(logp, mask, units, float(len(units)))
+    mcfg = registry.get("simpo").params(lr=1e-3, beta=2.0, gamma=1.0, pairing="one")
+    ours = LossFn(registry.get("simpo"), mcfg, rows)(logp, mask, units, float(len(units)))
     # TRL: length-averaged log-probs of the labelled tokens (get_batch_logps, average_log_prob=True) ...
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["input_ids"].clone()
@@ -159,7 +159,7 @@ def test_kto_equals_trl_kto_trainer(tok, tmp_path):
     logp, mask = sequence_logps(model, ours_batch)
     table = [{"reward": int(batch["label"][j // 2]) if j % 2 == 0 else 0} for j in range(2 * P)]
     units = [Mismatch((2 * j, 2 * j + 1)) for j in range(P)]
-    ours = LossFn(methods.get("kto"), methods.get("kto").params(lr=1e-3, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0), table)(
+    ours = LossFn(registry.get("kto"), registry.get("kto").params(lr=1e-3, beta=0.1, desirable_weight=1.0, undesirable_weight=1.0), table)(
         logp, mask, units, float(P), ref)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
     assert abs(ours.item() - 0.5) > 1e-4  # not the policy == reference value

@@ -16,7 +16,8 @@ import yaml
 from conftest import REPO
 from test_function_space import tok, trained_adapter  # noqa: F401 (fixture)
 from test_training import small_model
-from weightspace import config, generation
+from weightspace import config
+from weightspace.generate import generation
 
 STUBS = Path(__file__).parent / "stubs"
 SIGS = json.loads((Path(__file__).parent / "data" / "vllm_signatures.json").read_text())
@@ -150,9 +151,9 @@ def hf_gen(**kw):
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_hf_engine_serving_adapters_in_turn_matches_a_fresh_engine_per_model(tok, tmp_path, monkeypatch, temperature):
     """Per adapter, the former path: a fresh base, the adapter merged by ``Merger``, its own ``HFEngine``."""
-    from weightspace import models
-    from weightspace.adapters import read_adapter
-    from weightspace.function_space import Merger
+    from weightspace.model import models
+    from weightspace.model.adapters import read_adapter
+    from weightspace.generate.merge import Merger
 
     monkeypatch.setattr(tok, "padding_side", "left")
     trained_adapter(tok, tmp_path, "a", 1)
@@ -178,7 +179,7 @@ def test_hf_engine_serving_adapters_in_turn_matches_a_fresh_engine_per_model(tok
 
 
 def test_a_missing_adapter_fails_before_any_model_is_loaded(tmp_path, monkeypatch):
-    from weightspace import models
+    from weightspace.model import models
 
     monkeypatch.setattr(models, "load_base", lambda *a, **kw: pytest.fail("the base was loaded"))
     for gen in (hf_gen(), vgen()):

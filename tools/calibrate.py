@@ -11,7 +11,7 @@ table sampled from the same teacher, and every method (and its seed twin) traine
 row orders. Each run's metric files are kept under ``<work>/runs/seed<S>/``; a seed already there is skipped.
 
 ``write`` takes the committed run (this workspace's metric files, which must be HEAD's) and every kept run,
-and writes the calibration file that ``python -m weightspace.reproduce`` reads (``noise.calibrate``): each
+and writes the calibration file that ``python -m weightspace.report.reproduce`` reads (``noise.calibrate``): each
 judged number's values over the runs, its spread, its band, and the leave-one-out false-alarm rate.
 """
 
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         for s in args.seeds:
             run_seed(s, args.work.resolve())
         return 0
-    from weightspace import noise
+    from weightspace.report import noise
 
     runs = {"committed": read_metrics(ROOT / "metrics")}
     for d in sorted((args.work / "runs").iterdir()):

@@ -10,7 +10,7 @@ smoke"). The weights are the dequantised Q4_1 values, not the original bf16 chec
     python tools/convert_gguf.py --out models/smollm2-135m-instruct
 
 The output is deterministic for fixed versions of transformers and gguf: the base stage records its
-sha256, and every later stage checks it (``weightspace.models``).
+sha256, and every later stage checks it (``weightspace.model.models``).
 """
 
 from __future__ import annotations

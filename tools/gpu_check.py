@@ -19,7 +19,7 @@ Checks, each recorded with its numbers:
 - ``rerun_bit_equal``: SFT and DPO at the 0.6B shape trained twice from the same seed give bit-equal LoRA
   weights (deterministic algorithms and ``CUBLAS_WORKSPACE_CONFIG``, as ``stages.common.set_threads`` sets);
 - ``bf16_merge_exact``: a DPO-sized rank-32 delta on a 4B q_proj lands exactly in a bf16 model through
-  ``function_space.Merger`` (while bf16(W0 + dW) would keep almost none of it);
+  ``merge.Merger`` (while bf16(W0 + dW) would keep almost none of it);
 - ``dpo_first_loss_log2``: DPO's first loss is log 2 (policy = reference at the LoRA init).
 
 One JSON file comes out (``--out``); ``benchmarks/gpu_plan.py`` reads it.
@@ -68,7 +68,7 @@ def table(n_groups: int, length: int, vocab: int, seed: int):
     and GRPO nonzero advantages) and their Items: 64-token prompts, completions to ``length`` in all."""
     import torch
 
-    from weightspace.sequences import Item
+    from weightspace.model.sequences import Item
 
     g = torch.Generator().manual_seed(seed)
     rows, items = [], {}
@@ -106,7 +106,9 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
     import torch
     from accelerate import Accelerator
 
-    from weightspace import config, methods, training
+    from weightspace import config
+    from weightspace import registry
+    from weightspace.train import training
 
     cuda = device == "cuda"
     batch = 2 * micro  # two micro-batches per step: gradient accumulation runs as in the profile
@@ -117,7 +119,7 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
     n_groups = max(batch * (steps + 1), 4)  # DPO: one pair per group
     rows, items = table(n_groups, length, shape["vocab_size"], seed)
     order = list(range(len(rows)))
-    units = training.select(methods.get(method), rows, order, mcfg)
+    units = training.select(registry.get(method), rows, order, mcfg)
     accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16")
     model = build(shape, params.train.lora, device, bf16=True, seed=seed)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -135,7 +137,7 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     try:
-        training.train(model, accelerator, method, units, items, training.LossFn(methods.get(method), mcfg, rows),
+        training.train(model, accelerator, method, units, items, training.LossFn(registry.get(method), mcfg, rows),
                        cfg, mcfg.lr,
                        shape["vocab_size"] - 1, on_step=on_step, reuse_reference=False)
     except torch.OutOfMemoryError:
@@ -146,7 +148,7 @@ def run_method(method: str, shape: dict, params, micro: int, length: int, steps:
     timed = [u for s in range(1, steps + 1) for u in units[s * batch:(s + 1) * batch]]
     seqs = [it for u in timed for it in training.unit_items(u, items)]
     tokens = sum(len(it.prompt) + len(it.completion) for it in seqs)
-    ref_tokens = tokens if methods.get(method).reference else 0
+    ref_tokens = tokens if registry.get(method).reference else 0
     wall = times[-1] - times[0]
     out = {"oom": False, "params": n_params, "micro_batch": micro, "max_length": length, "timed_steps": steps,
            "sequences_per_step": len(seqs) // steps, "tokens_per_s": tokens / wall, "step_s": wall / steps,
@@ -164,8 +166,8 @@ def merge_check(device: str, dry: bool) -> dict:
     of entries bf16(W0 + dW) would leave unchanged."""
     import torch
 
-    from weightspace.adapters import Factor
-    from weightspace.function_space import Merger
+    from weightspace.model.adapters import Factor
+    from weightspace.generate.merge import Merger
 
     g = torch.Generator().manual_seed(0)
     d_out, d_in, r = (256, 160, 32) if dry else (4096, 2560, 32)

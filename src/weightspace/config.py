@@ -18,11 +18,11 @@ import yaml
 from pydantic import create_model, model_validator
 
 from . import registry as _methods
-from .pairs import Pair
-from .schema import Number, ParamsError, Positive, PositiveInt, Section, StrictBool, StrictInt, StrictStr, validate
+from .core.pairs import Pair, method_of
+from .core.schema import (Number, ParamsError, Positive, PositiveInt, Section, Share, StrictBool, StrictInt, StrictStr,
+                          validate)
 
 METHODS = _methods.NAMES  # every registered method (a module of registry/); params.methods picks those trained
-SEED_SUFFIX = "_seed"  # "sft_seed": SFT retrained from controls.seed (connectivity pairs may name it)
 __all__ = ["ParamsError", "load", "from_mapping", "METHODS"]
 
 
@@ -135,28 +135,24 @@ class Generation(Section):
     vllm engine (required for it, null for the others)."""
     engine: Literal["hf", "vllm", "openai"]
     temperature: Number
-    top_p: Positive
+    top_p: Share
     max_new_tokens: PositiveInt
     batch_size: PositiveInt
     seed: StrictInt
     max_model_len: Optional[PositiveInt]  # vllm: context in tokens (prompt + completion); sizes the KV cache
-    gpu_memory_utilization: Optional[Number]  # vllm: share of GPU memory the one engine claims, in (0, 1]
+    gpu_memory_utilization: Optional[Share]  # vllm: share of GPU memory the one engine claims
     openai: Optional[OpenAIEngine]
 
     @model_validator(mode="after")
     def _rules(self):
         if self.temperature < 0:
             raise ValueError(f"temperature: must be >= 0, got {self.temperature}")
-        if self.top_p > 1:
-            raise ValueError(f"top_p: must lie in (0, 1], got {self.top_p}")
         if self.engine == "openai" and self.openai is None:
             raise ValueError("openai: required when engine is openai")
         for key in ("max_model_len", "gpu_memory_utilization"):
             if (self.engine == "vllm") != (getattr(self, key) is not None):
                 raise ValueError(f"{key}: required when engine is vllm, null otherwise (engine {self.engine})")
         if self.engine == "vllm":
-            if not 0 < self.gpu_memory_utilization <= 1:
-                raise ValueError(f"gpu_memory_utilization: must lie in (0, 1], got {self.gpu_memory_utilization}")
             if self.max_model_len <= self.max_new_tokens:
                 raise ValueError(f"max_model_len: {self.max_model_len} leaves no room for a prompt before "
                                  f"max_new_tokens={self.max_new_tokens}")
@@ -347,7 +343,7 @@ class Connectivity(Section):
         for i, pair in enumerate(self.pairs):
             parts = Pair.maybe(pair)
             if (parts is None or parts.a == parts.b
-                    or any(x.removesuffix(SEED_SUFFIX) not in METHODS for x in parts)):
+                    or any(method_of(x) not in METHODS for x in parts)):
                 raise ValueError(f"pairs[{i}]: {pair!r} is not 'a-b' with two different methods")
         return self
 
@@ -438,8 +434,7 @@ class _Params(Section):
             if name not in self.prepare.eval:
                 raise ValueError(f"{sec}.set: {name!r} is not an evaluation set in prepare.eval")
         for i, pair in enumerate(self.connectivity.pairs):
-            if any(x.removesuffix(SEED_SUFFIX) not in self.methods
-                   and not _methods.opt_in(x.removesuffix(SEED_SUFFIX))
+            if any(method_of(x) not in self.methods and not _methods.opt_in(method_of(x))
                    for x in Pair.parse(pair)):
                 raise ValueError(f"connectivity.pairs[{i}]: {pair!r} uses a method not in methods")
         if self.evaluate.avg_k is not None:
@@ -465,7 +460,7 @@ class _Params(Section):
         """``connectivity.pairs`` whose methods are trained: a pair naming an online method (opt-in, e.g.
         ``grpo_online-grpo``) runs only when that method is in ``methods``."""
         return tuple(p for p in self.connectivity.pairs
-                     if all(x.removesuffix(SEED_SUFFIX) in self.methods for x in Pair.parse(p)))
+                     if all(method_of(x) in self.methods for x in Pair.parse(p)))
 
     def method(self, name: str):
         """The params section of method ``name``; raises ParamsError for an unknown method."""

@@ -1,4 +1,4 @@
-"""The method registry: what a method *is* (how it trains: ``methods``). One module of this package per
+"""The method registry: what a method *is* (how it trains: ``train.run``). One module of this package per
 method, e.g. ``registry/dpo.py``: its params section (a ``schema.Section``, the ``params.yaml`` section of
 the same name), its loss as a pure function of log-probabilities with its formula, the micro-batch
 wiring of that loss (``Method.loss``, reading a ``losses.Batch``), and its ``METHOD`` entry: the rollout
@@ -27,7 +27,7 @@ Training units (``Method.units``), in the persisted row order:
 - ``prompts``: the prompt groups (an online method samples its own completions of each prompt; its
   trainer, not the table's rows, decides what it trains on).
 
-An online method (``Method.online``) has no loss here: ``online.fit`` trains it with TRL's
+An online method (``Method.online``) has no loss here: ``train.run.fit`` trains it with TRL's
 ``GRPOTrainer`` from the same init, and its adapter enters every analysis like any other.
 
 Normalisers: ``tokens`` = the completion tokens of the training rows of the effective batch (summed over
@@ -40,7 +40,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ..schema import ParamsError
+from ..core.schema import ParamsError
 from ._entry import Method
 
 
@@ -55,33 +55,30 @@ def _discover() -> dict[str, Method]:
         if not isinstance(entry, Method) or entry.name != info.name:
             raise TypeError(f"weightspace/registry/{info.name}.py: needs METHOD = Method({info.name!r}, ...)")
         found[info.name] = entry
+    places = sorted(e.paper for e in found.values() if e.paper is not None)
+    if places != sorted(set(places)):
+        raise TypeError(f"weightspace/registry: two entries claim one place among the paper's losses ({places})")
     return found
 
 
 REGISTRY: dict[str, Method] = _discover()
 NAMES = tuple(REGISTRY)
-_USED: set[str] | None = None  # names fetched with ``get`` since ``record``; None: not recording
-
-
-def record() -> None:
-    """Start recording the entries ``get`` hands out (``used``; ``stages.common``)."""
-    global _USED
-    if _USED is None:
-        _USED = set()
-
-
-def used() -> list[str]:
-    """The names ``get`` handed out since ``record``."""
-    return sorted(_USED or ())
-
-
 def get(name: str) -> Method:
     """The registry entry of ``name``; ParamsError naming the known methods otherwise."""
     if name not in REGISTRY:
         raise ParamsError(f"method {name!r}: unknown (expected one of {', '.join(NAMES)})")
-    if _USED is not None:
-        _USED.add(name)
     return REGISTRY[name]
+
+
+def paper_six() -> tuple[str, ...]:
+    """The paper's six losses in its order (SFT, RFT, DFT, RIFT, offline GRPO, DPO): the entries with ``paper``.
+    A claim over "every method" ranges over these, whatever else a run trains."""
+    return tuple(sorted((n for n in NAMES if get(n).paper), key=lambda n: get(n).paper))
+
+
+def family() -> tuple[str, ...]:
+    """The paper's SFT family (SFT, RFT, RIFT) in the paper's order: the entries with ``family``."""
+    return tuple(n for n in paper_six() if get(n).family)
 
 
 def opt_in(name: str) -> bool:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
-from ..schema import ParamsError
-from ..units import Mismatch, Preference
+from ..core.schema import ParamsError
+from ..core.units import Mismatch, Preference
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,11 @@ class Method:
     reference: bool = False  # the loss reads the reference's (the base's) sequence log-probs
     normaliser: Literal["tokens", "units"] = "tokens"
     min_micro_batch: int = 1  # train.micro_batch_size at least this (KTO: its z0 is a mean over a micro-batch)
-    online: bool = False  # trained by ``online.fit`` (TRL's GRPOTrainer on its own samples), not ``training.fit``
+    online: bool = False  # trained by TRL's GRPOTrainer on its own samples (``train.run.Online``), not the offline loop
     offline: Optional[str] = None  # an online method's offline counterpart (the geometry's second reference)
+    # its place among the paper's six losses (1 SFT, 2 RFT, 3 DFT, 4 RIFT, 5 offline GRPO, 6 DPO); None: not one
+    paper: Optional[int] = None
+    family: bool = False  # the paper's SFT family (SFT, RFT, RIFT): imitation of the table's rows
     # (its params, a ``losses.Batch``) -> the micro-batch's loss; None for an online method (its trainer's own)
     loss: Optional[Callable] = None
     # (its params, the table's rows) -> per-row tensors computed once per table (``losses.Batch.table``)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import Positive, Section
+from ..core.schema import Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
     import torch
 
-    from ..losses import Batch
+    from ._batch import Batch
 
 
 class DFT(Section):
@@ -28,4 +28,4 @@ def batch_loss(p: DFT, b: Batch) -> torch.Tensor:
     return dft_loss(b.logp, b.mask, b.normaliser)
 
 
-METHOD = Method("dft", DFT, "all", loss=batch_loss)
+METHOD = Method("dft", DFT, "all", loss=batch_loss, paper=3)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from ..schema import Positive, Section
+from ..core.schema import Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
     import torch
 
-    from ..losses import Batch
+    from ._batch import Batch
 
 
 class DPO(Section):
@@ -38,4 +38,4 @@ def batch_loss(p: DPO, b: Batch) -> torch.Tensor:
                     p.beta).sum() / b.normaliser
 
 
-METHOD = Method("dpo", DPO, "pairs", reference=True, normaliser="units", loss=batch_loss)
+METHOD = Method("dpo", DPO, "pairs", reference=True, normaliser="units", loss=batch_loss, paper=6)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from ..schema import Number, Positive, Section
+from ..core.schema import Number, Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
     import torch
 
-    from ..losses import Batch
+    from ._batch import Batch
 
 
 class GRPO(Section):
@@ -55,7 +55,7 @@ def grpo_advantages(reward: torch.Tensor, group: torch.Tensor, bias: float, std_
 
 def grpo_loss(logp: torch.Tensor, mask: torch.Tensor, advantage: torch.Tensor, normaliser: float) -> torch.Tensor:
     """Offline GRPO (the paper's variant): L = (1/N) sum_i A_i l_i with A from ``grpo_advantages``."""
-    from ..losses import sequence_nll
+    from ._batch import sequence_nll
 
     return (advantage.to(logp.dtype) * sequence_nll(logp, mask)).sum() / normaliser
 
@@ -73,4 +73,4 @@ def batch_loss(p: GRPO, b: Batch) -> torch.Tensor:
     return grpo_loss(b.logp, b.mask, b.table["advantage"][b.rows].to(b.logp.device), b.normaliser)
 
 
-METHOD = Method("grpo", GRPO, "all", loss=batch_loss, table=table)
+METHOD = Method("grpo", GRPO, "all", loss=batch_loss, table=table, paper=5)

@@ -1,4 +1,4 @@
-"""Online GRPO: TRL's GRPOTrainer on the policy's own samples of the table's prompts (``online.fit``); no loss
+"""Online GRPO: TRL's GRPOTrainer on the policy's own samples of the table's prompts (``train.run.Online``); no loss
 here, its trainer's own. Its offline counterpart, the geometry's second reference: ``grpo``."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import model_validator
 
-from ..schema import Number, Positive, PositiveInt, Section
+from ..core.schema import ColocatedShare, Number, Positive, PositiveInt, Section, Share
 from ._entry import Method
 
 
@@ -19,22 +19,19 @@ class GRPOOnline(Section):
     batch_size: PositiveInt  # completions per optimiser step: prompts per step x num_generations
     beta: Number  # KL coefficient to the init (paper and TRL's default: 0, no reference)
     temperature: Positive
-    top_p: Positive
+    top_p: Share
     max_completion_length: PositiveInt
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"]  # TRL's token aggregation (its default: dapo)
     engine: Literal["hf", "vllm"]  # vllm: TRL's colocated vLLM (the gpu extra)
     # vllm: the share of GPU memory TRL's colocated engine claims beside the training (TRL's default 0.3);
     # null for hf. Its context is the table's longest prompt + max_completion_length (online.grpo_config).
-    gpu_memory_utilization: Optional[Number]
+    gpu_memory_utilization: Optional[ColocatedShare]
 
     @model_validator(mode="after")
     def _rules(self):
         if (self.engine == "vllm") != (self.gpu_memory_utilization is not None):
             raise ValueError(f"gpu_memory_utilization: required when engine is vllm, null otherwise "
                              f"(engine {self.engine})")
-        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization < 1:
-            raise ValueError(f"gpu_memory_utilization: must lie in (0, 1) (the training shares the GPU), got "
-                             f"{self.gpu_memory_utilization}")
         if self.num_generations < 2:
             raise ValueError(f"num_generations: a group needs at least 2 completions, got {self.num_generations}")
         if self.batch_size % self.num_generations:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import Positive, Section
+from ..core.schema import Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
     import torch
 
-    from ..losses import Batch
+    from ._batch import Batch
 
 
 class KTO(Section):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import Positive, Section
+from ..core.schema import Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
     import torch
 
-    from ..losses import Batch
+    from ._batch import Batch
 
 
 class RFT(Section):
@@ -22,7 +22,7 @@ def rft_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor, norma
 
     The rows are already filtered to r_i = 1 (``METHOD``: rows "positive"), so N counts positive tokens only
     and on an all-correct batch RFT equals SFT; the r_i factor keeps a stray negative row from training."""
-    from ..losses import sequence_nll
+    from ._batch import sequence_nll
 
     return (reward * sequence_nll(logp, mask)).sum() / normaliser
 
@@ -31,4 +31,4 @@ def batch_loss(p: RFT, b: Batch) -> torch.Tensor:
     return rft_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device), b.normaliser)
 
 
-METHOD = Method("rft", RFT, "positive", loss=batch_loss)
+METHOD = Method("rft", RFT, "positive", loss=batch_loss, paper=2, family=True)

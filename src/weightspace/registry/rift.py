@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
-from ..schema import Number, Positive, Section
+from ..core.schema import Number, Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
     import torch
 
-    from ..losses import Batch
+    from ._batch import Batch
 
 
 class RIFT(Section):
@@ -41,7 +41,7 @@ def rift_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor, norm
     """
     import torch
 
-    from ..losses import sequence_nll
+    from ._batch import sequence_nll
 
     r = reward.to(logp.dtype)
     if variant == "token":
@@ -59,4 +59,4 @@ def batch_loss(p: RIFT, b: Batch) -> torch.Tensor:
     return rift_loss(b.logp, b.mask, b.reward[b.rows].to(b.logp.device), b.normaliser, p.neg_lambda, p.variant)
 
 
-METHOD = Method("rift", RIFT, "all", loss=batch_loss)
+METHOD = Method("rift", RIFT, "all", loss=batch_loss, paper=4, family=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import Positive, Section
+from ..core.schema import Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
     import torch
 
-    from ..losses import Batch
+    from ._batch import Batch
 
 
 class SFT(Section):
@@ -19,7 +19,7 @@ class SFT(Section):
 
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normaliser: float) -> torch.Tensor:
     """SFT: L = (1/N) sum_i l_i over all rollouts, correct and incorrect (``losses.sequence_nll``)."""
-    from ..losses import sequence_nll
+    from ._batch import sequence_nll
 
     return sequence_nll(logp, mask).sum() / normaliser
 
@@ -28,4 +28,4 @@ def batch_loss(p: SFT, b: Batch) -> torch.Tensor:
     return sft_loss(b.logp, b.mask, b.normaliser)
 
 
-METHOD = Method("sft", SFT, "all", loss=batch_loss)
+METHOD = Method("sft", SFT, "all", loss=batch_loss, paper=1, family=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..adapters import SNAPSHOT_INDEX, SNAPSHOT_RUNS, snapshot_steps_held
-from ..analysis import seed_alignment
+from ..model.adapters import SNAPSHOT_INDEX, SNAPSHOT_RUNS, snapshot_pairs, snapshot_steps_held
+from ..weights.analysis import seed_alignment
 from .common import parse, write_json
 
 
@@ -28,7 +28,7 @@ def main(argv=None) -> None:
         raise ValueError(f"alignment@{args.method}: {run} holds steps {held}, train@{args.method} "
                          f"kept {kept['steps']} ({snaps / SNAPSHOT_INDEX})")
     at_step = kept["compare_step"]
-    curve = seed_alignment(run, seed)
+    curve = seed_alignment(snapshot_pairs(run, seed))
     at = next((r for r in curve if r["step"] == at_step), None)
     if at is None:
         raise ValueError(f"alignment@{args.method}: an adapter did not move from its init by the compare step "

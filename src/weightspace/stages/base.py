@@ -15,7 +15,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from ..models import record_hub
+from ..model.models import record_hub
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def main(argv=None) -> None:
         shutil.rmtree(out)
     if params.base.kind == "tiny":
         set_threads(params.threads)
-        from ..tiny import build_tiny
+        from ..tiny.pretrain import build_tiny
 
         metrics = build_tiny(params.base.tiny, params.prompt, params.rollouts.generation.max_new_tokens,
                              Path(args.data), out)

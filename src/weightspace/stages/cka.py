@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..adapters import read_deltas
-from ..cka import pairwise
-from ..datasets import read_jsonl
-from ..function_space import Merger, pooled_hidden_states
-from ..models import default_device, load_base
-from ..tables import write_csv
+from ..model.adapters import read_deltas
+from ..function.cka import pairwise
+from ..data.datasets import read_jsonl
+from ..generate.merge import Merger
+from ..function.function_space import pooled_hidden_states
+from ..model.models import default_device, load_base
+from ..core.tables import write_csv
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)

@@ -11,16 +11,9 @@ from pathlib import Path
 from .. import config
 
 
-# a file: each stage appends the params keys it read and the registry entries it fetched (tests/test_graph.py)
-PARAMS_READ = "WEIGHTSPACE_PARAMS_READ"
-
-
 def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.Namespace, config.Params]:
     """Parse ``--<name> PATH`` for each entry of ``paths`` (name -> help) plus ``--params``, then load
-    and validate the whole params file, before any compute. With ``$WEIGHTSPACE_PARAMS_READ`` set, the
-    process appends to that file, when it exits, one JSON line: its module and arguments, the params keys it read
-    (``schema.trace``) and the registry entries it fetched (``registry.get``; params validation reads every
-    module's section without fetching its entry)."""
+    and validate the whole params file, before any compute."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--params", default="params.yaml")
     for name, help_ in paths.items():
@@ -28,24 +21,7 @@ def parse(description: str, paths: dict[str, str], argv=None) -> tuple[argparse.
     args = ap.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
     params = config.load(args.params)
-    if os.environ.get(PARAMS_READ):
-        import atexit
-        import sys
-
-        from .. import registry, schema
-
-        schema.trace(params)
-        registry.record()
-        spec = getattr(sys.modules["__main__"], "__spec__", None)  # python -m <module>: the stage's module
-        atexit.register(_write_reads, os.environ[PARAMS_READ], [getattr(spec, "name", sys.argv[0]), *sys.argv[1:]])
     return args, params
-
-
-def _write_reads(path: str, argv: list[str]) -> None:
-    from .. import registry, schema
-
-    with open(path, "a") as f:
-        f.write(json.dumps({"argv": argv, "read": schema.reads(), "entries": registry.used()}) + "\n")
 
 
 def set_threads(n: int) -> None:

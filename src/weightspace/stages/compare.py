@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .. import stats
-from ..datasets import read_jsonl
-from ..pairs import Pair
-from ..tables import write_csv
+from ..function import stats
+from ..data.datasets import read_jsonl
+from ..core.pairs import Pair
+from ..core.tables import write_csv
 from .common import parse, write_json
 
 log = logging.getLogger(__name__)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..adapters import read_deltas
-from ..config import SEED_SUFFIX
-from ..datasets import read_jsonl
-from ..function_space import Merger, answer_ce, answer_items, barrier
-from ..models import default_device, load_base
-from ..tables import write_csv
+from ..model.adapters import read_deltas
+from ..data.datasets import read_jsonl
+from ..generate.merge import Merger
+from ..function.function_space import answer_ce, answer_items, barrier
+from ..model.models import default_device, load_base
+from ..core.tables import write_csv
 from .common import parse, set_threads, write_json
-from ..pairs import Pair
+from ..core.pairs import Pair, Twin
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 def delta_file(folder: Path, seeds: Path, name: str) -> Path:
     """``sft`` -> ``<folder>/sft.safetensors``; ``sft_seed`` (SFT from ``controls.seed``) ->
     ``<seeds>/sft.safetensors``."""
-    if name.endswith(SEED_SUFFIX):
-        return seeds / f"{name.removesuffix(SEED_SUFFIX)}.safetensors"
+    twin = Twin.maybe(name)
+    if twin is not None:
+        return seeds / f"{twin.method}.safetensors"
     return folder / f"{name}.safetensors"
 
 

@@ -11,9 +11,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from .. import grading
-from ..datasets import read_jsonl, write_jsonl
-from ..generation import make_engine
+from ..data import grading
+from ..data.datasets import read_jsonl, write_jsonl
+from ..generate.generation import make_engine
 from .common import parse, set_threads
 
 log = logging.getLogger(__name__)

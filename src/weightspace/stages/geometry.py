@@ -25,14 +25,14 @@ import logging
 import time
 from pathlib import Path
 
-from .. import noise
-from ..adapters import read_deltas
-from ..analysis import analyse
-from ..config import SEED_SUFFIX as SEED
-from ..controls import controls, depth_profile, off_counterpart, relative
-from ..pairs import Pair
+from ..report import noise
+from ..model.adapters import read_deltas
+from ..model.models import load_w0
+from ..weights.analysis import analyse
+from ..weights.controls import controls, depth_profile, off_counterpart, relative
+from ..core.pairs import Pair, Twin
 from ..registry import parse_run_name
-from ..tables import write_csv
+from ..core.tables import write_csv
 from .common import parse, write_json
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,10 @@ def main(argv=None) -> None:
         m, lr = parse_run_name(f.stem)
         if m in params.methods:
             sweep[f.stem] = (m, lr / params.method(m).lr, read_deltas(f))
-    extra, seed_layers = controls(deltas, seeds, read_deltas(args.lr_matched), sweep, params)
+    matched = (params.controls.lr_matched.method, params.controls.lr_matched.lr_of)
+    extra, seed_layers = controls(deltas, seeds, read_deltas(args.lr_matched), sweep, cfg.top_k,
+                                  (params.train.seed, params.controls.seed), matched,
+                                  {m: params.method(m).lr for m in matched})
     metrics.update(extra)
     metrics["noise_floor"] = {"method": cfg.reference, **metrics["seeds"][cfg.reference]}
     metrics["orthogonal_fraction_depth"] = depth_profile(tables["orthogonal_fraction_per_layer"])
@@ -68,12 +71,13 @@ def main(argv=None) -> None:
         if off:
             run["orthogonal_fraction"]["direction_off_offline"] = off
     metrics["seed_twins"] = {k: twins[k] for k in noise.banded_keys(cfg.top_k)}
-    rel, rel_twin, rel_tables = relative(deltas, seeds, args.base, cfg.pretrained)
+    weights = load_w0(args.base, list(next(iter(deltas.values()))))
+    rel, rel_twin, rel_tables = relative(deltas, seeds, weights, cfg.pretrained)
     metrics["pretrained"], metrics["seed_twins"]["pretrained"] = rel, rel_twin
     tables.update({f"pretrained_{k}": rows for k, rows in rel_tables.items()})
     for i, row in enumerate(tables["cosine_per_layer"]):
         row["noise_floor"] = seed_layers[cfg.reference][i]
-        row.update({Pair(m, m + SEED).key: seed_layers[m][i] for m in params.methods})
+        row.update({Pair(m, Twin(m).name).key: seed_layers[m][i] for m in params.methods})
     metrics["wall_s"] = round(time.time() - t0, 2)
     write_json(args.metrics, metrics)
     for name, rows in tables.items():

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..lora_init import make_init
-from ..rollouts import load_table
+from ..train.lora_init import make_init
+from ..data.rollouts import load_table
 from .common import parse, set_threads
 
 

@@ -11,7 +11,7 @@ import math
 import shutil
 from pathlib import Path
 
-from .. import methods
+from .. import registry
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -27,23 +27,24 @@ def main(argv=None) -> None:
                                    "init": "init stage folder", "rollouts": "rollout table", "out": "output folder",
                                    "metrics": "metrics JSON"}, argv)
     m = args.method
-    mcfg, entry = params.method(m), methods.get(m)  # unknown method: ParamsError before any compute
+    mcfg, entry = params.method(m), registry.get(m)  # unknown method: ParamsError before any compute
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     runs, lrs = {}, sweep_lrs(params.controls.lr_sweep, mcfg.lr)
     if lrs:
-        from ..checkpoints import folder_for
-        from ..rollouts import load_table
+        from ..data.rollouts import load_table
+        from ..train import run
+        from ..train.checkpoints import folder_for
 
         set_threads(params.threads)
         rows = load_table(args.rollouts)
         for lr in lrs:
-            name = methods.run_name(m, lr)
-            runs[name] = entry.fit(mcfg, lr, params.train, args.base, args.init, rows, str(out / name),
-                                   str(out / f"{name}.safetensors"), seed=params.train.seed,
-                                   checkpoint_dir=str(folder_for(out) / name))
+            name = registry.run_name(m, lr)
+            runs[name] = run.fit(entry, mcfg, lr, params.train, args.base, args.init, rows, str(out / name),
+                                 str(out / f"{name}.safetensors"), seed=params.train.seed,
+                                 checkpoint_dir=str(folder_for(out) / name))
             log.info("lr_sweep %s: %s", name, runs[name])
         if not all(runs.values()):
             return  # not the main process (accelerate launch: fit returns {} there): the main one writes metrics

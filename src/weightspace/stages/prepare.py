@@ -8,7 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from ..datasets import generated_splits, load_source, write_jsonl
+from ..data.datasets import generated_splits, load_source, write_jsonl
 from .common import parse
 
 log = logging.getLogger(__name__)

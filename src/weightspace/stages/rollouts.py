@@ -16,12 +16,12 @@ import logging
 import time
 from pathlib import Path
 
-from ..datasets import read_jsonl, write_jsonl
-from ..generation import make_engine, model_identity
-from ..journal import Journal
-from ..journal import generate as journaled_generate
-from ..models import load_tokenizer
-from ..rollouts import apply_overlong, apply_reasoning, grade_rows, student_length, summarize
+from ..data.datasets import read_jsonl, write_jsonl
+from ..generate.generation import make_engine, model_identity
+from ..generate.journal import Journal
+from ..generate.journal import generate as journaled_generate
+from ..model.models import load_tokenizer
+from ..data.rollouts import apply_overlong, apply_reasoning, grade_rows, student_length, summarize
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)

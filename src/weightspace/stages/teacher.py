@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     if out.exists():
         shutil.rmtree(out)
     if cfg.kind == "tiny":
-        from ..tiny import build_tiny_teacher
+        from ..tiny.pretrain import build_tiny_teacher
 
         set_threads(params.threads)
         metrics = build_tiny_teacher(cfg.tiny, params.base.tiny, params.prompt,
@@ -38,7 +38,7 @@ def main(argv=None) -> None:
         shutil.copytree(args.base, out)
         metrics = {"kind": "student"}
     elif cfg.kind == "hub":
-        from ..models import record_hub
+        from ..model.models import record_hub
 
         metrics = record_hub(cfg.hub, out, key="rollouts.teacher.hub")
     else:

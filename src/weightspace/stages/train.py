@@ -9,9 +9,9 @@ factors, the only form the geometry reads), ``<metrics>`` and per-step curves un
 ``<snapshots>/snapshots.json``: the seed-alignment curve (stage ``alignment``) reads them. Without the
 ``--seed-*`` and ``--snapshots`` paths it trains the one run. ``--lr-of M`` trains at
 method M's peak LR (the LR-matched control). An online method (``registry.Method.online``: TRL's
-GRPOTrainer, ``online.fit``) trains the same way from the same inits, its sampling seeded by
+GRPOTrainer) trains through the same run shell (``train.run.fit``) from the same inits, its sampling seeded by
 ``train.seed`` (the twin: ``controls.seed``), its snapshots at its own step count; with ``engine`` vllm each
-run trains in a fresh spawned process (``isolated``, ``Method.own_process``): TRL's colocated vLLM claims
+run trains in a fresh spawned process (``isolated``, ``run.own_process``): TRL's colocated vLLM claims
 its share of GPU memory up front and is not released within a process, so the run and its twin never hold
 two engines in one process.
 Runs unchanged under ``accelerate launch``. Params: ``<method>``, ``train``, ``controls.seed`` (with the
@@ -23,10 +23,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from .. import methods
-from ..adapters import SNAPSHOT_INDEX, SNAPSHOT_RUNS
-from ..rollouts import load_table
-from ..training import snapshot_steps
+from .. import registry
+from ..train import run
+from ..model.adapters import SNAPSHOT_INDEX, SNAPSHOT_RUNS
+from ..data.rollouts import load_table
 from .common import parse, set_threads, write_json
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
                                    "out": "adapter folder", "deltas": "deltas file", "metrics": "metrics JSON",
                                    "plots": "curve folder"}, rest)
     mcfg = params.method(known.method)  # unknown method: ParamsError before any compute
-    entry = methods.get(known.method)
+    entry = registry.get(known.method)
     lr = params.method(known.lr_of).lr if known.lr_of else mcfg.lr
     set_threads(params.threads)
     rows = load_table(args.rollouts)
@@ -81,15 +81,15 @@ def main(argv=None) -> None:
     summaries = []
     seeds = [params.train.seed] + ([params.controls.seed] if len(runs) == 2 else [])  # the twin's: controls.seed
     for (init, out, deltas, metrics, plots), snap, seed in zip(runs, snaps, seeds):
-        call = (entry.fit, mcfg, lr, params.train, args.base, init, rows, out, deltas, plots)
+        call = (run.fit, entry, mcfg, lr, params.train, args.base, init, rows, out, deltas, plots)
         kw = {"seed": seed, "snapshot_dir": None if snap is None else str(snap)}
-        summary = isolated(params.threads, *call, **kw) if entry.own_process(mcfg) else call[0](*call[1:], **kw)
+        summary = isolated(params.threads, *call, **kw) if run.own_process(entry, mcfg) else call[0](*call[1:], **kw)
         summaries.append(summary)
     if not summaries[0]:
         return  # not the main process
     if snaps[0] is not None:
-        cfg = entry.train_cfg(mcfg, params.train)
-        write_json(snaps[0].parent / SNAPSHOT_INDEX, {"steps": snapshot_steps(cfg),
+        cfg = run.train_cfg(entry, mcfg, params.train)
+        write_json(snaps[0].parent / SNAPSHOT_INDEX, {"steps": run.snapshot_steps(cfg),
                                                          "compare_step": cfg.compare_step or cfg.steps})
     for (_, _, _, metrics, _), summary in zip(runs, summaries):
         write_json(metrics, {**summary, "lr_of": known.lr_of or known.method})

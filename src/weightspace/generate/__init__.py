@@ -1,0 +1,1 @@
+"""Generation: the engines (hf, vllm, openai), the exact merge the hf engine serves an adapter with, the teacher's journal."""

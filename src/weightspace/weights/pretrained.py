@@ -1,0 +1,360 @@
+"""Where each update sits relative to the pretrained weights W0: per-module functions of (W0, Delta W).
+
+Shapes: W0 (m, n) = (d_out, d_in); Delta W = s B A with A (r, n), B (m, r), never materialised except in
+the dense pass (bf16 sparsity, sign agreement), which forms it in row chunks. W0 is factorised ONCE per
+module (``factorise`` -> ``Spectrum``) and reused for every adapter. Factors and W0 may be stored in any
+float dtype (bf16 included): every metric is computed on their values upcast to float64 (the dense pass:
+to ``dtype``), except that bf16 sparsity rounds W0's stored values to bf16 (a bf16 W0 is its own rounding).
+
+Two modes of ``Spectrum`` (K = its rank):
+- full (``rank=None``): the exact thin SVD of W0 in float64, K = min(m, n).
+- partial (``rank=K``): W0's top-K singular triplets from a randomized range finder in float32
+  (Halko, Martinsson & Tropp 2011, Alg. 4.4: ``power_iters`` subspace iterations, ``oversample`` extra
+  columns), refined by Rayleigh-Ritz (U^T W0 formed in float32, its SVD in float64), so that
+  U^T W0 = diag(S) V^T holds for the returned U to float32 rounding (~1e-7 relative).
+
+W+ = W0 + Delta W is seen through its compression P W+, P the orthogonal projection onto
+span(U, B) (U = W0's K left singular vectors): Q = [U, Q_r], Q_r an orthonormal basis of (I - U U^T) B, and
+    Q^T W+ = [[diag(S) V^T + s (U^T B) A], [Q_r^T W0 + s (Q_r^T B) A]]      ((K + r') x n)
+whose SVD T = U_c S_c V_c^T gives W+'s singular values S_c and left singular vectors Q U_c; their cosines
+with U are the first K rows of U_c. In full mode span(U, B) contains col(W+), so P W+ = W+ and this is
+exact; in partial mode it is one Rayleigh-Ritz step (singular values are lower bounds, interlacing), and
+everything measured against W0's singular vectors is measured against its top K.
+
+Precision: the factors' own spectra (thin SVD), the small (K + r') x n problems and all reductions are
+float64; products with W0 (range finder, Q_r^T W0) are float32 in partial mode; the dense pass runs in the
+``dtype`` asked for (float64 or float32, see ``dense_sums``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import NamedTuple
+
+import torch
+from tqdm import tqdm
+
+from . import geometry as G
+from ..model.adapters import Factor, check_same_modules
+from ..core.pairs import Pair
+
+
+class Spectrum(NamedTuple):
+    """W0 = U diag(S) V^T (+ the part outside the top K in partial mode): U (m, K), S (K,) descending,
+    V (n, K), float64, U^T W0 = diag(S) V^T (to float32 rounding in partial mode). W is W0 in the dtype
+    of the products with it (float64 in full mode, float32 in partial mode)."""
+
+    U: torch.Tensor
+    S: torch.Tensor
+    V: torch.Tensor
+    W: torch.Tensor
+    full: bool
+
+
+def factorise(W0: torch.Tensor, rank: int | None, oversample: int = 10, power_iters: int = 2,
+              seed: int = 0) -> Spectrum:
+    """W0's SVD: exact (rank None, float64 LAPACK) or its top ``rank`` triplets (randomized range finder in
+    float32 with ``rank + oversample`` columns and ``power_iters`` re-orthonormalised power iterations,
+    Gaussian test matrix from ``seed``; then U = orth(range), SVD of U^T W0, top ``rank`` kept)."""
+    if W0.ndim != 2:
+        raise ValueError(f"W0 must be a matrix, got shape {tuple(W0.shape)}")
+    m, n = W0.shape
+    if rank is None:
+        U, S, Vh = torch.linalg.svd(W0.to(torch.float64), full_matrices=False)
+        return Spectrum(U, S, Vh.mT, W0.to(torch.float64), True)
+    if not 1 <= rank <= min(m, n):
+        raise ValueError(f"partial rank {rank} must lie in 1..min(m, n)={min(m, n)}")
+    W = W0.to(torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    q = min(rank + oversample, min(m, n))
+    Y = torch.linalg.qr(W @ torch.randn(n, q, generator=g, dtype=torch.float32))[0]  # (m, q)
+    for _ in range(power_iters):
+        Y = torch.linalg.qr(W @ torch.linalg.qr(W.mT @ Y)[0])[0]
+    Q = torch.linalg.qr(Y.to(torch.float64))[0]  # orthonormal in float64
+    Uc, S, Vh = torch.linalg.svd((Q.to(torch.float32).mT @ W).to(torch.float64), full_matrices=False)  # Rayleigh-Ritz
+    return Spectrum((Q @ Uc)[:, :rank], S[:rank], Vh[:rank].mT, W, False)
+
+
+def _f64(f: Factor) -> Factor:
+    return Factor(f.A.to(torch.float64), f.B.to(torch.float64), f.scale, f.layer, f.proj)
+
+
+def _check(f: Factor, spec: Spectrum, k: int | None = None, r_bound: bool = True) -> Factor:
+    """f in float64 after checking its shape against W0's and 1 <= k <= K (and k <= r when ``r_bound``)."""
+    if (f.B.shape[0], f.A.shape[1]) != tuple(spec.W.shape):
+        raise ValueError(f"{f.proj} layer {f.layer}: Delta W is {f.B.shape[0]}x{f.A.shape[1]} but W0 is "
+                         f"{spec.W.shape[0]}x{spec.W.shape[1]}")
+    top = min(len(spec.S), f.A.shape[0]) if r_bound else len(spec.S)
+    if k is not None and not 1 <= k <= top:
+        raise ValueError(f"top_k {k} must lie in 1..{top} (K={len(spec.S)}{f', r={f.A.shape[0]}' if r_bound else ''})")
+    return _f64(f)
+
+
+def subspace_overlap(f: Factor, spec: Spectrum, k: int) -> dict[str, torch.Tensor | float]:
+    """Principal angles (radians, ascending, (k,)) between Delta W's and W0's top-k left singular subspaces
+    (``angles_left``) and right ones (``angles_right``), via ``geometry.principal_angles``; and the share of
+    Delta W's energy inside W0's top-k subspaces:
+        energy_left = ||U0k U0k^T dW||_F^2 / ||dW||_F^2 = ||U0k^T U diag(S)||_F^2 / sum S^2,
+        energy_right = ||dW V0k V0k^T||_F^2 / ||dW||_F^2 = ||diag(S) V^T V0k||_F^2 / sum S^2,
+    with dW = U diag(S) V^T its exact thin SVD from the factors (``geometry.thin_svd``)."""
+    f = _check(f, spec, k)
+    U, S, V = G.thin_svd(f)
+    sq = S.square().sum()
+    if sq == 0:
+        raise ValueError(f"{f.proj} layer {f.layer}: zero delta has no singular subspace")
+    U0, V0 = spec.U[:, :k], spec.V[:, :k]
+    return {"angles_left": G.principal_angles(U[:, :k], U0), "angles_right": G.principal_angles(V[:, :k], V0),
+            "energy_left": ((U0.mT @ U) * S).square().sum().item() / sq.item(),
+            "energy_right": ((V0.mT @ V) * S).square().sum().item() / sq.item()}
+
+
+def plus_svd(f: Factor, spec: Spectrum) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Singular values S_c (descending) of P W+ (see the module docstring; W+ itself in full mode),
+    C = U^T u_i for each of its left singular vectors u_i: (K, len(S_c)) cosines with W0's singular vectors,
+    and the singular values S_0 of P W0 (the same projection applied to W0; W0's own in full mode).
+    Q_r keeps the directions of (I - U U^T) B (projected out twice) above max(m, n) * eps64 * ||B||_2."""
+    f = _check(f, spec)
+    U, S, V = spec.U, spec.S, spec.V
+    R = f.B - U @ (U.mT @ f.B)
+    R = R - U @ (U.mT @ R)
+    Ur, sr, _ = torch.linalg.svd(R, full_matrices=False)
+    tol = max(spec.W.shape) * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(f.B, 2)
+    Qr = Ur[:, sr > tol]  # (m, r')
+    T0 = torch.cat([S[:, None] * V.mT, (Qr.to(spec.W.dtype).mT @ spec.W).to(torch.float64)])  # Q^T W0
+    T = T0 + f.scale * (torch.cat([U, Qr], 1).mT @ f.B) @ f.A  # Q^T W+, (K + r', n)
+    # T = Rt^T Q_t^T (QR of T^T): T's left singular vectors and values are those of the small Rt^T
+    Uc, Sc, _ = torch.linalg.svd(torch.linalg.qr(T.mT, mode="r")[1].mT, full_matrices=False)
+    S0 = torch.linalg.svdvals(torch.linalg.qr(T0.mT, mode="r")[1])
+    return Sc, Uc[: len(S)], S0
+
+
+def intruders(f: Factor, spec: Spectrum, k: int, eps: float) -> dict[str, float]:
+    """Intruder dimensions (Shuttleworth et al. 2024, "LoRA vs Full Fine-tuning: An Illusion of
+    Equivalence", arXiv 2410.21228): among the top-k left singular vectors u_1..u_k of W+ = W0 + dW, those
+    with max_j |<u_i, u0_j>| < eps over every left singular vector u0_j of W0 (the min(m, n) of its thin
+    SVD). Returns
+        count = |I|,  energy_share = sum_{i in I} sigma_i(W+)^2 / sum_{i <= k} sigma_i(W+)^2,
+        certified = number of the k decisions that hold for W0's full set of singular vectors.
+    Partial mode: the max runs over W0's top K; for j > K, |<u, u0_j>| <= sqrt(1 - ||U^T u||^2) (Bessel), so
+    a non-intruder (max >= eps) is always certified and an intruder only when that bound is < eps too.
+    Full mode: every decision is certified (count is exact). u_i and sigma_i come from ``plus_svd``."""
+    _check(f, spec, k, r_bound=False)
+    return _intruders_of(*plus_svd(f, spec)[:2], spec, k, eps)
+
+
+def _intruders_of(Sc: torch.Tensor, C: torch.Tensor, spec: Spectrum, k: int, eps: float) -> dict[str, float]:
+    if not 0 < eps <= 1:
+        raise ValueError(f"eps {eps} must lie in (0, 1]")
+    C, s2 = C[:, :k], Sc[:k].square()
+    is_intruder = C.abs().amax(0) < eps  # (k,)
+    outside = (1 - C.square().sum(0)).clamp(min=0).sqrt()  # bound on |cos| with the rest
+    certified = ~is_intruder | spec.full | (outside < eps)
+    return {"count": int(is_intruder.sum()), "energy_share": (s2[is_intruder].sum() / s2.sum()).item(),
+            "certified": int(certified.sum())}
+
+
+def spectral_shift(f: Factor, spec: Spectrum) -> float:
+    """||sigma(W0 + dW) - sigma(W0)||_2 / ||sigma(W0)||_2, both sorted descending, over the min(m, n) singular
+    values (full mode). Partial mode: ||sigma_K(P W+) - sigma_K(P W0)||_2 / ||sigma_K(P W0)||_2 over the top K,
+    P the projection onto span(U, B) of ``plus_svd`` applied to both, so that it is 0 for dW = 0 (P W0 has
+    larger singular values than W0's top K alone: P also sees W0's tail along B)."""
+    Sc, _, S0 = plus_svd(f, spec)
+    return _shift_of(Sc, S0, len(spec.S))
+
+
+def _shift_of(Sc: torch.Tensor, S0: torch.Tensor, K: int) -> float:
+    return (torch.linalg.vector_norm(Sc[:K] - S0[:K]) / torch.linalg.vector_norm(S0[:K])).item()
+
+
+def stable_rank(f: Factor) -> float:
+    """||dW||_F^2 / ||dW||_2^2 = sum sigma_i^2 / sigma_1^2, from the factors' exact singular values."""
+    S = G.thin_svd(_f64(f))[1]
+    if S[0] == 0:
+        raise ValueError(f"{f.proj} layer {f.layer}: stable rank of a zero delta is undefined")
+    return (S.square().sum() / S[0] ** 2).item()
+
+
+class DenseSums(NamedTuple):
+    """Entry counts and sums of one module's dense pass over N adapters: ``entries`` = m n;
+    bf16_unchanged, rel_unchanged (N,); agree, both_nonzero, dot = <dW_a, dW_b>, abs_dot = <|dW_a|, |dW_b|>
+    (N, N), float64."""
+
+    entries: int
+    bf16_unchanged: torch.Tensor
+    rel_unchanged: torch.Tensor
+    agree: torch.Tensor
+    both_nonzero: torch.Tensor
+    dot: torch.Tensor
+    abs_dot: torch.Tensor
+
+
+def _unchanged_bounds(W0: torch.Tensor, eta: float, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Per entry, the closed intervals of dW (in ``dtype``) that leave it unchanged:
+    bf16: W0 + dW inside the rounding cell of b = bf16(W0), between the midpoints to its bf16 neighbours
+    (exact in float32), ends included iff b's last significand bit is 0 (ties round to even);
+    relative: |dW| <= eta max(|W0|, |W0 + dW|) <=> dW in [-eta w, c w] for w = W0 >= 0 and
+    [c w, -eta w] for w < 0, c = eta / (1 - eta) (0 <= eta < 1)."""
+    b = W0.to(torch.bfloat16)
+    W, bf = W0.to(dtype), b.to(dtype)
+    inf = torch.full_like(b, math.inf)
+    lo = (bf + torch.nextafter(b, -inf).to(dtype)) / 2 - W
+    hi = (bf + torch.nextafter(b, inf).to(dtype)) / 2 - W
+    odd = (b.view(torch.int16) & 1).bool()
+    lo = torch.where(odd, torch.nextafter(lo, hi), lo)  # open ends: the next value inside
+    hi = torch.where(odd, torch.nextafter(hi, lo), hi)
+    c = eta / (1 - eta)
+    pos = W >= 0
+    return lo, hi, torch.where(pos, -eta * W, c * W), torch.where(pos, c * W, -eta * W)
+
+
+def dense_sums(W0: torch.Tensor, fs: list[Factor], eta: float, dtype: torch.dtype, chunk: int) -> DenseSums:
+    """Per-entry statistics of dW = s B A for N adapters at one module, formed in ``dtype`` row chunks of at
+    most ``chunk`` entries (memory O(N chunk)). Per adapter:
+    - bf16_unchanged = #{(i, j): bf16(W0_ij + dW_ij) == bf16(W0_ij)}, W0 as given (a bf16 W0 is its own
+      rounding), W0 + dW in exact arithmetic rounded once to nearest, ties to even (torch's
+      ``.to(torch.bfloat16)`` of a float32 value; of a float64 value torch rounds twice, through float32, and can
+      differ at a tie), tested as dW against the cell bounds minus W0 (``_unchanged_bounds``);
+    - rel_unchanged = #{(i, j): |dW_ij| <= eta * max(|W0_ij|, |W0_ij + dW_ij|)} ("The Path Not Taken",
+      arXiv 2511.08567, relative tolerance eta), tested as an interval of dW;
+    per pair (TIES-merging's sign agreement, Yadav et al. 2023, arXiv 2306.01708):
+    - agree = #{sign a == sign b != 0} = (<|sgn a|, |sgn b|> + <sgn a, sgn b>) / 2, both_nonzero = <|sgn a|, |sgn b|>,
+      abs_dot = <|a|, |b|> (GEMMs of the stacked chunks, accumulated in float64); dot = <a, b> exactly from the
+      factors in float64: s_a s_b sum((B_a^T B_b) * (A_a A_b^T)), all pairs from two (N r)-square Gram matrices.
+    In float32 the sign GEMMs are exact (chunk <= 2^24); dW and the bounds carry float32 rounding, so a
+    decision can differ from the float64 one only for entries within ~1e-7 relative of an interval end."""
+    m, n = W0.shape
+    if any((f.B.shape[0], f.A.shape[1]) != (m, n) for f in fs):
+        raise ValueError(f"every Delta W must match W0's shape {m}x{n}")
+    if not 0 <= eta < 1:
+        raise ValueError(f"eta {eta} must lie in [0, 1)")
+    if not n <= chunk <= 2**24:
+        raise ValueError(f"chunk {chunk} must lie in d_in={n}..2^24 entries")
+    N, rows = len(fs), chunk // n
+    A = [f.A.to(dtype) for f in fs]
+    B = [(f.scale * f.B.to(torch.float64)).to(dtype) for f in fs]
+    zeros = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
+    out = DenseSums(m * n, zeros(N), zeros(N), zeros(N, N), zeros(N, N), _dots(fs), zeros(N, N))
+    for i in range(0, m, rows):
+        lo, hi, rlo, rhi = _unchanged_bounds(W0[i:i + rows], eta, dtype)
+        X = torch.empty(N, lo.shape[0], n, dtype=dtype)  # this chunk of every dW
+        for a in range(N):
+            D = torch.matmul(B[a][i:i + rows], A[a], out=X[a])
+            out.bf16_unchanged[a] += torch.count_nonzero((D >= lo) & (D <= hi)).item()
+            out.rel_unchanged[a] += torch.count_nonzero((D >= rlo) & (D <= rhi)).item()
+        X = X.view(N, -1)
+        Sg = X.sign()
+        same = (Sg @ Sg.mT).to(torch.float64)
+        if (X == 0).any():
+            Nz = Sg.abs_()
+            both = (Nz @ Nz.mT).to(torch.float64)
+        else:  # every entry nonzero in every adapter
+            both = torch.full((N, N), float(X.shape[1]), dtype=torch.float64)
+        out.both_nonzero.add_(both)
+        out.agree.add_((both + same) / 2)
+        X.abs_()
+        out.abs_dot.add_((X @ X.mT).to(torch.float64))
+    return out
+
+
+def _dots(fs: list[Factor]) -> torch.Tensor:
+    """<dW_a, dW_b>_F for every pair, (N, N) float64: blocks of (B^T B) (Nr x Nr) times those of (A A^T)."""
+    N, r = len(fs), fs[0].A.shape[0]
+    Bs = torch.cat([f.scale * f.B.to(torch.float64) for f in fs], 1)  # (m, N r)
+    As = torch.cat([f.A.to(torch.float64) for f in fs])  # (N r, n)
+    if any(f.A.shape[0] != r for f in fs):
+        return torch.tensor([[G.inner(_f64(f), _f64(g)) for g in fs] for f in fs], dtype=torch.float64)
+    prod = (Bs.mT @ Bs) * (As @ As.mT)  # entry (a i, b j): (B_a^T B_b)_ij (A_a A_b^T)_ij
+    return prod.view(N, r, N, r).sum((1, 3))
+
+
+def update_sparsity(W0: torch.Tensor, f: Factor, eta: float, dtype: torch.dtype = torch.float64,
+                    chunk: int = 2**20) -> tuple[float, float]:
+    """(share of entries with bf16(W+) == bf16(W0), share with |dW| <= eta max(|W0|, |W+|)): ``dense_sums``
+    for one adapter divided by m n."""
+    d = dense_sums(W0, [f], eta, dtype, chunk)
+    return d.bf16_unchanged[0].item() / d.entries, d.rel_unchanged[0].item() / d.entries
+
+
+def sign_agreement(f: Factor, g: Factor, dtype: torch.dtype = torch.float64, chunk: int = 2**20) -> tuple[float, float]:
+    """(count, magnitude-weighted) sign agreement of two deltas at one module:
+        count = #{sign a_ij == sign b_ij != 0} / #{a_ij != 0 and b_ij != 0},
+        magnitude = sum |a||b| [sign a == sign b] / sum |a||b| = (1 + <a, b> / <|a|, |b|>) / 2,
+    the second weighting each entry by the product of the two magnitudes (so entries that are near zero in
+    either delta count little). Dense, in row chunks (``dense_sums``)."""
+    d = dense_sums(torch.zeros(f.B.shape[0], f.A.shape[1], dtype=dtype), [f, g], 0.0, dtype, chunk)
+    return _sign_shares(*(x[0, 1].item() for x in (d.agree, d.both_nonzero, d.dot, d.abs_dot)))
+
+
+def _sign_shares(agree: float, both: float, dot: float, abs_dot: float) -> tuple[float, float]:
+    if both == 0 or abs_dot == 0:
+        raise ValueError("sign agreement of deltas with no common nonzero entry is undefined")
+    return agree / both, (1 + dot / abs_dot) / 2
+
+
+def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, torch.Tensor], top_k: int, eps: float,
+                     eta: float, partial_rank: int | None = None, dense_dtype: torch.dtype = torch.float64,
+                     chunk: int = 2**20, oversample: int = 10,
+                     power_iters: int = 2) -> tuple[dict, dict[str, list[dict]]]:
+    """The W0-relative analyses over every method and module; returns (metrics, tables) as ``analysis.analyse``.
+
+    ``weights[module]`` is W0 of the module keyed as in the deltas; it is factorised once per module
+    (``factorise(W0, partial_rank, oversample, power_iters)``) and reused for every method. Per method,
+    the mean over modules (metrics[name][method]) and over each layer's modules (tables[name + "_per_layer"],
+    one row per layer, one column per method) of: angle_left_top1 / angle_left_top{k} / angle_right_top1 /
+    angle_right_top{k} (degrees) and energy_left / energy_right (``subspace_overlap``), intruders /
+    intruder_energy / intruders_certified (``intruders``), spectral_shift, stable_rank, and bf16_unchanged /
+    rel_unchanged (``update_sparsity`` shares). Per pair "a-b" in the order of ``deltas``: sign_agreement and
+    sign_agreement_magnitude (``sign_agreement``), pooled over all entries of all modules ("global") and of
+    each layer's modules (tables), i.e. ratios of summed counts, not means of per-module shares."""
+    check_same_modules(deltas)
+    methods = list(deltas)
+    modules = list(deltas[methods[0]])
+    missing = [mod for mod in modules if mod not in weights]
+    if missing:
+        raise ValueError(f"weights lack W0 of {len(missing)} modules, e.g. {missing[:3]}")
+    layers = sorted({deltas[methods[0]][mod].layer for mod in modules})
+    by_layer = {L: [mod for mod in modules if deltas[methods[0]][mod].layer == L] for L in layers}
+    names = ["angle_left_top1", f"angle_left_top{top_k}", "angle_right_top1", f"angle_right_top{top_k}",
+             "energy_left", "energy_right", "intruders", "intruder_energy", "intruders_certified", "spectral_shift",
+             "stable_rank", "bf16_unchanged", "rel_unchanged"]
+    v: dict[str, dict[str, dict[str, float]]] = {name: {m: {} for m in methods} for name in names}
+    sums: dict[str, DenseSums] = {}
+    for mod in tqdm(modules, desc="W0-relative", leave=False):
+        spec = factorise(weights[mod], partial_rank, oversample, power_iters)
+        for m in methods:
+            f = deltas[m][mod]
+            ov = subspace_overlap(f, spec, top_k)
+            Sc, C, S0 = plus_svd(f, spec)
+            intr = _intruders_of(Sc, C, spec, top_k, eps)
+            vals = [ov["angles_left"][0], ov["angles_left"][-1], ov["angles_right"][0], ov["angles_right"][-1]]
+            vals = [math.degrees(x.item()) for x in vals] + [
+                ov["energy_left"], ov["energy_right"], intr["count"], intr["energy_share"], intr["certified"],
+                _shift_of(Sc, S0, len(spec.S)), stable_rank(f)]
+            for name, x in zip(names, vals):
+                v[name][m][mod] = x
+        sums[mod] = d = dense_sums(weights[mod], [deltas[m][mod] for m in methods], eta, dense_dtype, chunk)
+        for i, m in enumerate(methods):
+            v["bf16_unchanged"][m][mod] = d.bf16_unchanged[i].item() / d.entries
+            v["rel_unchanged"][m][mod] = d.rel_unchanged[i].item() / d.entries
+
+    metrics: dict = {name: {m: sum(v[name][m].values()) / len(modules) for m in methods} for name in names}
+    tables = {f"{name}_per_layer": [{"layer": L, **{m: sum(v[name][m][mod] for mod in by_layer[L]) / len(by_layer[L])
+                                                    for m in methods}} for L in layers] for name in names}
+
+    def pooled(i: int, j: int, mods: list[str]) -> tuple[float, float]:
+        return _sign_shares(*(sum(getattr(sums[mod], k)[i, j].item() for mod in mods)
+                              for k in ("agree", "both_nonzero", "dot", "abs_dot")))
+
+    metrics["sign_agreement"], metrics["sign_agreement_magnitude"] = {"global": {}}, {"global": {}}
+    rows = {key: [{"layer": L} for L in layers] for key in ("sign_agreement", "sign_agreement_magnitude")}
+    for (i, a), (j, b) in itertools.combinations(enumerate(methods), 2):
+        pair = Pair(a, b).key
+        count, magnitude = pooled(i, j, modules)
+        metrics["sign_agreement"]["global"][pair] = count
+        metrics["sign_agreement_magnitude"]["global"][pair] = magnitude
+        for L, r_count, r_mag in zip(layers, rows["sign_agreement"], rows["sign_agreement_magnitude"]):
+            r_count[pair], r_mag[pair] = pooled(i, j, by_layer[L])
+    tables.update({f"{key}_per_layer": r for key, r in rows.items()})
+    metrics.update(modules=len(modules), top_k=top_k, eps=eps, eta=eta, partial_rank=partial_rank)
+    return metrics, tables
