@@ -75,8 +75,8 @@ def fresh_clone(src: Path, dst: Path) -> Path:
 def run(cmd: list[str], cwd: Path, tmp: Path, check: bool = True, extra_env: dict | None = None
         ) -> subprocess.CompletedProcess:
     e = {**env(tmp, cwd), **(extra_env or {})}
-    if "WEIGHTSPACE_PARAMS_READ" in e:  # the test-only proxy (``traced``), after the copy's own src
-        e["PYTHONPATH"] = f"{e.get('PYTHONPATH', '')}{os.pathsep}{TRACING}"
+    if "WEIGHTSPACE_PARAMS_READ" in e:  # the test-only proxy (``traced``), first: no other sitecustomize wins
+        e["PYTHONPATH"] = f"{TRACING}{os.pathsep}{e.get('PYTHONPATH', '')}"
     p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
@@ -169,11 +169,14 @@ def shared_build(tmp_path_factory, name: str) -> tuple[Path, Path]:
     folder, failed, done = shared / name, shared / f"{name}.failed", shared / name / "built"
     with FileLock(shared / f"{name}.lock"):
         if not (done.exists() or failed.exists()):
+            import traceback
+
+            shutil.rmtree(folder, ignore_errors=True)  # a builder killed before it finished left it half built
             folder.mkdir()
             try:
                 repo = BUILDS[name][0](folder)
-            except BaseException as e:
-                failed.write_text(f"{type(e).__name__}: {e}"[-6000:])
+            except BaseException:
+                failed.write_text(traceback.format_exc()[-6000:])
                 raise
             done.write_text(str(repo.relative_to(folder)))
     if failed.exists():
