@@ -211,7 +211,7 @@ def test_changing_dpo_lr_makes_only_the_dpo_branch_stale(plumbing):
 
 @pytest.mark.parametrize("path, old, new, want", [
     # a figure's style: only the figures stage (the compute stages draw nothing)
-    ("src/weightspace/report/figures.py", 'color="#4c72b0"', 'color="#dd8452"', {"figures"}),
+    ("src/weightspace/figures.py", 'color="#4c72b0"', 'color="#dd8452"', {"figures"}),
     # a connectivity pair added in params: connectivity re-runs, and its deps already cover dft's deltas
     ("params.yaml", "    - sft-sft_seed ", "    - dft-dpo\n    - sft-sft_seed ", {"connectivity"}),
 ])
@@ -593,7 +593,8 @@ CHECK = ["python", "-m", "weightspace.report.reproduce", "--against", "HEAD"]
 def test_reproduce_passes_on_the_same_run_and_fails_on_planted_changes(plumbing, tmp_path):
     """`python -m weightspace.report.reproduce --against HEAD` through DVC on real metric files: the same run
     reproduces; one number moved beyond its band, or one verdict flipped, does not."""
-    from weightspace.report import noise, reproduce
+    from weightspace.weights import noise
+    from weightspace.report import reproduce
 
     root, tmp = plumbing
     exp = committed_copy(root, tmp_path / "planted")

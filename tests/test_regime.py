@@ -60,7 +60,8 @@ def test_the_calibration_is_of_the_committed_run_and_its_false_alarm_rate_is_mea
     committed draw equals the committed metrics, so a change that moves the numbers fails here until the
     bands are recalibrated), with its command, at least six runs, and the leave-one-out rate recomputed
     from the draws it stores."""
-    from weightspace.report import noise, reproduce
+    from weightspace.weights import noise
+    from weightspace.report import reproduce
 
     cal = json.loads((METRICS / "calibration.json").read_text())
     assert cal["profile"] == "tiny" and cal["command"].startswith("python tools/calibrate.py run --seeds")

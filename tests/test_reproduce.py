@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy.stats import norm
 
-from weightspace.report import noise
+from weightspace.weights import noise
 from weightspace.report.reproduce import compare, render
 
 PAIRS = ("sft-rft", "sft-dpo", "rft-dpo")

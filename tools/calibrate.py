@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         for s in args.seeds:
             run_seed(s, args.work.resolve())
         return 0
-    from weightspace.report import noise
+    from weightspace.weights import noise
 
     runs = {"committed": read_metrics(ROOT / "metrics")}
     for d in sorted((args.work / "runs").iterdir()):

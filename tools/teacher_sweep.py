@@ -68,7 +68,7 @@ def row(r: dict) -> dict | None:
 def main(argv=None) -> None:
     import pandas as pd
 
-    from weightspace.report.figures import PNG_META, plt
+    from weightspace.figures import PNG_META, plt
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="plots/teacher_sweep")

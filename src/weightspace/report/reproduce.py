@@ -28,7 +28,7 @@ import math
 import sys
 from pathlib import PurePosixPath
 
-from . import noise
+from ..weights import noise
 
 WORKSPACE = "workspace"
 CALIBRATION = "metrics/calibration.json"

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"metrics_dir": "folder of metric files", "tables": "folder of plot tables",
                                    "out": "figures folder", "series": "folder of the long-form curves"}, argv)
-    from ..report.figures import draw_all, series_tables
+    from ..figures import draw_all, series_tables
 
     out = Path(args.out)
     if out.exists():

@@ -25,7 +25,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..report import noise
+from ..weights import noise
 from ..model.adapters import read_deltas
 from ..model.models import load_w0
 from ..weights.analysis import analyse

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         print(f"inspect: {e}", file=sys.stderr)
         return 2
     from .analysis import analyse
-    from ..report.figures import heatmap, pretrained_figure, _matrix
+    from ..figures import heatmap, pretrained_figure, _matrix
     from .pretrained import analyse_relative
     from ..core.tables import write_csv
 

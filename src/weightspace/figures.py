@@ -11,8 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..core.tables import read_csv, write_csv  # noqa: E402
-from ..core.pairs import Pair, lookup
+from .core.tables import read_csv, write_csv  # noqa: E402
+from .core.pairs import Pair, lookup
 
 PNG_META = {"Software": None}  # no version string: the same numbers give the same bytes
 
