@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import posixpath
 import re
 import shlex
 import subprocess
@@ -150,8 +151,8 @@ def test_only_the_registry_and_config_read_the_entries_without_get():
                    or isinstance(n, ast.alias) and n.name in names for n in ast.walk(ast.parse((REPO / f).read_text())))
 
     assert reads(f"{PKG}/config.py") and not reads(f"{PKG}/report/claims.py")
-    assert sorted(f for m, f in MODULES.items() if not m.startswith("weightspace.registry") and f not in allowed
-                  and reads(f)) == []
+    assert sorted(f for m, f in MODULES.items() if not (m == "weightspace.registry" or m.startswith("weightspace.registry."))
+                  and f not in allowed and reads(f)) == []
 
 
 def render(dep: str, item: str | None) -> str:
@@ -174,6 +175,45 @@ def under(dep: str, path: str) -> bool:
 
 
 INITS = {f"{PKG}/__init__.py", f"{PKG}/stages/__init__.py"}
+
+
+def test_one_dvc_yaml_its_stages_run_at_the_root_and_name_their_deps_one_way():
+    """DVC reads every dvc.yaml of the repository and resolves ``./src/x`` like ``src/x``: the checks here read the
+    root's alone, as written, so there must be no other, no ``wdir`` and no dep spelled another way."""
+    tracked = subprocess.run(["git", "ls-files", "*dvc.yaml"], cwd=REPO, check=True, capture_output=True,
+                             text=True).stdout.split()
+    assert tracked == ["dvc.yaml"]
+    for name, stage in stages().items():
+        assert "wdir" not in stage, name
+        for d in stage.get("deps", []):
+            assert d == posixpath.normpath(d) and not d.startswith(("/", "./")), f"{name}: {d}"
+
+
+def test_the_code_reaches_modules_only_by_import():
+    """The static closure sees every module a stage runs: only the registry imports modules by name at run time, a
+    method module's top level only declares (imports, its params class, functions, constants, ``METHOD``), so
+    importing it for params validation runs nothing, and the files beside the modules that code reads (the report's
+    template) sit in a phase folder, which a stage lists whole."""
+    for m, f in MODULES.items():
+        tree = ast.parse((REPO / f).read_text())
+        dynamic = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and (
+            isinstance(n.func, ast.Attribute) and n.func.attr == "import_module"
+            or isinstance(n.func, ast.Name) and n.func.id == "__import__")]
+        assert not dynamic or m == "weightspace.registry", f
+        if m.startswith("weightspace.registry.") and not m.rsplit(".", 1)[1].startswith("_"):
+            for node in tree.body:
+                ok = isinstance(node, (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.If)) or (
+                    isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
+                    isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, (ast.Constant, ast.Call)))
+                if isinstance(node, ast.If):
+                    ok = isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                    ok = [getattr(x, "id", None) for x in node.targets] == ["METHOD"]
+                assert ok, f"{f}:{node.lineno}: runs code at import"
+    others = subprocess.run(["git", "ls-files", PKG], cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+    for f in others:
+        if not f.endswith(".py"):
+            assert f.split("/")[2] in PHASES and "/" in f.removeprefix(f"{PKG}/"), f
 
 
 def test_dvc_yaml_reads_in_a_minute():
@@ -214,12 +254,22 @@ def test_each_stage_lists_exactly_the_code_its_script_imports(name):
 TRAINING = ("train", "train_lr_matched", "lr_sweep")
 
 
-def test_no_training_stage_depends_on_the_analyses_or_the_report():
-    """The analyses, claims and figures are read after training: editing them never re-trains."""
+UPSTREAM = ("prepare", "base", "teacher", "rollouts", "init", "evaluate_base", "evaluate")
+
+
+def test_no_stage_before_the_analyses_depends_on_them():
+    """The analyses, claims and figures are read after training: editing them re-runs no training stage and nothing
+    upstream of training (the base, the API teacher, the table, the init, the evaluations)."""
     later = [f for m, f in MODULES.items() if m.split(".")[1:2] in (["weights"], ["function"], ["report"], ["figures"])]
     assert later
-    for name in TRAINING:
+    for name in (*TRAINING, *UPSTREAM):
         assert not [f for f in later if any(under(d, f) for d in stages()[name]["deps"])], name
+
+
+def test_only_the_stages_over_every_method_list_the_registry_folder():
+    """The registry folder holds every loss: only the two stages that read every entry (``Method.offline``) list it,
+    both after training; the others list its entry type and, a training stage, its method's module."""
+    assert {n for n, s in stages().items() if REGISTRY_DIR in s.get("deps", [])} == {"geometry", "report"}
 
 
 def test_only_the_training_stages_and_the_init_depend_on_the_training_code():

@@ -19,8 +19,8 @@ from pydantic import create_model, model_validator
 
 from . import registry as _methods
 from .core.pairs import Pair, method_of
-from .core.schema import (Number, ParamsError, Positive, PositiveInt, Section, Share, StrictBool, StrictInt, StrictStr,
-                          validate)
+from .core.schema import (Fraction, NonNegative, NonNegativeInt, Number, OpenUnit, ParamsError, Positive, PositiveInt,
+                          Section, Share, StrictBool, StrictInt, StrictStr, validate)
 
 METHODS = _methods.NAMES  # every registered method (a module of registry/); params.methods picks those trained
 __all__ = ["ParamsError", "load", "from_mapping", "METHODS"]
@@ -134,7 +134,7 @@ class Generation(Section):
     """Sampling settings shared by every engine; ``max_model_len`` and ``gpu_memory_utilization`` size the
     vllm engine (required for it, null for the others)."""
     engine: Literal["hf", "vllm", "openai"]
-    temperature: Number
+    temperature: NonNegative
     top_p: Share
     max_new_tokens: PositiveInt
     batch_size: PositiveInt
@@ -145,8 +145,6 @@ class Generation(Section):
 
     @model_validator(mode="after")
     def _rules(self):
-        if self.temperature < 0:
-            raise ValueError(f"temperature: must be >= 0, got {self.temperature}")
         if self.engine == "openai" and self.openai is None:
             raise ValueError("openai: required when engine is openai")
         for key in ("max_model_len", "gpu_memory_utilization"):
@@ -180,18 +178,12 @@ class Prompt(Section):
 class TinyTeacher(Section):
     """The tiny default's teacher: the base pretrained ``steps`` more steps on the same corpus. Its
     strength is ``steps`` (``dvc exp run -S rollouts.teacher.tiny.steps=...`` sweeps it)."""
-    steps: StrictInt  # pretraining steps beyond the base's (0: the base's weights, a teacher as weak as the student)
+    steps: NonNegativeInt  # pretraining steps beyond the base's (0: the base's weights, a teacher as weak as the student)
     lr: Positive
     batch_size: PositiveInt
     seed: StrictInt  # batch draws (the base uses base.tiny.seed)
     eval_every: PositiveInt
     style: Literal["plain", "steps"]  # how its worked solutions are written (problems.restyle); plain = the base's
-
-    @model_validator(mode="after")
-    def _rules(self):
-        if self.steps < 0:
-            raise ValueError(f"steps: must be >= 0, got {self.steps}")
-        return self
 
 
 class Teacher(Section):
@@ -216,7 +208,7 @@ class Rollouts(Section):
     k: PositiveInt
     # the first n prompts each get one more row after their k samples: the gold answer written as a
     # completion (column ``source`` = "gold"), for a base too weak to be right on its own; 0 = none
-    gold_rows: StrictInt
+    gold_rows: NonNegativeInt
     # the teacher's reasoning (a leading <think>...</think> block): kept in the completion, or dropped
     reasoning: Literal["keep", "drop"]
     # a reward-1 row longer than train.max_length in the student's tokens (training would cut its answer):
@@ -224,18 +216,12 @@ class Rollouts(Section):
     overlong: Literal["drop", "fail"]
     generation: Generation
 
-    @model_validator(mode="after")
-    def _rules(self):
-        if self.gold_rows < 0:
-            raise ValueError(f"gold_rows: must be >= 0, got {self.gold_rows}")
-        return self
-
 
 class Lora(Section):
     """Attention-only LoRA: W0 x + (alpha/r) B A x (alpha/sqrt(r) with rsLoRA)."""
     r: PositiveInt
     alpha: Positive
-    dropout: Number
+    dropout: Fraction
     target_modules: tuple[Literal["q_proj", "k_proj", "v_proj", "o_proj"], ...]  # attention only
     use_rslora: StrictBool
 
@@ -243,8 +229,6 @@ class Lora(Section):
     def _rules(self):
         if not self.target_modules or len(set(self.target_modules)) != len(self.target_modules):
             raise ValueError("target_modules: empty or repeated entries")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: must lie in [0, 1), got {self.dropout}")
         return self
 
 
@@ -256,8 +240,8 @@ class Train(Section):
     compare_step: Optional[StrictInt]  # adapter compared by the analyses; null = steps
     batch_size: PositiveInt  # effective batch: rows (pairs for DPO) per optimiser step
     micro_batch_size: PositiveInt
-    warmup_ratio: Number
-    weight_decay: Number
+    warmup_ratio: Fraction
+    weight_decay: NonNegative
     grad_clip: Positive
     max_length: PositiveInt
     bf16: StrictBool
@@ -277,10 +261,6 @@ class Train(Section):
                              f"{self.micro_batch_size}")
         if self.compare_step is not None and not 0 < self.compare_step <= self.steps:
             raise ValueError(f"compare_step: must lie in 1..steps={self.steps}, got {self.compare_step}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio: must lie in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay: must be >= 0, got {self.weight_decay}")
         return self
 
 
@@ -318,15 +298,9 @@ class Evaluate(Section):
 
 
 class Compare(Section):
-    level: Number  # confidence level of the intervals
+    level: OpenUnit  # confidence level of the intervals
     bootstrap: PositiveInt  # resamples for avg@k intervals
     seed: StrictInt
-
-    @model_validator(mode="after")
-    def _rules(self):
-        if not 0 < self.level < 1:
-            raise ValueError(f"level: must lie in (0, 1), got {self.level}")
-        return self
 
 
 class Connectivity(Section):
@@ -372,13 +346,10 @@ class Controls(Section):
     (every method retrained at each absolute peak LR of ``lr_sweep`` other than its own; empty = off)."""
     seed: StrictInt
     lr_matched: LrMatched
-    lr_sweep: tuple[Number, ...]
+    lr_sweep: tuple[Positive, ...]
 
     @model_validator(mode="after")
     def _rules(self):
-        for i, x in enumerate(self.lr_sweep):
-            if x <= 0:
-                raise ValueError(f"lr_sweep[{i}]: a learning rate must be positive, got {x}")
         if len(set(self.lr_sweep)) != len(self.lr_sweep):
             raise ValueError(f"lr_sweep: repeated learning rates {list(self.lr_sweep)}")
         if self.lr_matched.method == self.lr_matched.lr_of:

@@ -5,7 +5,8 @@ put this folder on ``PYTHONPATH`` with ``$WEIGHTSPACE_PARAMS_READ`` naming a fil
 once ``weightspace.stages.common`` is imported, its ``parse`` is wrapped: the params it returns are traced, every
 field of a ``Section`` that code reads is recorded as its dotted key (a copy, ``model_copy``, as the key of its
 original), and so is every entry ``registry.get`` hands out. At exit the process appends one JSON line to the
-file: its module and arguments, the keys read and the entries fetched. Nothing here is imported by the package.
+file: its module and arguments, the keys read and the entries fetched. ``registry.get`` is traced from the moment the
+registry is imported (an entry fetched at import counts). Nothing here is imported by the package.
 """
 
 import os
@@ -15,21 +16,41 @@ if os.environ.get("WEIGHTSPACE_PARAMS_READ"):
     import importlib.util
     import sys
 
+    _USED: set[str] = set()  # the registry entries ``registry.get`` handed out
+    _HOOKS = {}  # module name -> what to do right after it is executed
+
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "weightspace.stages.common":
+            if name not in _HOOKS:
                 return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
+            hook = _HOOKS.pop(name)
+            sys.meta_path.remove(self)  # find the module the ordinary way
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                if _HOOKS:
+                    sys.meta_path.insert(0, self)
             run = spec.loader.exec_module
 
             def exec_module(module):
                 run(module)
-                _install(module)
+                hook(module)
 
             spec.loader.exec_module = exec_module
             return spec
 
+    def _trace_get(registry) -> None:
+        """Record every entry ``get`` hands out from the moment the registry exists (a module may fetch entries
+        at import, before the stage parses its params)."""
+        get = registry.get
+
+        def traced_get(name):
+            _USED.add(name)
+            return get(name)
+
+        registry.get = traced_get
+
+    _HOOKS.update({"weightspace.registry": _trace_get, "weightspace.stages.common": lambda m: _install(m)})
     sys.meta_path.insert(0, _Finder())
 
 
@@ -38,16 +59,16 @@ def _install(common) -> None:
     import json
     import sys
 
-    from weightspace import registry
     from weightspace.core import schema
 
     read: set[str] = set()
     paths: dict[int, str] = {}  # id of a traced section -> its dotted key
-    used: set[str] = set()
+    kept: list = []  # every traced section, so that no id is reused by another object while the process runs
 
     def register(obj, path: str) -> None:
         if isinstance(obj, schema.Section):
             paths[id(obj)] = path
+            kept.append(obj)
             for name in type(obj).model_fields:
                 register(obj.__dict__[name], f"{path}.{name}" if path else name)
         elif isinstance(obj, dict):
@@ -69,12 +90,6 @@ def _install(common) -> None:
             register(new, paths[id(self)])  # a copy (e.g. with another step count) is read as the same key
         return new
 
-    get = registry.get
-
-    def traced_get(name):
-        used.add(name)
-        return get(name)
-
     parse = common.parse
 
     def traced_parse(*args, **kwargs):
@@ -84,7 +99,6 @@ def _install(common) -> None:
 
     schema.Section.__getattribute__ = getattribute
     schema.Section.model_copy = model_copy
-    registry.get = traced_get
     common.parse = traced_parse
 
     def write() -> None:
@@ -93,6 +107,6 @@ def _install(common) -> None:
         argv = [getattr(spec, "name", sys.argv[0]), *sys.argv[1:]]
         with open(os.environ["WEIGHTSPACE_PARAMS_READ"], "a") as f:
             f.write(json.dumps({"argv": argv, "read": [k for k in keys if not any(o.startswith(k + ".") for o in keys)],
-                                "entries": sorted(used)}) + "\n")
+                                "entries": sorted(_USED)}) + "\n")
 
     atexit.register(write)

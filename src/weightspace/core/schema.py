@@ -16,8 +16,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-__all__ = ["ParamsError", "Section", "Number", "Positive", "PositiveInt", "Share", "ColocatedShare", "StrictBool",
-           "StrictInt", "StrictStr", "validate"]
+__all__ = ["ParamsError", "Section", "Number", "Positive", "PositiveInt", "NonNegative", "NonNegativeInt", "Fraction",
+           "Share", "OpenUnit", "StrictBool", "StrictInt", "StrictStr", "validate"]
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -39,22 +39,28 @@ Positive = Annotated[float, BeforeValidator(_number), Field(gt=0)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 
 
-def _share(value: float) -> float:
-    if not 0 < value <= 1:
-        raise ValueError(f"must lie in (0, 1], got {value!r}")
-    return value
+def _interval(lo: float, hi: float | None, lo_closed: bool, hi_closed: bool) -> AfterValidator:
+    """The rule that a number lies in an interval; its error names the interval (``must lie in [0, 1), got 1.5``,
+    ``must be >= 0, got -1``)."""
+    def check(value):
+        above = value >= lo if lo_closed else value > lo
+        below = hi is None or (value <= hi if hi_closed else value < hi)
+        if above and below:
+            return value
+        if hi is None:
+            raise ValueError(f"must be {'>=' if lo_closed else '>'} {lo:g}, got {value!r}")
+        raise ValueError(f"must lie in {'[' if lo_closed else '('}{lo:g}, {hi:g}{']' if hi_closed else ')'}, got {value!r}")
+
+    return AfterValidator(check)
 
 
-def _colocated_share(value: float) -> float:
-    if not 0 < value < 1:
-        raise ValueError(f"must lie in (0, 1) (the training shares the GPU), got {value!r}")
-    return value
-
-
-# a probability mass or a share of GPU memory: (0, 1] (top_p; the memory one vLLM engine claims)
-Share = Annotated[float, BeforeValidator(_number), AfterValidator(_share)]
-# the share of GPU memory a vLLM engine colocated with the training claims: (0, 1), the rest is the training's
-ColocatedShare = Annotated[float, BeforeValidator(_number), AfterValidator(_colocated_share)]
+# Every range rule of params.yaml, declared once; a section field takes the type whose rule it obeys.
+NonNegative = Annotated[float, BeforeValidator(_number), _interval(0, None, True, False)]  # a weight, a KL coefficient
+NonNegativeInt = Annotated[StrictInt, _interval(0, None, True, False)]  # a count that may be 0
+Fraction = Annotated[float, BeforeValidator(_number), _interval(0, 1, True, False)]  # [0, 1): dropout, warmup share
+Share = Annotated[float, BeforeValidator(_number), _interval(0, 1, False, True)]  # (0, 1]: top_p, an engine's memory
+# (0, 1): a confidence level; the memory a vLLM engine colocated with the training claims (the rest is the training's)
+OpenUnit = Annotated[float, BeforeValidator(_number), _interval(0, 1, False, False)]
 
 
 class Section(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import model_validator
 
-from ..core.schema import ColocatedShare, Number, Positive, PositiveInt, Section, Share
+from ..core.schema import NonNegative, OpenUnit, Positive, PositiveInt, Section, Share
 from ._entry import Method
 
 
@@ -17,7 +17,7 @@ class GRPOOnline(Section):
     steps: PositiveInt  # optimiser steps (paper: 600)
     num_generations: PositiveInt  # completions per prompt, one GRPO group (paper: 8)
     batch_size: PositiveInt  # completions per optimiser step: prompts per step x num_generations
-    beta: Number  # KL coefficient to the init (paper and TRL's default: 0, no reference)
+    beta: NonNegative  # KL coefficient to the init (paper and TRL's default: 0, no reference)
     temperature: Positive
     top_p: Share
     max_completion_length: PositiveInt
@@ -25,7 +25,7 @@ class GRPOOnline(Section):
     engine: Literal["hf", "vllm"]  # vllm: TRL's colocated vLLM (the gpu extra)
     # vllm: the share of GPU memory TRL's colocated engine claims beside the training (TRL's default 0.3);
     # null for hf. Its context is the table's longest prompt + max_completion_length (online.grpo_config).
-    gpu_memory_utilization: Optional[ColocatedShare]
+    gpu_memory_utilization: Optional[OpenUnit]
 
     @model_validator(mode="after")
     def _rules(self):
@@ -37,8 +37,6 @@ class GRPOOnline(Section):
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size: {self.batch_size} completions is not a whole number of groups of "
                              f"num_generations={self.num_generations}")
-        if self.beta < 0 or self.top_p > 1:
-            raise ValueError(f"beta must be >= 0 and top_p <= 1 (got beta={self.beta}, top_p={self.top_p})")
         return self
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import model_validator
-
-from ..core.schema import Number, Positive, Section
+from ..core.schema import NonNegative, Positive, Section
 from ._entry import Method
 
 if TYPE_CHECKING:
@@ -18,13 +16,7 @@ if TYPE_CHECKING:
 class RIFT(Section):
     lr: Positive
     variant: Literal["token", "sequence", "written"]
-    neg_lambda: Number  # lambda >= 0: a wrong row's reward is -lambda
-
-    @model_validator(mode="after")
-    def _rules(self):
-        if self.neg_lambda < 0:
-            raise ValueError(f"neg_lambda: must be >= 0 (the negative reward is -neg_lambda), got {self.neg_lambda}")
-        return self
+    neg_lambda: NonNegative  # a wrong row's reward is -lambda
 
 
 def rift_loss(logp: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor, normaliser: float, neg_lambda: float,
