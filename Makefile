@@ -28,7 +28,7 @@ test: setup
 # then the unit tests (no shared run) again on two other float paths of this CPU, as another CPU would compute:
 # MKL's SSE4.2 kernels, and PyTorch's generic (non-SIMD) kernels
 test-all: setup
-	pytest -q -n $(WORKERS) --dist loadgroup
+	pytest -q -n $(WORKERS)
 	MKL_ENABLE_INSTRUCTIONS=SSE4_2 pytest -q -n $(WORKERS) -m "not slow and not heavy"
 	ATEN_CPU_CAPABILITY=default pytest -q -n $(WORKERS) -m "not slow and not heavy"
 

@@ -224,16 +224,11 @@ def pytest_configure(config):
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
 def pytest_collection_modifyitems(config, items):
     """Mark slow every test that uses a fixture of ``SLOW_FIXTURES`` and ``heavy`` every test on a shared run
-    (``BUILDS``), and put each slow run's tests in one xdist group (under ``--dist loadgroup`` one worker builds the
-    default while the other builds SmolLM2); then the tests that need no heavy run first, then those of each run,
-    the quickest run's first."""
+    (``BUILDS``); then the tests that need no heavy run first, then those of each run, the quickest run's first."""
     for item in items:
         if set(SLOW_FIXTURES) & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
         if set(BUILDS) & set(item.fixturenames):
             item.add_marker(pytest.mark.heavy)
-        for name in SLOW_FIXTURES:  # `--dist loadgroup`: each slow run's tests on one worker, so the two build at once
-            if name in item.fixturenames:
-                item.add_marker(pytest.mark.xdist_group(name))
     order = ("plumbing", "default_run", "smoke")
     items.sort(key=lambda item: next((1 + i for i, f in enumerate(order) if f in item.fixturenames), 0))
