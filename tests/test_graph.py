@@ -27,7 +27,8 @@ import house  # noqa: E402  (tools/house.py: the import graph, counted the same 
 
 SRC = REPO / "src"
 PKG = "src/weightspace"
-MODULES = {m: p.relative_to(REPO).as_posix() for m, p in house.modules(SRC / "weightspace").items()}
+FILES = house.modules(SRC / "weightspace")  # module -> its file, globbed once
+MODULES = {m: p.relative_to(REPO).as_posix() for m, p in FILES.items()}
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 REGISTRY_DIR = f"{PKG}/registry"  # a dep of the stages that read every method's entry
 # one module per method, found by the registry at run time (importlib), so no static import reaches them
@@ -38,7 +39,7 @@ PHASES = sorted(p.name for p in (SRC / "weightspace").iterdir() if p.is_dir() an
 
 
 def imports(name: str) -> set[str]:
-    return house.imports(name, house.modules(SRC / "weightspace"))
+    return house.imports(name, FILES)
 
 
 GRAPH = {m: imports(m) for m in MODULES}
