@@ -81,3 +81,36 @@ def test_the_readme_table_is_the_plans_output():
     table = [line for line in p.stdout.splitlines() if line.startswith("|")]
     readme = (REPO / "README.md").read_text()
     assert "<!-- python benchmarks/gpu_plan.py --plan -->\n" + "\n".join(table) + "\n" in readme
+
+
+BARE = ["transformers==5.17.0", "peft==0.21.2", "accelerate==1.15.0", "safetensors", "pyyaml"]
+
+
+@pytest.mark.slow
+def test_dry_run_on_a_bare_gpu_image_with_the_carried_bundle(tmp_path):
+    """A venv with only what a bare GPU image has (the CPU torch, transformers, peft, accelerate, safetensors,
+    PyYAML; pydantic, which typer pulls in, removed): in a copy of the tree, as a device run gets it, the check
+    stops before any compute naming `make gpu-bundle`; with the bundle carried (``tools/gpu_bundle.py``) it runs."""
+    from conftest import copy_repo
+
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True, capture_output=True)
+    subprocess.run([*pip, *BARE], check=True, capture_output=True)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", "pydantic", "pydantic_core"],
+                   check=True, capture_output=True)
+    have = subprocess.run([str(venv / "bin/python"), "-m", "pip", "list", "--format=json"], check=True,
+                          capture_output=True, text=True).stdout
+    names = {p["name"].lower().replace("_", "-") for p in json.loads(have)}
+    assert {"torch", "transformers", "peft", "accelerate"} <= names and not names & {"pydantic", "vllm", "trl", "dvc"}
+    tree = copy_repo(tmp_path / "tree")
+    cmd = [str(venv / "bin/python"), "tools/gpu_check.py", "--dry", "--out", str(tmp_path / "x.json")]
+    p = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "pydantic is not installed" in p.stderr and "make gpu-bundle" in p.stderr
+    assert not (tmp_path / "x.json").exists()
+    subprocess.run([sys.executable, "tools/gpu_bundle.py"], cwd=tree, check=True, capture_output=True)
+    p = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    r = json.loads((tmp_path / "x.json").read_text())
+    assert r["checks"]["rerun_bit_equal"]["ok"] and r["checks"]["dpo_first_loss_log2"]["ok"]

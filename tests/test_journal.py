@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO, env
 from test_openai_engine import FakeChat
 from weightspace import config
-from weightspace.generate.generation import Completion
+from weightspace.generate.generation import Completion, prompt_seed
 from weightspace.generate.journal import Journal, JournalIncomplete, generate
 
 
@@ -28,7 +28,7 @@ class FakeEngine:
     def __init__(self, gen, fail_after=None):
         self.gen, self.calls, self.fail_after = gen, [], fail_after
 
-    def generate(self, messages, n, desc="", seed=None):
+    def generate(self, messages, n, desc="", seed=None, ids=None):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise KeyboardInterrupt("killed")
         self.calls.append(list(messages))
@@ -99,7 +99,7 @@ def test_failed_units_fail_the_run_with_a_count_and_are_retried_alone(tmp_path):
             failed = []
             for key, message, seed in jobs:
                 self.calls.append((message, seed))
-                if Flaky.run == 0 and message == "question 1" and seed == 8:
+                if Flaky.run == 0 and message == "question 1" and seed == prompt_seed(7, "p1") + 1:
                     failed.append((key, "InternalServerError: boom"))
                 else:
                     on_done(key, Completion(f"{message} {seed}", 2, False), {"prompt_tokens": 4, "completion_tokens": 2})
@@ -114,7 +114,8 @@ def test_failed_units_fail_the_run_with_a_count_and_are_retried_alone(tmp_path):
     engine = Flaky(gen)
     with Journal(tmp_path / "j.jsonl") as j:
         out, stats = generate(engine, MESSAGES, IDS, 3, "api", j)
-    assert engine.calls == [("question 1", 8)] and out[1][1].text == "question 1 8"
+    seed = prompt_seed(7, "p1") + 1  # sample 1 of prompt p1, under gen.seed 7
+    assert engine.calls == [("question 1", seed)] and out[1][1].text == f"question 1 {seed}"
     assert stats["table_prompt_tokens"] == 21 * 4
 
 

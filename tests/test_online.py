@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import test_training
-from conftest import trl_prompt_ids
+from conftest import REPO, trl_prompt_ids
 from weightspace.data import grading
 from weightspace import registry
 from weightspace.train import online, run
@@ -197,6 +197,7 @@ def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_o
     monkeypatch.setattr(run, "fit", fit)
     spawned = []
     monkeypatch.setattr(stage, "isolated", lambda threads, fn, *a, **kw: spawned.append(kw["seed"]) or fn(*a, **kw))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine, wherever this test runs
     for engine, share in (("hf", None), ("vllm", 0.3)):
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
         raw["grpo_online"].update(engine=engine, gpu_memory_utilization=share)
@@ -213,6 +214,19 @@ def test_the_stage_trains_each_vllm_run_in_its_own_process_and_hf_runs_in_this_o
         cfg = online.train_cfg(p.grpo_online, p.train)  # the online run's own step count
         assert kept == {"steps": snapshot_steps(cfg), "compare_step": cfg.steps}
     assert seen == [42, 123, 42, 123] and spawned == [42, 123]  # hf: in this process; vllm: one process each
+
+
+def test_on_a_gpu_every_python_launched_run_trains_in_its_own_process():
+    """So the seed twin never starts beside the first run's cached GPU memory; accelerate's ranks keep theirs."""
+    from weightspace import config, registry
+
+    p = config.load(REPO / "params.yaml")
+    accel = p.train.model_copy(update={"launcher": "accelerate launch --num_processes 2"})
+    for name in ("sft", "dpo", "grpo_online"):
+        entry, mcfg = registry.get(name), p.method(name)
+        assert run.own_process(entry, mcfg, p.train, cuda=True)
+        assert not run.own_process(entry, mcfg, p.train, cuda=False)  # hf engine on CPU: in this process
+        assert not run.own_process(entry, mcfg, accel, cuda=True)
 
 
 def test_isolated_runs_in_a_fresh_process_and_returns_or_raises():
@@ -249,3 +263,76 @@ def test_fit_loads_the_base_at_its_training_precision(pipeline_inputs, tmp_path,
         lora = {n: d for n, d in seen.items() if "lora_" in n}
         assert lora and set(lora.values()) == {torch.float32}
         assert {d for n, d in seen.items() if "lora_" not in n} == {base_dtype}
+
+
+class PushedWeights:
+    """What TRL's colocated sync pushes to: ``llm.llm_engine.model_executor.driver_worker.model_runner.model``."""
+
+    def __init__(self):
+        self.pushed = {}
+        self.llm_engine = self
+        self.model_executor = self.driver_worker = self.model_runner = self.model = self
+
+    def load_weights(self, weights):
+        self.pushed.update({n: p.detach().clone() for n, p in weights})
+
+    def reset_prefix_cache(self):
+        pass
+
+
+def trl_syncs(model, times: int) -> PushedWeights:
+    """TRL 1.16's own colocated weight sync (``VLLMGeneration.sync_weights``), ``times`` times, its engine a
+    recorder: the code that merges the LoRA into the base weights and unmerges it, run as TRL runs it."""
+    from accelerate import Accelerator
+    from trl.distributed import DistributedBackend
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    gen = VLLMGeneration.__new__(VLLMGeneration)  # its __init__ would start vLLM; the sync needs none of it
+    gen.model, gen.accelerator, gen.mode, gen.enable_sleep_mode = model, Accelerator(cpu=True), "colocate", False
+    gen._dist, gen.llm = DistributedBackend(gen.accelerator), PushedWeights()
+    for _ in range(times):
+        gen.sync_weights()
+    return gen.llm
+
+
+def small_qwen3(layers: int, seed: int):
+    return tiny.build_model(vocab_size=64, hidden_size=64, layers=layers, heads=4, kv_heads=2, head_dim=16,
+                            intermediate_size=128, max_positions=64, seed=seed, eos_token_id=1, pad_token_id=0)
+
+
+def bf16_policy(seed: int):
+    """A bf16 Qwen3 with a trained-sized random LoRA (B not 0) on q/k/v/o, as a bf16 run's policy."""
+    from peft import LoraConfig, get_peft_model
+
+    base = small_qwen3(2, seed).to(torch.bfloat16)
+    torch.manual_seed(seed)
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                            init_lora_weights=False))
+    return model
+
+
+def test_trl_colocated_sync_drifts_a_bf16_w0_and_keep_w0_holds_it_bit_for_bit():
+    """TRL's sync merges and unmerges in the weights' dtype: after 20 syncs a bf16 W0 has moved; with
+    ``keep_w0`` it is bit-identical to the start, and TRL still pushes its merged W0 + dW to the engine."""
+    for guard in (False, True):
+        model = bf16_policy(0)
+        w0 = {n: p.detach().clone() for n, p in model.named_parameters() if ".base_layer." in n}
+        if guard:
+            online.keep_w0(model)
+        engine = trl_syncs(model, 20)
+        moved = [n for n, p in model.named_parameters() if n in w0 and not torch.equal(p, w0[n])]
+        if guard:
+            assert moved == []
+        else:
+            assert len(moved) == len(w0), "TRL's bf16 merge/unmerge no longer drifts W0: keep_w0 may be unneeded"
+        if guard:  # what TRL pushes: its own bf16 merge W0 + dW, two roundings of at most half a bf16 step each
+            q = "model.layers.0.self_attn.q_proj.weight"
+            layer = model.base_model.model.model.layers[0].self_attn.q_proj
+            with torch.no_grad():
+                delta = layer.lora_B["default"].weight.float() @ layer.lora_A["default"].weight.float()
+                delta = delta * layer.scaling["default"]
+            merged = w0["base_model.model." + q.replace(".weight", ".base_layer.weight")].float() + delta
+            err = (engine.pushed[q].float() - merged).abs()
+            assert delta.abs().max() > 0.01 and (err <= 2**-8 * (merged.abs() + delta.abs()) + 1e-9).all()
+    with pytest.raises(ValueError, match="no LoRA-adapted base weights"):
+        online.keep_w0(small_qwen3(1, 0))

@@ -7,13 +7,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from weightspace import config
-from weightspace.generate.generation import OpenAIEngine
+from weightspace.generate.generation import OpenAIEngine, prompt_seed
 
 
 class FakeChat(BaseHTTPRequestHandler):
     fail_first = 0  # answer this many requests with 503 / 429 before serving
     fail_rate = 0.0  # then answer this share of requests with 500, at random (seeded)
     retry_after_ms = None  # header sent with the 429s
+    reasoning_field = "reasoning_content"  # DeepSeek's API; vLLM's server (0.31.0) names it "reasoning"
     delay = 0.02  # seconds per request
     rng = None
     lock = threading.Lock()
@@ -49,7 +50,7 @@ class FakeChat(BaseHTTPRequestHandler):
         text = f"Working on '{question}' (seed {body['seed']}). \\boxed{{{len(question)}}}"
         out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                "choices": [{"index": 0, "finish_reason": "stop",
-                            "message": {"role": "assistant", "content": text, "reasoning_content": "hmm"}}],
+                            "message": {"role": "assistant", "content": text, cls.reasoning_field: "hmm"}}],
                "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
         data = json.dumps(out).encode()
         self.send_response(200)
@@ -68,6 +69,7 @@ def server():
 
     FakeChat.seen, FakeChat.fail_first, FakeChat.max_active = [], 0, 0
     FakeChat.fail_rate, FakeChat.retry_after_ms, FakeChat.rng = 0.0, None, random.Random(0)
+    FakeChat.reasoning_field = "reasoning_content"
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeChat)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -93,8 +95,19 @@ def test_completions_and_request_fields(server, monkeypatch):
     auth, body = FakeChat.seen[0]
     assert auth == "Bearer sk-test"
     assert body["model"] == "teacher" and body["max_tokens"] == 50 and body["temperature"] == 0.6
-    assert sorted(b["seed"] for _, b in FakeChat.seen) == [42, 42, 43, 43, 44, 44]
+    assert sorted(b["seed"] for _, b in FakeChat.seen) == [42, 42, 43, 43, 44, 44]  # no ids: seed + sample
     assert FakeChat.max_active <= 3
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_is_read_under_either_name_and_seeds_follow_the_prompt_ids(server, monkeypatch, field):
+    """DeepSeek's API and vLLM's server name the reasoning differently; with ids, each prompt has its own seeds."""
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test")
+    FakeChat.reasoning_field = field
+    out = OpenAIEngine(gen(server)).generate(["What is 2+2?", "Hi"], n=2, ids=["a", "b"])
+    assert out[0][0].text.startswith("<think>hmm</think>Working on")
+    want = {(q, prompt_seed(42, i) + s) for q, i in (("What is 2+2?", "a"), ("Hi", "b")) for s in range(2)}
+    assert {(b["messages"][0]["content"], b["seed"]) for _, b in FakeChat.seen} == want
 
 
 def test_retries_with_backoff_then_succeeds(server, monkeypatch):

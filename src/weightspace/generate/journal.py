@@ -106,10 +106,12 @@ def generate(engine, messages: list[str], prompt_ids: list[str], k: int, identit
     """``k`` completions of every message through ``engine``, journaled (module docstring).
 
     Units: one request per (prompt, sample) for an engine with ``run_jobs`` (openai; sample s is sent
-    with seed ``gen.seed + s``), else one ``generate`` call per chunk of ``gen.batch_size`` prompts
-    seeded with ``gen.seed + chunk index``. Returns (completions[i][s], stats); raises
+    with seed ``prompt_seed(gen.seed, prompt id) + s``), else one ``generate`` call per chunk of
+    ``gen.batch_size`` prompts, with seed ``gen.seed + chunk index`` and the prompts' ids (vllm samples each
+    prompt from its own ``prompt_seed``; hf draws the whole chunk from the chunk's seed). Returns (completions[i][s], stats); raises
     JournalIncomplete naming how many units failed and the first error when any is missing."""
     from ..data.rollouts import Completion
+    from .generation import prompt_seed
 
     g = engine.gen
     common = dict(engine=g.engine, model=identity, temperature=g.temperature, top_p=g.top_p,
@@ -119,10 +121,11 @@ def generate(engine, messages: list[str], prompt_ids: list[str], k: int, identit
         todo = []
         for i, (m, pid) in enumerate(zip(messages, prompt_ids)):
             for s in range(k):
-                key = unit_key(**common, seed=g.seed + s, message=m, prompt_id=pid, sample=s)
+                seed = prompt_seed(g.seed, pid) + s
+                key = unit_key(**common, seed=seed, message=m, prompt_id=pid, sample=s)
                 units[key] = [(i, s)]
                 if key not in journal.done:
-                    todo.append((key, m, g.seed + s))
+                    todo.append((key, m, seed))
         reused = len(units) - len(todo)
         failed = engine.run_jobs(todo, lambda key, c, usage: journal.add(key, True, completions=[_pack(c)],
                                                                          usage=usage))
@@ -138,7 +141,7 @@ def generate(engine, messages: list[str], prompt_ids: list[str], k: int, identit
             if key in journal.done:
                 reused += 1
                 continue
-            outs = engine.generate(chunk, k, desc=f"chunk {ci}", seed=g.seed + ci)
+            outs = engine.generate(chunk, k, desc=f"chunk {ci}", seed=g.seed + ci, ids=ids)
             journal.add(key, True, completions=[_pack(c) for o in outs for c in o])
         stats = {}
     journal.sync()

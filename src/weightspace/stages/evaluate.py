@@ -51,7 +51,8 @@ def evaluate(params, engine, lora: str | None, sets: dict[str, list[dict]], out:
         if cfg.avg_k is not None and name in cfg.avg_k.sets:
             engine.gen = cfg.generation.model_copy(update={"temperature": cfg.avg_k.temperature,
                                                              "top_p": cfg.avg_k.top_p})
-            samples = engine.generate(messages, cfg.avg_k.k, desc=f"avg@k {name}", adapter=lora)
+            samples = engine.generate(messages, cfg.avg_k.k, desc=f"avg@k {name}", adapter=lora,
+                                      ids=[r["id"] for r in rows])
             engine.gen = cfg.generation
             for rec, r, cs in zip(records, rows, samples):
                 rec["samples_correct"] = [bool(v.reward) for v in

@@ -10,10 +10,10 @@ factors, the only form the geometry reads), ``<metrics>`` and per-step curves un
 ``--seed-*`` and ``--snapshots`` paths it trains the one run. ``--lr-of M`` trains at
 method M's peak LR (the LR-matched control). An online method (``registry.Method.online``: TRL's
 GRPOTrainer) trains through the same run shell (``train.run.fit``) from the same inits, its sampling seeded by
-``train.seed`` (the twin: ``controls.seed``), its snapshots at its own step count; with ``engine`` vllm each
-run trains in a fresh spawned process (``isolated``, ``run.own_process``): TRL's colocated vLLM claims
-its share of GPU memory up front and is not released within a process, so the run and its twin never hold
-two engines in one process.
+``train.seed`` (the twin: ``controls.seed``), its snapshots at its own step count. Each run trains in a fresh
+spawned process (``isolated``, ``run.own_process``) with ``engine`` vllm (TRL's colocated vLLM claims its share of
+GPU memory up front and is not released within a process, so the run and its twin never hold two engines in one
+process), and on a GPU with the python launcher (the twin never starts beside the first run's cached memory).
 Runs unchanged under ``accelerate launch``. Params: ``<method>``, ``train``, ``controls.seed`` (with the
 twin), ``threads`` (and ``<M>.lr`` with ``--lr-of M``)."""
 
@@ -83,7 +83,8 @@ def main(argv=None) -> None:
     for (init, out, deltas, metrics, plots), snap, seed in zip(runs, snaps, seeds):
         call = (run.fit, entry, mcfg, lr, params.train, args.base, init, rows, out, deltas, plots)
         kw = {"seed": seed, "snapshot_dir": None if snap is None else str(snap)}
-        summary = isolated(params.threads, *call, **kw) if run.own_process(entry, mcfg) else call[0](*call[1:], **kw)
+        own = run.own_process(entry, mcfg, params.train)
+        summary = isolated(params.threads, *call, **kw) if own else call[0](*call[1:], **kw)
         summaries.append(summary)
     if not summaries[0]:
         return  # not the main process

@@ -25,7 +25,9 @@ init on its own samples of the rollout table's prompts, rewarded by the grader t
   ``importance_sampling_ratio_*``), so the gradient is the policy gradient reweighted by that ratio; vLLM's context is the
   longest prompt of the table plus ``max_completion_length``, its share of GPU memory
   ``gpu_memory_utilization``. The stage (``stages/train.py``) trains the run and its twin each in its own
-  spawned process, so one process never holds two colocated vLLM engines.
+  spawned process, so one process never holds two colocated vLLM engines. TRL pushes the policy's weights to
+  its engine every step by merging the LoRA into the base weights and unmerging it (``sync_weights``); in bf16
+  that moves W0 a little at every cycle, so ``keep_w0`` restores W0's exact bits after every unmerge.
 """
 
 from __future__ import annotations
@@ -126,11 +128,37 @@ def train(model, tok, mcfg, cfg, lr: float, rows: list[dict], order: list[int], 
             if on_step is not None:
                 on_step(state.global_step, trainer.model)
 
+    if mcfg.engine == "vllm":
+        keep_w0(model)  # TRL's per-step merge/unmerge into the base weights would drift a bf16 W0
     trainer = GRPOTrainer(model=model, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(records),
                           processing_class=tok, callbacks=[Curves()])
     trainer.remove_callback(PrinterCallback)  # the curves go to dvclive, not to stdout
     trainer.train()
     return trainer, history
+
+
+def keep_w0(model) -> None:
+    """After every ``model.unmerge_adapter()``, W0's exact bits again. TRL's colocated vLLM sync merges the LoRA
+    into the frozen base weights and unmerges it at every step (``VLLMGeneration._iter_named_params``); in bf16,
+    (W0 + dW) - dW rounds twice and is not W0, so the base would drift with every sync and the saved Delta W would be
+    trained against a moved base. W0 is frozen, so one copy taken here (every ``base_layer`` weight of the adapted
+    modules) is put back after each unmerge; the weights TRL pushes to vLLM are its own merge, untouched. Costs that
+    copy: Qwen3-4B's q/k/v/o, 0.94B parameters, 1.9 GB in bf16 on the training device."""
+    import torch
+
+    w0 = {n: p.detach().clone() for n, p in model.named_parameters() if ".base_layer." in n}
+    if not w0:
+        raise ValueError("keep_w0: the model has no LoRA-adapted base weights (base_layer)")
+    unmerge = model.unmerge_adapter
+
+    def exact_unmerge(*args, **kw):
+        unmerge(*args, **kw)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in w0:
+                    p.copy_(w0[n])
+
+    model.unmerge_adapter = exact_unmerge
 
 
 def world() -> tuple[int, int]:

@@ -37,10 +37,19 @@ def train_cfg(entry: Method, mcfg, cfg: config.Train) -> config.Train:
     return cfg
 
 
-def own_process(entry: Method, mcfg) -> bool:
-    """Whether each run trains in a fresh process: an online method on TRL's colocated vLLM, which claims its
-    share of GPU memory up front and does not release it within a process."""
-    return entry.online and mcfg.engine == "vllm"
+def own_process(entry: Method, mcfg, cfg: config.Train, cuda: bool | None = None) -> bool:
+    """Whether each run (the run, then its seed twin) trains in a fresh process: an online method on TRL's
+    colocated vLLM, which claims its share of GPU memory up front and does not release it within a process; and
+    on a GPU (``cuda``, default: one is visible) every run started by the ``python`` launcher, so the twin starts
+    on an empty card, not beside the blocks PyTorch's caching allocator kept from the first run (a paper-profile
+    DPO run peaks near an 80 GB card's size). Under ``accelerate launch`` the runs stay in the launched ranks."""
+    if entry.online and mcfg.engine == "vllm":
+        return True
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return cuda and cfg.launcher == "python"
 
 
 class Offline:

@@ -71,6 +71,9 @@ class LLM:
         if lora is not None and not self.kw.get("enable_lora"):
             raise ValueError("a LoRA request to an engine without enable_lora")
         tag = lora.lora_name if lora is not None else "base"
+        if isinstance(params, list) and len(params) != len(kw["messages"]):  # vLLM: one per prompt, or one for all
+            raise ValueError(f"{len(params)} sampling params for {len(kw['messages'])} prompts")
+        per = params if isinstance(params, list) else [params] * len(kw["messages"])
         return [RequestOutput([CompletionOutput(s, f"{tag} {conv[-1]['content']} #{s} \\boxed{{{s}}}",
                                                 list(range(3 + s)), "length" if s == 1 else "stop")
-                               for s in range(params.n)]) for conv in kw["messages"]]
+                               for s in range(p.n)]) for conv, p in zip(kw["messages"], per)]
