@@ -134,6 +134,7 @@ def run_online(root, rows, order, tmp, seed=42, **kw):
     mcfg = online_cfg(**{"batch_size": 16, "max_completion_length": 16, "temperature": 0.7, **kw})  # 4 prompts x 4
     trainer, history = online.train(model, tok, mcfg, train_cfg(), 1e-3, rows, order, seed, str(tmp),
                                     reward_fn=first_of_each_group(mcfg.num_generations))
+    assert trainer.model is model  # the object TRL's vLLM sync merges into (keep_w0 patches this one)
     return before, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}, history
 
 
@@ -336,3 +337,10 @@ def test_trl_colocated_sync_drifts_a_bf16_w0_and_keep_w0_holds_it_bit_for_bit():
             assert delta.abs().max() > 0.01 and (err <= 2**-8 * (merged.abs() + delta.abs()) + 1e-9).all()
     with pytest.raises(ValueError, match="no LoRA-adapted base weights"):
         online.keep_w0(small_qwen3(1, 0))
+    model = bf16_policy(1)
+    online.keep_w0(model)
+    model.merge_adapter()
+    names = model.named_parameters  # a wrapper renames the weights between the merge and the unmerge
+    model.named_parameters = lambda *a, **kw: ((f"_checkpoint_wrapped_module.{n}", w) for n, w in names(*a, **kw))
+    with pytest.raises(RuntimeError, match="restored 0 of the 8 base weights"):
+        model.unmerge_adapter()

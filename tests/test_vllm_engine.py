@@ -82,7 +82,7 @@ def test_stand_in_rejects_what_vllm_would(vllm):
 
 def test_one_vllm_engine_serves_base_and_each_adapter_per_request(vllm, tmp_path):
     a, b = adapter(tmp_path, "sft", 16), adapter(tmp_path, "sft_seed", 32)
-    engine = generation.make_engine(vgen(), hub(tmp_path), [a, b])
+    engine = generation.make_engine(vgen(temperature=1.0), hub(tmp_path), [a, b])
     out = {x: engine.generate(["q1", "q2"], 2, seed=5, adapter=x) for x in (None, a, b, a)}
     llms = [kw for what, kw in vllm.CALLS if what == "LLM"]
     assert len(llms) == 1  # one engine for the base and both adapters
@@ -95,7 +95,7 @@ def test_one_vllm_engine_serves_base_and_each_adapter_per_request(vllm, tmp_path
     assert [(r.lora_name, r.lora_int_id, r.lora_path) for r in loras[1:]] == [(a, 1, a), (b, 2, b), (a, 1, a)]
     assert chats[0]["messages"] == [[{"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]]
     sp = [kw for what, kw in vllm.CALLS if what == "SamplingParams"][0]
-    assert sp == dict(n=2, temperature=0.0, top_p=1.0, max_tokens=64, seed=5)
+    assert sp == dict(n=2, temperature=1.0, top_p=1.0, max_tokens=64, seed=5)
     # outputs -> Completion: text, generated token count, truncated when vLLM stopped at the length limit
     assert out[None][1] == [generation.Completion("base q2 #0 \\boxed{0}", 3, False),
                             generation.Completion("base q2 #1 \\boxed{1}", 4, True)]
@@ -232,6 +232,13 @@ def test_adapters_vllm_cannot_serve_are_refused_with_their_path_before_the_engin
     for folder, why in cases:
         with pytest.raises(ValueError, match=f"vllm engine: {folder}: {why}"):
             generation.make_engine(vgen(), hub(tmp_path), [folder])
+    for key, value in (("rank_pattern", {"q_proj": 4}), ("alpha_pattern", {"q_proj": 8}), ("use_dora", True),
+                       ("bias", "lora_only")):
+        odd = adapter(tmp_path, key, 8)
+        cfg = json.loads((Path(odd) / "adapter_config.json").read_text())
+        (Path(odd) / "adapter_config.json").write_text(json.dumps({**cfg, key: value}))
+        with pytest.raises(ValueError, match=f"vllm engine: {odd}: {key}=.* is not served by vLLM"):
+            generation.make_engine(vgen(), hub(tmp_path), [odd])
     saved = adapter(tmp_path, "saved", 8)
     cfg = json.loads((Path(saved) / "adapter_config.json").read_text())
     (Path(saved) / "adapter_config.json").write_text(json.dumps({**cfg, "modules_to_save": ["lm_head"]}))
@@ -243,3 +250,23 @@ def test_adapters_vllm_cannot_serve_are_refused_with_their_path_before_the_engin
     with pytest.raises(ValueError, match=f"{late}: LoRA rank 32 exceeds the engine's max_lora_rank 8"):
         engine.generate(["q"], 1, adapter=late)
     assert "LLM.chat" not in [what for what, _ in vllm.CALLS]  # refused before any request reached vLLM
+
+
+def test_vllm_refuses_several_greedy_completions_before_the_request(vllm, tmp_path):
+    engine = generation.make_engine(vgen(temperature=0.0), hub(tmp_path))
+    with pytest.raises(ValueError, match="2 completions per prompt at temperature 0"):
+        engine.generate(["q"], 2)
+    assert "LLM.chat" not in [what for what, _ in vllm.CALLS]
+
+
+def test_hf_engine_stops_at_every_end_of_sequence_id_of_the_generation_config(tok):
+    """As vLLM does: the tokenizer's eos and the generation_config's (Qwen3 lists <|im_end|> and <|endoftext|>)."""
+    model = small_model(tok)
+    other = tok.eos_token_id + 1
+    model.generation_config.eos_token_id = [other, tok.eos_token_id]
+    engine = generation.HFEngine(model, tok, config.Generation(
+        engine="hf", temperature=0.0, top_p=1.0, max_new_tokens=8, batch_size=2, seed=0, max_model_len=None,
+        gpu_memory_utilization=None, openai=None))
+    assert engine.eos == [tok.eos_token_id, other]
+    c = engine._completion([5, 6, other, 7])
+    assert (c.n_tokens, c.truncated, c.token_ids) == (3, False, (5, 6, other))

@@ -157,8 +157,10 @@ def main() -> None:
             return float(top[0] - top[1])
         return gap
 
-    report = {"base": args.base, "n": len(rows), "max_new_tokens": args.max_new_tokens, "dtype": str(
-        hf.model.dtype).removeprefix("torch."), "models": {}, "planted": {}, "seconds": {}}
+    report = {"base": args.base, "n": len(rows), "max_new_tokens": args.max_new_tokens,
+              "dtype": {"transformers": str(hf.model.dtype).removeprefix("torch."),
+                        "vllm": str(vl.llm.llm_engine.model_config.dtype).removeprefix("torch.")},
+              "models": {}, "planted": {}, "seconds": {}}
     report["seconds"].update(hf_load=round(t_hf_load, 2), vllm_load=round(t_vl_load, 2))
     if args.worker_state:
         report["deterministic"] = {"here": torch.are_deterministic_algorithms_enabled(),
@@ -166,13 +168,16 @@ def main() -> None:
     greedy_hf, t_hf, t_vl = {}, 0.0, 0.0
     from vllm import SamplingParams
 
+    # the chat-template variables the engine passes (base.hub.thinking), passed on every direct call too
+    fixed = {"chat_template_kwargs": vl.template_vars} if vl.template_vars else {}
+
     from weightspace.data.rollouts import Completion
 
     def vllm_greedy(adapter, template=None):
         if template is None:  # the engine's own path
             return [c[0] for c in vl.generate(messages, 1, adapter=adapter)]
         outs = vl.llm.chat([chat(m) for m in messages], SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens),
-                           use_tqdm=False, chat_template=template, lora_request=vl.lora_request(adapter))
+                           use_tqdm=False, chat_template=template, lora_request=vl.lora_request(adapter), **fixed)
         return [Completion(o.outputs[0].text, len(o.outputs[0].token_ids), False, tuple(o.outputs[0].token_ids))
                 for o in outs]
 
@@ -182,7 +187,7 @@ def main() -> None:
         sp = [SamplingParams(n=1, temperature=1.0, top_p=1.0, max_tokens=args.max_new_tokens, logprobs=0,
                              seed=prompt_seed(gen_vl.seed, i)) for i in ids]
         outs = vl.llm.chat([chat(m) for m in messages], sp, use_tqdm=False, lora_request=vl.lora_request(vl_adapter),
-                           **({"chat_template": template} if template is not None else {}))
+                           **({"chat_template": template} if template is not None else {}), **fixed)
         worst, count = 0.0, 0
         for p, o in zip(prompts, outs):
             o = o.outputs[0]

@@ -43,6 +43,11 @@ class HFEngine:
         if tokenizer.padding_side != "left":
             raise ValueError("HFEngine needs a left-padding tokenizer (padding_side='left')")
         self.model, self.tok, self.gen = model, tokenizer, gen
+        # every end-of-sequence id of the model's generation_config besides the tokenizer's, as vLLM stops at
+        # (Qwen3: <|im_end|> and <|endoftext|>; Llama-3.2-Instruct: three ids)
+        extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        extra = [] if extra is None else [extra] if isinstance(extra, int) else list(extra)
+        self.eos = [tokenizer.eos_token_id] + sorted(set(extra) - {tokenizer.eos_token_id})
         self._merger = None  # built at the first adapter, over its target modules
         self._adapter: str | None = None  # the adapter merged now
 
@@ -80,7 +85,7 @@ class HFEngine:
         torch.manual_seed(g.seed if seed is None else seed)
         sample = g.temperature > 0
         kwargs = dict(do_sample=sample, max_new_tokens=g.max_new_tokens, num_return_sequences=n,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                      pad_token_id=tok.pad_token_id, eos_token_id=self.eos)
         kwargs.update(temperature=g.temperature, top_p=g.top_p, top_k=0) if sample else kwargs.update(
             temperature=None, top_p=None, top_k=None)
         out: list[list[Completion]] = []
@@ -94,9 +99,8 @@ class HFEngine:
         return out
 
     def _completion(self, ids: list[int]) -> Completion:
-        eos = self.tok.eos_token_id
-        if eos in ids:
-            cut = ids.index(eos)
+        cut = next((i for i, t in enumerate(ids) if t in self.eos), None)
+        if cut is not None:
             return Completion(self.tok.decode(ids[:cut], skip_special_tokens=True), cut + 1, False,
                               tuple(ids[: cut + 1]))
         ids = [t for t in ids if t != self.tok.pad_token_id]
@@ -144,6 +148,12 @@ def check_vllm_adapter(adapter: str | Path, max_rank: int | None = None) -> dict
                          f"serves through vLLM, the decoder layers' linear layers ({sorted(VLLM_LORA_MODULES)})")
     if cfg.get("modules_to_save"):
         raise ValueError(f"vllm engine: {adapter}: modules_to_save {cfg['modules_to_save']} are not served by vLLM")
+    # vLLM drops per-module ranks and alphas (one alpha/r for every module: a silently wrong scale) and refuses
+    # DoRA and trained biases only inside its engine
+    for key, bad in (("rank_pattern", bool(cfg.get("rank_pattern"))), ("alpha_pattern", bool(cfg.get("alpha_pattern"))),
+                     ("use_dora", bool(cfg.get("use_dora"))), ("bias", cfg.get("bias", "none") != "none")):
+        if bad:
+            raise ValueError(f"vllm engine: {adapter}: {key}={cfg[key]!r} is not served by vLLM")
     return cfg
 
 
@@ -155,7 +165,12 @@ class VLLMEngine:
 
     The weights run in the dtype the hf engine uses on this machine (``models.default_device``: bf16 on a GPU,
     float32 on CPU; vLLM's own "auto" would pick bf16 on CPU even for a float32 checkpoint). On CPU the engine
-    runs eagerly: torch.compile's warm-up there costs more than the project's generations."""
+    runs eagerly: torch.compile's warm-up there costs more than the project's generations.
+
+    The GPU build of vLLM 0.31.0 samples with its V2 model runner (Gumbel noise keyed by seed and position) where
+    Triton is present; the CPU build has no Triton and runs the V1 runner (a torch.Generator per request). The
+    CPU checks (tests/test_vllm_real.py) cover V1's sampling; greedy decoding, the LoRA and the chat template are
+    the same code on both."""
 
     def __init__(self, model_path: str, gen: Generation, revision: str | None = None, lora_rank: int | None = None,
                  template_vars: dict | None = None):
@@ -210,6 +225,9 @@ class VLLMEngine:
         g = self.gen
         if ids is not None and len(ids) != len(messages):
             raise ValueError(f"vllm engine: {len(ids)} prompt ids for {len(messages)} messages")
+        if g.temperature == 0 and n > 1:  # vLLM refuses n > 1 under greedy decoding; say so before the request
+            raise ValueError(f"vllm engine: {n} completions per prompt at temperature 0 would all be the same greedy "
+                             "one; vLLM refuses n > 1 there (set a temperature, or n = 1)")
         seeds = ([prompt_seed(g.seed, i) for i in ids] if ids is not None
                  else [g.seed if seed is None else seed] * len(messages))
         params = [SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p if g.temperature > 0 else 1.0,

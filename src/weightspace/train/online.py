@@ -139,26 +139,37 @@ def train(model, tok, mcfg, cfg, lr: float, rows: list[dict], order: list[int], 
 
 def keep_w0(model) -> None:
     """After every ``model.unmerge_adapter()``, W0's exact bits again. TRL's colocated vLLM sync merges the LoRA
-    into the frozen base weights and unmerges it at every step (``VLLMGeneration._iter_named_params``); in bf16,
-    (W0 + dW) - dW rounds twice and is not W0, so the base would drift with every sync and the saved Delta W would be
-    trained against a moved base. W0 is frozen, so one copy taken here (every ``base_layer`` weight of the adapted
-    modules) is put back after each unmerge; the weights TRL pushes to vLLM are its own merge, untouched. Costs that
-    copy: Qwen3-4B's q/k/v/o, 0.94B parameters, 1.9 GB in bf16 on the training device."""
+    into the frozen base weights and unmerges it at every step (``VLLMGeneration._iter_named_params``, on the
+    object passed to ``GRPOTrainer`` as its model); in bf16, (W0 + dW) - dW rounds twice and is not W0, so the base
+    would drift with every sync and the saved Delta W would be trained against a moved base. W0 is frozen, so one
+    copy of every ``base_layer`` weight of the adapted modules, taken at the first merge (where the weights then
+    are: the training device), is put back after each unmerge; a restore that does not find every copied weight
+    under its name raises. The weights TRL pushes to vLLM are its own merge, untouched. Costs that copy: Qwen3-4B's
+    q/k/v/o, 0.94B parameters, 1.9 GB in bf16."""
     import torch
 
-    w0 = {n: p.detach().clone() for n, p in model.named_parameters() if ".base_layer." in n}
-    if not w0:
+    if not any(".base_layer." in n for n, _ in model.named_parameters()):
         raise ValueError("keep_w0: the model has no LoRA-adapted base weights (base_layer)")
-    unmerge = model.unmerge_adapter
+    merge, unmerge, w0 = model.merge_adapter, model.unmerge_adapter, {}
+
+    def merge_after_copy(*args, **kw):
+        if not w0:
+            w0.update({n: p.detach().clone() for n, p in model.named_parameters() if ".base_layer." in n})
+        merge(*args, **kw)
 
     def exact_unmerge(*args, **kw):
         unmerge(*args, **kw)
+        restored = 0
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if n in w0:
                     p.copy_(w0[n])
+                    restored += 1
+        if restored != len(w0):
+            raise RuntimeError(f"keep_w0: restored {restored} of the {len(w0)} base weights copied at the first merge; "
+                               "the model's parameter names changed (a wrapper?), so W0 is no longer guarded")
 
-    model.unmerge_adapter = exact_unmerge
+    model.merge_adapter, model.unmerge_adapter = merge_after_copy, exact_unmerge
 
 
 def world() -> tuple[int, int]:
