@@ -30,6 +30,16 @@ def test_dry_run_writes_every_measurement_and_passes_its_checks(tmp_path):
         # a DPO unit is a pair: twice the sequences of an SFT step at the same micro-batch
         assert shape["methods"]["dpo"]["sequences_per_step"] == 2 * shape["methods"]["sft"]["sequences_per_step"]
         assert math.isclose(shape["methods"]["dpo"]["first_loss"], math.log(2), abs_tol=1e-6)
+    # the paper profile's DPO micro-step (4 pairs x 8192 tokens) at Qwen3-4B, derived by hand: N = V H + L (2 H q +
+    # 2 H kv + 3 H I + 2 H + 2 head_dim) + H = 151936*2560 + 36*(20971520 + 5242880 + 74711040 + 5376) + 2560
+    # = 4,022,468,096 (Qwen3-4B's published count); LoRA r=32 on q/k/v/o: 36*32*(6656 + 2*3584 + 6656) = 23,592,960
+    e = r["memory_estimate"]["shapes"]["qwen3-4b"]["dpo"]
+    assert (e["sequences"], e["params"], e["lora_params"]) == (8, 4_022_468_096, 23_592_960)
+    want = (2 * 4_022_468_096 + 16 * 23_592_960 + 2 * 8 * 8192 * 2560 * 36 + 4 * 8 * 8192 * 151936) / 2**30
+    assert math.isclose(e["total_gib"], want, rel_tol=1e-12) and math.isclose(e["total_gib"], 56.188, abs_tol=1e-3)
+    assert e["terms_gib"]["logits"] > e["terms_gib"]["layer_recompute"]  # the logits and their gradient set the peak
+    assert math.isclose(e["margin_gib"], 80 - 1 - want, rel_tol=1e-12)
+    assert r["memory_estimate"]["shapes"]["qwen3-4b"]["sft"]["sequences"] == 4
     c = r["checks"]
     assert c["rerun_bit_equal"]["ok"] and c["rerun_bit_equal"]["sft"]["equal"] and c["rerun_bit_equal"]["dpo"]["equal"]
     assert c["bf16_merge_exact"]["ok"] and c["bf16_merge_exact"]["max_abs_error"] <= 1e-8

@@ -15,6 +15,10 @@ backward to the activations 2N; LoRA's frozen base has no weight gradients) + 2N
 reference forward; N = the parameters (tied embedding once). Neither checkpointing's recompute nor the
 attention scores are counted, so a higher hardware utilisation hides behind these figures.
 
+Before any run it prints, per shape and method, the estimated peak memory of the profile's training micro-step
+on an 80 GB card (``estimate_peak``: a formula, the dry mode's only memory figure; on CUDA the measured peak is
+recorded beside it).
+
 Checks, each recorded with its numbers:
 - ``rerun_bit_equal``: SFT and DPO at the 0.6B shape trained twice from the same seed give bit-equal LoRA
   weights (deterministic algorithms and ``CUBLAS_WORKSPACE_CONFIG``, as ``stages.common.set_threads`` sets);
@@ -67,6 +71,40 @@ PROFILE = {"qwen3-0.6b": "qwen3-1.7b.yaml", "qwen3-1.7b": "qwen3-1.7b.yaml", "qw
 DRY = dict(vocab_size=512, head_dim=16, rms_norm_eps=1e-6, tie_word_embeddings=True, max_position_embeddings=256,
            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 METHODS = ("sft", "dpo", "grpo")
+
+
+CARD_GIB = 80.0  # an 80 GB card (H100, A100 80GB), as the estimate below is set against
+CONTEXT_GIB = 1.0  # CUDA context and the allocator's reserve, not counted by the estimate's terms
+
+
+def estimate_peak(shape: dict, micro: int, length: int, method: str, r: int) -> dict:
+    """Estimated peak GPU memory (GiB) of one training micro-step of ``method`` at ``shape`` (bf16 weights, LoRA of
+    rank ``r`` on q/k/v/o in fp32 with AdamW, gradient checkpointing per decoder layer, every sequence ``length``
+    tokens), by formula, not measured: the GPU check records the measured peak beside it (``peak_memory_gib``).
+
+    S = sequences per micro-batch (``micro``; a DPO unit is a pair: 2 ``micro``), T = ``length``, V vocabulary, H
+    hidden, L layers, N parameters (tied embedding once), P LoRA parameters. Bytes:
+    - weights 2N; LoRA 16P (fp32 parameter, gradient and AdamW's two moments);
+    - checkpoints 2 S T H L (each decoder layer's bf16 input, kept for the recompute);
+    - then the larger of: the logits 2 S T V (bf16, kept by ``token_logps`` for its backward) plus their gradient
+      2 S T V, alive together at the loss's backward; or one layer recomputed, 4 S T A (its bf16 activations and
+      their gradients; A = 2 q + 2 kv + 4 H + 3 I, the q/k/v, attention and o outputs, two norms, gate, up, act,
+      down). They are not alive at once: the logits are freed before the layers' backward starts.
+    DPO's reference forward runs first and keeps only sequence log-probs, so it adds nothing at the peak. Not
+    counted: attention workspaces and the allocator's fragmentation (``CONTEXT_GIB`` holds the CUDA context)."""
+    h, v, layers, inter = shape["hidden_size"], shape["vocab_size"], shape["num_hidden_layers"], shape["intermediate_size"]
+    q = shape["num_attention_heads"] * shape["head_dim"]
+    kv = shape["num_key_value_heads"] * shape["head_dim"]
+    n = v * h + layers * (2 * h * q + 2 * h * kv + 3 * h * inter + 2 * h + 2 * shape["head_dim"]) + h
+    lora = layers * r * ((h + q) + 2 * (h + kv) + (q + h))
+    seqs = micro * (2 if method == "dpo" else 1)
+    gib = 2**30
+    terms = {"weights": 2 * n / gib, "lora": 16 * lora / gib, "checkpoints": 2 * seqs * length * h * layers / gib,
+             "logits": 4 * seqs * length * v / gib,
+             "layer_recompute": 4 * seqs * length * (2 * q + 2 * kv + 4 * h + 3 * inter) / gib}
+    total = terms["weights"] + terms["lora"] + terms["checkpoints"] + max(terms["logits"], terms["layer_recompute"])
+    return {"sequences": seqs, "params": n, "lora_params": lora, "terms_gib": terms, "total_gib": total,
+            "margin_gib": CARD_GIB - CONTEXT_GIB - total}
 
 
 def peak_bf16(name: str) -> float | None:
@@ -233,6 +271,16 @@ def main(argv=None) -> int:
     result = {"dry": args.dry, "device": name, "peak_bf16_flop_per_s": peak, "torch": torch.__version__,
               "transformers": transformers.__version__, "peft": peft.__version__, "mfu_counts": (
                   "4N per trained token + 2N per reference token; no recompute, no attention scores"), "shapes": {}}
+    result["memory_estimate"] = {"card_gib": CARD_GIB, "context_gib": CONTEXT_GIB, "shapes": {}}
+    for shape_name in args.shapes:  # the real shapes at their profiles' micro-batch, whatever runs below
+        params = config.load(ROOT / "profiles" / PROFILE[shape_name])
+        est = {m: estimate_peak(SHAPES[shape_name], params.train.micro_batch_size, params.train.max_length, m,
+                                params.train.lora.r) for m in METHODS}
+        result["memory_estimate"]["shapes"][shape_name] = est
+        for m, e in est.items():
+            print(f"{shape_name} train@{m} ({PROFILE[shape_name]}: {params.train.micro_batch_size} x "
+                  f"{params.train.max_length} tokens, {e['sequences']} sequences): estimated peak {e['total_gib']:.1f} "
+                  f"GiB, margin {e['margin_gib']:.1f} GiB on an {CARD_GIB:.0f} GiB card", flush=True)
     states = {}
     for shape_name in args.shapes:
         params = config.load(ROOT / "profiles" / PROFILE[shape_name])
