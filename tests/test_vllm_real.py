@@ -50,9 +50,18 @@ def vllm_env(tmp: Path, cwd: Path) -> dict:
 
 
 def vrun(cmd: list[str], cwd: Path, tmp: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, cwd=cwd, env=vllm_env(tmp, cwd), capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, f"{cmd} failed:\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}"
-    return p
+    """``cmd`` in the vLLM venv, in a process group of its own: on a timeout the whole group is killed, vLLM's
+    engine and worker processes with it (they outlive a killed parent otherwise)."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=vllm_env(tmp, cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    assert p.returncode == 0, f"{cmd} failed:\n{out[-3000:]}\n{err[-6000:]}"
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 def agrees(rec: dict) -> bool:
@@ -84,7 +93,7 @@ def agreement(plumbing, tmp_path_factory):
     out = here / "agree.json"
     vrun(["python", str(REPO / "tools/vllm_agree.py"), "--base", "models/base", "--adapters",
           f"models/sft,models/dpo,{odd}", "--data", "data/prepared/eval/heldout.jsonl", "--n", "16",
-          "--refusals", "--worker-state", "--out", str(out)], root, tmp)
+          "--crowd", "--refusals", "--worker-state", "--out", str(out)], root, tmp)
     return json.loads(out.read_text())
 
 
