@@ -131,14 +131,9 @@ def check_vllm_adapter(adapter: str | Path, max_rank: int | None = None) -> dict
     every target module in ``VLLM_LORA_MODULES``); else a ValueError naming the folder and the reason, raised
     in this process before any engine starts (vLLM would refuse it only at its first request, in its engine
     process)."""
-    import json
-
-    path = Path(adapter) / "adapter_config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; is {adapter} a PEFT adapter folder?")
-    cfg = json.loads(path.read_text())
+    cfg = adapter_config(adapter)
     limit = VLLM_LORA_RANKS[-1] if max_rank is None else max_rank
-    if cfg.get("r", 0) > limit:
+    if cfg["r"] > limit:
         raise ValueError(f"vllm engine: {adapter}: LoRA rank {cfg.get('r')} exceeds the engine's max_lora_rank {limit}")
     targets = cfg.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else list(targets)
@@ -355,20 +350,22 @@ def model_identity(gen: Generation, model: str | Path) -> str:
     return f"local:{Path(model).name}@{folder_sha256(name)}"
 
 
-def lora_rank(adapters: list[str]) -> int:
-    """The largest rank ``r`` among the PEFT adapter folders ``adapters`` (their ``adapter_config.json``)."""
+def adapter_config(adapter: str | Path) -> dict:
+    """The PEFT adapter folder's ``adapter_config.json``; a clear error when it is missing or has no rank ``r``."""
     import json
 
-    ranks = []
-    for a in adapters:
-        path = Path(a) / "adapter_config.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; is {a} a PEFT adapter folder?")
-        cfg = json.loads(path.read_text())
-        if "r" not in cfg:
-            raise ValueError(f"{path}: no rank 'r'")
-        ranks.append(cfg["r"])
-    return max(ranks)
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; is {adapter} a PEFT adapter folder?")
+    cfg = json.loads(path.read_text())
+    if "r" not in cfg:
+        raise ValueError(f"{path}: no rank 'r'")
+    return cfg
+
+
+def lora_rank(adapters: list[str]) -> int:
+    """The largest rank ``r`` among the PEFT adapter folders ``adapters`` (their ``adapter_config.json``)."""
+    return max(adapter_config(a)["r"] for a in adapters)
 
 
 def make_engine(gen: Generation, model: str | Path, adapters: list[str] = ()):
