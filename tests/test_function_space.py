@@ -98,14 +98,53 @@ def rec(ids, correct):
 def test_compare_set_pairs_holm_and_intervals():
     ids = [f"q{i}" for i in range(10)]
     out = compare_set({"base": rec(ids, [0] * 10), "x": rec(ids, [1] * 8 + [0] * 2), "y": rec(ids, [1] * 10)},
-                      0.95, 100, 0)
+                      0.95, 100, 0, 0.05)
     assert out["x"]["acc"] == 0.8 and out["x"]["lo"] == pytest.approx(0.4902, abs=1e-4)
     # base-x: n10 = 0, n01 = 8: p = 2 / 2^8; base-y: 2 / 2^10; x-y: n01 = 2: p = 0.5 -> Holm x3, x2, x1
     assert out["base-x"]["p"] == pytest.approx(2 / 256) and out["base-x"]["p_holm"] == pytest.approx(4 / 256)
     assert out["base-y"]["p_holm"] == pytest.approx(6 / 1024)
     assert out["x-y"]["p_holm"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="not paired"):
-        compare_set({"a": rec(ids, [1] * 10), "b": rec(ids[::-1], [1] * 10)}, 0.95, 10, 0)
+        compare_set({"a": rec(ids, [1] * 10), "b": rec(ids[::-1], [1] * 10)}, 0.95, 10, 0, 0.05)
+    # x-y: n10 = 0, n01 = 2 of 10: d = -0.2, se = sqrt((0.2 - 0.04) / 10) = 0.12649
+    assert out["x-y"]["diff"] == pytest.approx(-0.2) and out["x-y"]["se"] == pytest.approx(0.126491, abs=1e-6)
+
+
+def test_tost_paired_by_hand_and_against_the_per_item_differences():
+    """n = 100, n10 = 10, n01 = 5, margin 0.1: d = 0.05, se = sqrt((0.15 - 0.0025) / 100) = 0.0384057;
+    upper test z = (0.1 - 0.05) / se = 1.30189, p = 1 - Phi(1.30189) = 0.09648 (the lower one is far
+    smaller); then the same from the 100 per-item differences with numpy (population sd / sqrt(n))."""
+    import numpy as np
+    from scipy.stats import norm
+
+    from weightspace.function.stats import tost_paired
+
+    t = tost_paired(10, 5, 100, 0.1)
+    assert t["diff"] == pytest.approx(0.05) and t["se"] == pytest.approx(0.0384057, abs=1e-7)
+    assert t["p"] == pytest.approx(0.09648, abs=1e-5)  # normal table, interpolated
+    x = np.array([1] * 10 + [-1] * 5 + [0] * 85, dtype=float)
+    se = x.std() / np.sqrt(len(x))
+    assert t["p"] == pytest.approx(max(norm.sf((x.mean() + 0.1) / se), norm.sf((0.1 - x.mean()) / se)), rel=1e-12)
+    # equivalence shown at 5% exactly when the 90% interval lies inside (-margin, margin)
+    for n10, n01 in ((30, 10), (12, 10), (50, 49), (0, 0), (3, 0)):
+        r = tost_paired(n10, n01, 400, 0.05)
+        inside = abs(r["diff"]) + norm.ppf(0.95) * r["se"] < 0.05
+        assert (r["p"] < 0.05) == inside, (n10, n01, r)
+    with pytest.raises(ValueError, match="impossible counts"):
+        tost_paired(60, 50, 100, 0.05)
+    with pytest.raises(ValueError, match="margin"):
+        tost_paired(1, 1, 100, 0.0)
+
+
+def test_heldout_size_follows_the_declared_tost_power_calculation():
+    """(1.6449 + 1.6449)^2 * 0.2 / 0.05^2 = 865.8 -> 866 items; the default's held-out set is at least that,
+    at the declared margin (tost_sample_size's docstring)."""
+    from weightspace.config import load
+    from weightspace.function.stats import tost_sample_size
+
+    assert tost_sample_size(0.05, 0.2) == 866
+    p = load(REPO / "params.yaml")
+    assert p.compare.margin == 0.05 and p.prepare.eval["heldout"].n >= tost_sample_size(p.compare.margin, 0.2)
 
 
 

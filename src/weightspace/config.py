@@ -301,6 +301,7 @@ class Compare(Section):
     level: OpenUnit  # confidence level of the intervals
     bootstrap: PositiveInt  # resamples for avg@k intervals
     seed: StrictInt
+    margin: OpenUnit  # equivalence margin of the paired TOST (accuracy difference, absolute): "same accuracy"
 
 
 class Connectivity(Section):

@@ -1,4 +1,5 @@
-"""Paired accuracy statistics: Wilson intervals, exact McNemar, Holm correction, problem-level bootstrap."""
+"""Paired accuracy statistics: Wilson intervals, exact McNemar, Holm correction, a paired equivalence test
+(TOST) and its sample size, problem-level bootstrap."""
 
 from __future__ import annotations
 
@@ -46,6 +47,42 @@ def holm(pvalues: list[float]) -> list[float]:
     return out
 
 
+def tost_paired(n10: int, n01: int, n: int, margin: float) -> dict:
+    """Paired two one-sided tests (TOST) of |acc_a - acc_b| < margin on the same n items.
+
+    d = (n10 - n01) / n, se = sqrt(((n10 + n01) / n - d^2) / n) (the discordant pairs carry all of a paired
+    difference's variance; Wald), p = max(1 - Phi((d + margin) / se), 1 - Phi((margin - d) / se)):
+    equivalence at level a when p < a, i.e. when the (1 - 2a) interval d +- z_{1-a} se lies inside
+    (-margin, margin). se = 0 (no discordant item): p = 0 when |d| < margin, else 1.
+    Returns {"diff": d, "se": se, "p": p}."""
+    if n <= 0 or min(n10, n01) < 0 or n10 + n01 > n:
+        raise ValueError(f"tost_paired: impossible counts n10={n10}, n01={n01}, n={n}")
+    if not margin > 0:
+        raise ValueError(f"tost_paired: margin must be positive, got {margin}")
+    d = (n10 - n01) / n
+    se = math.sqrt(max((n10 + n01) / n - d * d, 0.0) / n)
+    if se == 0:
+        return {"diff": d, "se": 0.0, "p": 0.0 if abs(d) < margin else 1.0}
+    p = max(norm.sf((d + margin) / se), norm.sf((margin - d) / se))
+    return {"diff": d, "se": se, "p": float(p)}
+
+
+def tost_sample_size(margin: float, discordance: float, alpha: float = 0.05, power: float = 0.9) -> int:
+    """Items for a paired TOST at level ``alpha`` to show equivalence within ``margin`` with probability
+    ``power`` when the true difference is 0 and a share ``discordance`` of items is discordant:
+    n = (z_{1-alpha} + z_{1-(1-power)/2})^2 discordance / margin^2 (each one-sided test needs power
+    1 - (1 - power)/2; Var(d) = discordance / n at d = 0), rounded up.
+
+    The tiny default's held-out set (``prepare.eval.heldout.n``) is sized with it, declared before any
+    run at that size: margin 0.05 (``compare.margin``), discordance 0.2 (a bound on the share of items two
+    of the family's methods answer differently at the tiny model's accuracy of about 0.2-0.3), alpha 0.05,
+    power 0.9: n = 866, rounded up to 1000 (``tests/test_function_space.py`` checks the params)."""
+    if not (0 < margin and 0 < discordance <= 1 and 0 < alpha < 0.5 and 0 < power < 1):
+        raise ValueError("tost_sample_size: need margin > 0, 0 < discordance <= 1, 0 < alpha < 0.5, 0 < power < 1")
+    z = norm.ppf(1 - alpha) + norm.ppf(1 - (1 - power) / 2)
+    return math.ceil(z * z * discordance / margin**2)
+
+
 def bootstrap_mean(values: np.ndarray, samples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the mean over problems (rows of ``values``, each a problem's avg@k),
     resampling problems with replacement."""
@@ -56,8 +93,10 @@ def bootstrap_mean(values: np.ndarray, samples: int, seed: int, level: float = 0
     return float(lo), float(hi)
 
 
-def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, seed: int) -> dict:
-    """Metrics of one evaluation set; ``records[model]`` are that model's per-item records."""
+def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, seed: int, margin: float) -> dict:
+    """Metrics of one evaluation set; ``records[model]`` are that model's per-item records. Per model: accuracy
+    with its Wilson interval; per pair a-b: exact McNemar (n10, n01, p), its Holm-adjusted p over every
+    pair of the set (p_holm), and the paired TOST within ``margin`` (diff = acc_a - acc_b, se, tost_p)."""
     models = list(records)
     ids = [r["id"] for r in records[models[0]]]
     for m in models:
@@ -75,6 +114,8 @@ def compare_set(records: dict[str, list[dict]], level: float, bootstrap: int, se
     pairs = combinations(models)
     tests = [mcnemar_exact([bool(r["correct"]) for r in records[a]], [bool(r["correct"]) for r in records[b]])
              for a, b in pairs]
+    n = len(ids)
     for pair, t, ph in zip(pairs, tests, holm([t["p"] for t in tests])):
-        out[pair.key] = {**t, "p_holm": ph}
+        e = tost_paired(t["n10"], t["n01"], n, margin)
+        out[pair.key] = {**t, "p_holm": ph, "diff": e["diff"], "se": e["se"], "tost_p": e["p"]}
     return out

@@ -1,5 +1,5 @@
 """Stage compare: accuracy with intervals per model and set, exact McNemar for every pair of models
-with Holm correction per set, avg@k with a problem-level bootstrap -> ``<metrics>`` (keys like
+with Holm correction per set, a paired TOST within ``compare.margin`` per pair, avg@k with a problem-level bootstrap -> ``<metrics>`` (keys like
 ``heldout.dpo.acc``, ``heldout.sft-dpo.p_holm``) and ``<plots>/<set>.csv``. With
 ``--twins`` (not ``none``), the same per set again under ``seed_twins``, each method replaced by its
 seed twin where ``<twins>/<model>/`` exists (the base has none and stays): the claims' seed bands.
@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     metrics = {}
     for s in sets:
         metrics[s] = stats.compare_set({m: read_jsonl(Path(args.evals) / m / f"{s}.jsonl") for m in models}, cfg.level,
-                                 cfg.bootstrap, cfg.seed)
+                                 cfg.bootstrap, cfg.seed, cfg.margin)
         write_csv(Path(args.plots) / f"{s}.csv", [{"model": m, **{k: metrics[s][m][k] for k in ("acc", "lo", "hi")}}
                                                   for m in models], "%.6f")
         different = [p for p, v in metrics[s].items() if Pair.maybe(p) is not None and v["p_holm"] < 0.05]
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
         tw = Path(args.twins)
         metrics["seed_twins"] = {
             s: stats.compare_set({m: read_jsonl((tw if (tw / m).is_dir() else Path(args.evals)) / m / f"{s}.jsonl")
-                            for m in models}, cfg.level, cfg.bootstrap, cfg.seed) for s in sets}
+                            for m in models}, cfg.level, cfg.bootstrap, cfg.seed, cfg.margin) for s in sets}
     write_json(args.metrics, metrics)
 
 
