@@ -5,7 +5,8 @@ import copy
 
 import pytest
 
-from weightspace.report.claims import CLAIMS, Claim, check
+from weightspace.function.stats import tost_paired
+from weightspace.report.claims import CLAIMS, Claim, check, judge, mean_interval, rate_interval
 
 M = ("sft", "rft", "dft", "rift", "grpo", "dpo")
 
@@ -37,6 +38,7 @@ def paper_metrics() -> dict:
             # discordant counts: DPO right where the other is wrong 90 times, the reverse 20 (AIME: 7 and 1)
             acc[f"{a}-{b}"] = {"p": 1e-10 if "dpo" in (a, b) else 0.5, "p_holm": 1e-9 if "dpo" in (a, b) else 1.0,
                                "n01": 90 if "dpo" in (a, b) else 30, "n10": 20 if "dpo" in (a, b) else 30}
+            acc[f"{a}-{b}"]["tost_p"] = tost_paired(acc[f"{a}-{b}"]["n10"], acc[f"{a}-{b}"]["n01"], 1319, 0.05)["p"]
             aime[f"{a}-{b}"] = {"p": 0.07, "n01": 7 if "dpo" in (a, b) else 2, "n10": 1 if "dpo" in (a, b) else 2}
     connectivity = {"sft-grpo": {"barrier": 0.0}, "grpo-rift": {"barrier": 0.0}, "rift-dpo": {"barrier": 0.83},
                     "sft-sft_seed": {"barrier": 0.004}}
@@ -120,12 +122,13 @@ def test_claims_fail_on_contradicting_numbers():
     g["seeds"]["dpo"]["u1_alignment"] = 0.5  # one method's seeds disagree
     g["lr_step"]["lr_matched"]["norm_ratio"] = 1.0
     g["orthogonal_fraction_depth"]["grpo"]["late"] = 0.5
-    m["accuracy"]["gsm8k"]["sft-rft"]["p"] = 0.1  # raw p below 0.15, though Holm's stays 1.0
+    m["accuracy"]["gsm8k"]["sft-rft"]["tost_p"] = 0.2  # one pair not shown equivalent: not all the same
+    m["accuracy"]["gsm8k"]["dpo"]["acc"] = 0.87  # DPO below SFT: its McNemar p counts as 1
     m["connectivity"]["rift-dpo"]["barrier"] = 0.0
     m["accuracy"]["aime26"]["sft"]["acc"] = 0.4
     got = {r["id"]: r["holds"] for r in check(m)}
     for cid in ("family_cosine", "dpo_orthogonal", "dpo_small", "cka_dpo", "angle_order_topk", "seeds_u1", "lr_norm",
-                "grpo_orthogonal_depth", "accuracy_same", "lmc_rift_dpo", "aime_dpo"):
+                "grpo_orthogonal_depth", "accuracy_same", "accuracy_dpo_p", "lmc_rift_dpo", "aime_dpo"):
         assert got[cid] is False, cid
     assert got["dft_cosine"] is True and got["lr_cosine"] is True
 
@@ -135,7 +138,7 @@ def test_sentence_is_rendered_from_the_declaration():
     assert c.sentence() == "global cosine SFT-DFT lies in [0.3, 0.8]"
     assert Claim("y", "h", "barrier", lambda m: 0.1, "<", 0.05, "").check({})["holds"] is False
     by_id = {c.id: c for c in CLAIMS}
-    assert by_id["accuracy_same"].sentence().endswith(">= 0.15")
+    assert by_id["accuracy_same"].sentence().endswith("< 0.05")
     assert by_id["effective_rank_dpo"].sentence().endswith("is largest for dpo")
 
 
@@ -236,28 +239,81 @@ def test_orders_with_neighbours_closer_than_their_bands_are_undecided():
     assert {r["id"]: r for r in check(with_twins(m, **twins))}["effective_rank_grpo"]["verdict"] == "holds"
 
 
-def test_accuracy_claims_take_their_band_from_the_evaluated_twins():
-    """The measured case: SFT..GRPO's smallest pairwise McNemar p was 0.248 in one run and 0.006 on another
-    float path, a flip between holds and does not hold on a claim with no band. With the seed twins'
-    accuracy (``accuracy.seed_twins``) the band is |0.248 - 0.664| = 0.416 > 0.098 from the threshold 0.15:
-    undecided. A twin p near the value keeps the verdict decided; without twin accuracy there is no band."""
+def test_accuracy_claims_take_no_band_from_a_p_value_and_dpo_its_from_the_twins():
+    """accuracy_same and accuracy_dpo_p read p-values (TOST, Holm-adjusted McNemar): a twin's p gives no band,
+    the single-run verdict is the plain test. DPO's margin takes the larger of its seed band and its paired
+    sampling band (0.0156)."""
     m = paper_metrics()
-    m["accuracy"]["gsm8k"]["sft-rft"]["p"] = 0.248
     twin_acc = copy.deepcopy(m["accuracy"])
-    for k, v in twin_acc["gsm8k"].items():
-        if "-" in k and "dpo" not in k:
-            v["p"] = 0.9  # the twins' other pairs further from the threshold
-    twin_acc["gsm8k"]["sft-rft"]["p"] = 0.664
-    r = {r["id"]: r for r in check(with_twins(m))}["accuracy_same"]
-    assert r["band"] is None and r["verdict"] == "holds"  # geometry twins only: decided on the value
+    twin_acc["gsm8k"]["sft-rft"]["tost_p"] = 0.9
     m["accuracy"]["seed_twins"] = twin_acc
-    r = {r["id"]: r for r in check(with_twins(m))}["accuracy_same"]
-    assert r["seed_twins"] == 0.664 and r["band"] == pytest.approx(0.416) and r["verdict"] == "undecided"
-    twin_acc["gsm8k"]["sft-rft"]["p"] = 0.3  # band 0.052 < 0.098
-    assert {r["id"]: r for r in check(with_twins(m))}["accuracy_same"]["verdict"] == "holds"
-    # DPO's margin: the larger of its seed band and its paired sampling band (0.0156)
+    got = {r["id"]: r for r in check(with_twins(m))}
+    for cid in ("accuracy_same", "accuracy_dpo_p"):
+        assert got[cid]["band"] is None and got[cid]["verdict"] == "holds", cid
+    assert got["accuracy_same"]["seed_twins"] == 0.9
     twin_acc["gsm8k"]["dpo"]["acc"] = 0.90  # twin margin 0.018 vs 0.053: seed band 0.035 < 0.053
     r = {r["id"]: r for r in check(with_twins(m))}["accuracy_dpo_margin"]
     assert r["band"] == pytest.approx(0.035, abs=1e-4) and r["verdict"] == "holds"
     twin_acc["gsm8k"]["dpo"]["acc"] = 0.86  # twin margin -0.022: band 0.075 > 0.053
     assert {r["id"]: r for r in check(with_twins(m))}["accuracy_dpo_margin"]["verdict"] == "undecided"
+
+
+def test_dpo_p_is_holm_adjusted_over_its_five_comparisons():
+    """Raw p (ascending) 0.01, 0.012, 0.02, 0.03, 0.04 -> x5, x4, x3, x2, x1 = 0.05, 0.048, 0.06, 0.06, 0.04 ->
+    running max 0.05, 0.05, 0.06, 0.06, 0.06 -> largest 0.06: not below 0.05, though every raw p is."""
+    m = paper_metrics()
+    for x, p in zip(("sft", "rft", "dft", "rift", "grpo"), (0.01, 0.03, 0.04, 0.012, 0.02)):
+        m["accuracy"]["gsm8k"][f"{x}-dpo"]["p"] = p
+    r = {r["id"]: r for r in check(m)}["accuracy_dpo_p"]
+    assert r["this_run"] == pytest.approx(0.06) and r["holds"] is False
+
+
+def test_replicate_intervals_by_hand():
+    """mean_interval([1, 2, 3, 4]): mean 2.5, sd 1.29099, t_{0.975, 3} = 3.18245: 2.5 +- 2.05426.
+    rate_interval(9, 10): Beta(0.025; 9, 2) = 0.554984, Beta(0.975; 10, 1) = 0.975^(1/10) = 0.997471;
+    rate_interval(0, 10): [0, 1 - 0.025^(1/10)] = [0, 0.308497]."""
+    mean, lo, hi = mean_interval([1, 2, 3, 4])
+    assert mean == 2.5 and lo == pytest.approx(2.5 - 2.05426, abs=1e-5) and hi == pytest.approx(2.5 + 2.05426, abs=1e-5)
+    assert rate_interval(9, 10) == pytest.approx((0.554984, 0.975 ** 0.1), abs=1e-6)
+    assert rate_interval(0, 10) == pytest.approx((0.0, 1 - 0.025 ** 0.1), abs=1e-6)
+    assert rate_interval(10, 10)[1] == 1.0
+
+
+def test_judge_follows_the_declared_rule():
+    """The rule (claims.RULE) on hand-made replicates: a mean claim holds when every margin's interval is above
+    0, does not hold when one is below, undecided when one straddles 0; a rate claim by its hold rate's
+    interval against 1/2; 'unstable' strictly between 10% and 90%."""
+    ge = Claim("c", "(i)", "x", lambda m: m, ">=", 0.9, "p")
+    r = judge(ge, [0.95, 0.96, 0.94, 0.97, 0.95])
+    assert r["verdict"] == "holds" and r["k"] == 5 and r["n"] == 5 and not r["unstable"]
+    assert judge(ge, [0.85, 0.86, 0.84, 0.87, 0.85])["verdict"] == "does not hold"
+    r = judge(ge, [0.85, 0.95, 0.88, 0.93, 0.91, None])  # mean 0.904, interval straddles 0.9
+    assert r["verdict"] == "undecided" and r["k"] == 3 and r["n"] == 5 and r["not_measured_in"] == 1 and r["unstable"]
+    # "in": both ends are margins; one interval below 0 (above the upper end) decides
+    within = Claim("c", "(i)", "x", lambda m: m, "in", (0.3, 0.8), "p")
+    r = judge(within, [0.9, 0.92, 0.91])
+    assert r["verdict"] == "does not hold" and set(r["margins"]) == {"x - lo", "hi - x"}
+    # an order: each neighbour gap; a list: each element
+    rises = Claim("c", "h", "x", lambda m: m, "rises", None, "p")
+    assert judge(rises, [[1, 2, 3], [1, 2.5, 3.1], [0.9, 2.2, 2.9]])["verdict"] == "holds"
+    assert judge(rises, [[1, 2, 3], [2.1, 2, 3], [1, 2.05, 3]])["verdict"] == "undecided"
+    largest = Claim("c", "h", "x", lambda m: m, "largest", "a", "p")
+    r = judge(largest, [{"a": 3, "b": 1, "c": 2}, {"a": 3.2, "b": 1, "c": 2.5}, {"a": 2.9, "b": 1.1, "c": 2.1}])
+    assert r["verdict"] == "holds" and set(r["margins"]) == {"a vs b", "a vs c"}
+    # rate: 9 of 10 holds, 8 of 10 undecided, 1 of 10 does not hold
+    test = Claim("c", "(iv)", "p", lambda m: m, "<", 0.05, "p", across="rate")
+    assert judge(test, [0.01] * 9 + [0.2])["verdict"] == "holds"
+    assert judge(test, [0.01] * 8 + [0.2] * 2)["verdict"] == "undecided"
+    assert judge(test, [0.01] + [0.2] * 9)["verdict"] == "does not hold"
+    assert judge(test, [None, None])["verdict"] == "not measured"
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.id)
+def test_margins_agree_with_the_single_run_decision(claim):
+    """For every declared claim, on the paper's numbers and on shifted ones: decide(v) is "every margin > 0"."""
+    m = paper_metrics()
+    try:
+        v = claim.value(m)
+    except LookupError:
+        pytest.skip("not measured on the paper fixture")
+    assert claim.decide(v) == all(x > 0 for x in claim.margins(v).values())

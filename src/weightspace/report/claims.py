@@ -20,6 +20,18 @@ paper reports; the debiased one stands beside it in the metrics.
 Comparisons apply to every element of a list value: ``>=``, ``<=``, ``<``, ``>``, ``in`` (closed
 interval), ``|x| <=``; ``rises`` (strictly increasing list); ``largest`` / ``smallest`` (the key of
 a dict value that must hold the extreme).
+
+The verdict across replicate runs (``judge``; ``RULE``, declared before the replicates were run) is the
+project's answer; the single-run verdict above, gated by one seed-twin draw, is a diagnostic. Each claim
+is split into margins, numbers that are > 0 on the paper's side (``Claim.margins``: x - t for >=, t - x for
+<=, both x - lo and hi - x for ``in``, t - |x|, each neighbour gap of an order, the extreme's lead over each
+other key). A ``mean`` claim holds when every margin's 95% t-interval of the mean over the N runs lies
+above 0, does not hold when any margin's interval lies below 0, and is undecided otherwise. A ``rate`` claim
+(a significance test per run: its value is a p-value, and a p-value has no mean worth an interval) holds
+when the 95% Clopper-Pearson interval of its hold rate k/N lies above 1/2, does not hold when it lies below
+1/2, undecided otherwise (N = 10: holds at k >= 9, does not hold at k <= 1). Every claim also reports
+"holds in k of N"; one whose hold rate lies strictly between 10% and 90% is ``unstable``: a single run's
+verdict on it is a coin the rollout table tosses.
 """
 
 from __future__ import annotations
@@ -27,8 +39,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable
+from scipy.stats import beta, t as student_t
+
 from .. import registry
 from ..core.pairs import Pair, lookup
+from ..function.stats import holm
 
 FAMILY = registry.family()  # SFT, RFT, RIFT
 SIX = registry.paper_six()  # the paper's methods: a claim over "every method" ranges over these, whatever else ran
@@ -82,6 +97,9 @@ class Claim:
     # its own seed twin (a direction not above its seed noise: "far from SFT" says nothing); the
     # verdict is then "undecided" whatever the value. None = no such gate
     seed_gate: Callable[[dict], bool] | None = None
+    # how replicate runs decide it (``judge``): "mean" (every margin's interval of the mean) or "rate" (the
+    # hold rate's interval; for a per-run significance test, whose value is a p-value)
+    across: str = "mean"
 
     def sentence(self) -> str:
         t = self.threshold
@@ -100,6 +118,31 @@ class Claim:
         test = {">=": lambda x: x >= t, "<=": lambda x: x <= t, "<": lambda x: x < t, ">": lambda x: x > t,
                 "in": lambda x: t[0] <= x <= t[1], "|x| <=": lambda x: abs(x) <= t}[op]
         return all(test(x) for x in xs)
+
+    def margins(self, v) -> dict[str, float]:
+        """The value as named margins, each > 0 on the paper's side and < 0 on the other (module docstring):
+        ``decide(v)`` is (up to ties at 0 of a closed comparison) "every margin > 0"."""
+        t, op = self.threshold, self.op
+        if op in ("largest", "smallest"):
+            sign = 1 if op == "largest" else -1
+            return {f"{t} vs {k}": sign * (v[t] - v[k]) for k in v if k != t}
+        if op == "rises":
+            return {f"[{i + 1}] - [{i}]": v[i + 1] - v[i] for i in range(len(v) - 1)}
+        xs = v if isinstance(v, (list, tuple)) else [v]
+        name = (lambda i: f"[{i}]") if isinstance(v, (list, tuple)) else (lambda i: "")  # noqa: E731
+        out = {}
+        for i, x in enumerate(xs):
+            if op in (">=", ">"):
+                out[f"{name(i)}x - t"] = x - t
+            elif op in ("<=", "<"):
+                out[f"{name(i)}t - x"] = t - x
+            elif op == "|x| <=":
+                out[f"{name(i)}t - |x|"] = t - abs(x)
+            elif op == "in":
+                out[f"{name(i)}x - lo"], out[f"{name(i)}hi - x"] = x - t[0], t[1] - x
+            else:
+                raise ValueError(f"claim {self.id}: unknown comparison {op!r}")
+        return out
 
     def band(self, v, v_twin):
         """|v - v_twin| elementwise (a number, a list or a dict of numbers); None where the shapes differ
@@ -179,7 +222,8 @@ class Claim:
         band = None
         if v_twin is not None:
             out["seed_twins"] = _r(v_twin)
-            band = self.band(v, v_twin)
+            # a p-value's seed "band" |p - p_twin| is a distance between two draws of a uniform: none
+            band = None if self.across == "rate" else self.band(v, v_twin)
         if self.sampling_band is not None:
             try:
                 sb = self.sampling_band(metrics)
@@ -188,7 +232,7 @@ class Claim:
             if sb is not None:
                 band = sb if band is None else max(band, sb)
         out["band"] = _r(band)
-        out["verdict"] = self.verdict(v, v_twin, band)
+        out["verdict"] = self.verdict(v, None if self.across == "rate" else v_twin, band)
         if self.seed_gate is not None:
             try:
                 gated = bool(self.seed_gate(metrics))
@@ -254,6 +298,21 @@ def _dpo_better(m, name):
     acc = _acc(m, name)
     return {"dpo": acc["dpo"]["acc"], "best_other": max(acc[x]["acc"] for x in FIVE),
             "margin": min(acc["dpo"]["acc"] - acc[x]["acc"] for x in FIVE)}
+
+
+def _tost_max(m):
+    acc = _acc(m, "accuracy_set")
+    ps = [pair(acc, a, b).get("tost_p") for i, a in enumerate(FIVE) for b in FIVE[i + 1:]]
+    if None in ps:
+        raise NotMeasured("tost_p (compare.margin) in the accuracy metrics")
+    return max(ps)
+
+
+def _dpo_holm(m):
+    """Holm over the five comparisons read together; a comparison DPO loses counts as p = 1 (one-sided claim)."""
+    acc = _acc(m, "accuracy_set")
+    adjusted = holm([pair(acc, "dpo", x)["p"] for x in FIVE])
+    return max(p if acc["dpo"]["acc"] > acc[x]["acc"] else 1.0 for p, x in zip(adjusted, FIVE))
 
 
 def _online_in_noise(m) -> bool:
@@ -329,14 +388,15 @@ CLAIMS = [
           lambda m: [pair(m["cka"]["biased"], "dpo", x)["late_mean"] for x in ("grpo", "dft")], "<=", 0.7,
           "about 0.45 from layer 25"),
     # (iv) accuracy
-    Claim("accuracy_same", "(iv)", "smallest raw pairwise exact-McNemar p among SFT, RFT, DFT, RIFT, GRPO",
-          lambda m: min(pair(_acc(m, "accuracy_set"), a, b)["p"] for i, a in enumerate(FIVE) for b in FIVE[i + 1:]),
-          ">=", 0.15, "p >= 0.15"),
+    # equivalence of all ten pairs: an intersection-union test, each TOST at 5% with no multiplicity correction
+    Claim("accuracy_same", "(iv)", "largest paired-TOST p of 'same accuracy within compare.margin' over the ten "
+          "pairs of SFT, RFT, DFT, RIFT, GRPO", _tost_max, "<", 0.05, "McNemar p >= 0.15 (87.3-88.2%)",
+          across="rate"),
     Claim("accuracy_dpo_margin", "(iv)", "DPO's accuracy minus the best of the other five (accuracy set)",
           lambda m: _dpo_better(m, "accuracy_set")["margin"], ">", 0, "93.5% vs 87.3-88.2%",
           lambda m: _dpo_margin_band(m, "accuracy_set")),
-    Claim("accuracy_dpo_p", "(iv)", "largest raw exact-McNemar p of DPO against each of the other five",
-          lambda m: max(pair(_acc(m, "accuracy_set"), "dpo", x)["p"] for x in FIVE), "<", 0.05, "p < 1e-9"),
+    Claim("accuracy_dpo_p", "(iv)", "largest exact-McNemar p of DPO against each of the other five, Holm-adjusted "
+          "over those five (1 where DPO is not the more accurate)", _dpo_holm, "<", 0.05, "p < 1e-9", across="rate"),
     Claim("aime_dpo", "(iv)", "DPO's AIME accuracy minus the best of the other five",
           lambda m: _dpo_better(m, "aime_set")["margin"], ">", 0, "30.0% vs 3.3-10.0% (SFT-DPO p = 0.07)",
           lambda m: _dpo_margin_band(m, "aime_set")),
@@ -367,6 +427,73 @@ CLAIMS = [
     Claim("lr_norm", "controls", "||dW|| at 10x the LR divided by ||dW|| at the method's LR",
           lambda m: [s["norm_ratio"] for s in _lr_steps(m)], "in", (1.5, 6.0), "about 3x"),
 ]
+
+
+LEVEL = 0.95  # the replicate intervals' confidence
+STABLE = (0.1, 0.9)  # a hold rate strictly between these: unstable
+RULE = ("mean claims: holds when every margin's 95% t-interval of the replicate mean lies above 0, does not hold "
+        "when one lies below 0, undecided otherwise; rate claims (a per-run significance test): holds when the 95% "
+        "Clopper-Pearson interval of the hold rate lies above 1/2, does not hold when it lies below 1/2, undecided "
+        "otherwise; unstable: a hold rate strictly between 10% and 90%")
+
+
+def mean_interval(xs: list[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, lo, hi): mean +- t_{(1+level)/2, N-1} sd / sqrt(N), sd with N - 1; N = 1: the point itself."""
+    n = len(xs)
+    mean = sum(xs) / n
+    if n < 2:
+        return mean, mean, mean
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    h = student_t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - h, mean + h
+
+
+def rate_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Clopper-Pearson interval of k successes in n: Beta quantiles ((1-level)/2; k, n-k+1) and
+    ((1+level)/2; k+1, n-k), with 0 at k = 0 and 1 at k = n."""
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def judge(claim: Claim, values: list) -> dict:
+    """The claim across replicate runs (``RULE``): ``values`` holds its value in each run (None where a run
+    did not measure it; such runs are left out and counted). Returns k (runs where it holds), n, the hold rate
+    with its interval, ``unstable``, each margin's mean and interval (mean claims), and the verdict."""
+    got = [v for v in values if v is not None]
+    out = {"id": claim.id, "across": claim.across, "n": len(got), "not_measured_in": len(values) - len(got)}
+    if not got:
+        return {**out, "k": 0, "verdict": "not measured"}
+    k = sum(bool(claim.decide(v)) for v in got)
+    lo, hi = rate_interval(k, len(got))
+    out.update(k=k, hold_rate=k / len(got), hold_rate_interval=[lo, hi],
+               unstable=STABLE[0] < k / len(got) < STABLE[1])
+    if claim.across == "rate":
+        out["verdict"] = "holds" if lo > 0.5 else "does not hold" if hi < 0.5 else "undecided"
+        return out
+    per_run = [claim.margins(v) for v in got]
+    states, margins = [], {}
+    for name in per_run[0]:
+        mean, mlo, mhi = mean_interval([m[name] for m in per_run])
+        margins[name] = {"mean": mean, "interval": [mlo, mhi]}
+        states.append("pass" if mlo > 0 else "fail" if mhi < 0 else "uncertain")
+    out["margins"] = margins
+    out["verdict"] = Claim._combine(states, False)
+    return out
+
+
+def value_interval(values: list):
+    """The replicate mean of a claim's value with its 95% interval, elementwise: (mean, lo, hi) for a number,
+    a list of those for a list, a dict of those for a dict; None where no run measured it."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return None
+    if isinstance(got[0], dict):
+        return {key: mean_interval([v[key] for v in got]) for key in got[0]}
+    if isinstance(got[0], (list, tuple)):
+        return [mean_interval([v[i] for v in got]) for i in range(len(got[0]))]
+    return mean_interval(got)
 
 
 def twin_metrics(metrics: dict) -> dict | None:
