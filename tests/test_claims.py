@@ -317,3 +317,36 @@ def test_margins_agree_with_the_single_run_decision(claim):
     except LookupError:
         pytest.skip("not measured on the paper fixture")
     assert claim.decide(v) == all(x > 0 for x in claim.margins(v).values())
+
+
+def test_report_table_reads_replicates_only_when_they_cover_this_run():
+    """The report shows the replicate verdicts, "k of N" and the intervals only when the replicate file was made
+    for this profile and its committed run has this run's values; else this run's own verdicts, saying why."""
+    import sys
+    from pathlib import Path
+
+    from weightspace.report.markdown import claims_table, replicates_for
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from replicates import summarise
+
+    m = paper_metrics()
+    shifted = copy.deepcopy(m)
+    shifted["geometry"]["cosine"]["global"]["sft-dft"] = 0.2  # dft_cosine fails in the second run
+    files = {name: {"geometry": x["geometry"], "accuracy": x["accuracy"], "connectivity": x["connectivity"],
+                    "cka": x["cka"], "claims": {"accuracy_set": "gsm8k", "aime_set": "aime26"}}
+             for name, x in (("committed", m), ("rep-1", shifted))}
+    runs = [{"name": "committed"}, {"name": "rep-1"}]
+    rep = {"profile": "tiny", "runs": runs, **summarise(runs, files)}
+    assert rep["claims"]["dft_cosine"]["k"] == 1 and rep["claims"]["dft_cosine"]["unstable"]
+    assert rep["claims"]["family_cosine"]["k"] == 2 and rep["claims"]["family_cosine"]["verdict"] == "holds"
+    claims = check(m)
+    got, why = replicates_for(rep, claims, "tiny")
+    assert got is rep and why == ""
+    rows = {r.split("`")[1]: r for r in claims_table(claims, rep)[2:]}
+    assert "| 1 of 2 (unstable) |" in rows["dft_cosine"] and "| 2 of 2 |" in rows["family_cosine"]
+    assert rows["dft_cosine"].count("|") == 8  # 7 cells
+    assert replicates_for(rep, claims, "plumbing")[1].startswith("the replicate file was made for profile 'tiny'")
+    assert "claim values differ" in replicates_for(rep, check(shifted), "tiny")[1]
+    assert replicates_for(None, claims, "tiny")[0] is None
+    assert claims_table(claims, None)[0].endswith("| verdict (this run alone) |")

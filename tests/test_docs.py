@@ -48,3 +48,28 @@ def test_a_pointer_to_a_moved_section_is_caught():
     planted = [("params.yaml", "README.md", m.group(2)), ("params.yaml", "docs/nowhere.md", "Controls")]
     assert dangling(planted) == planted
     assert dangling([("params.yaml", "docs/experiments.md", m.group(2))]) == []
+
+
+def test_generated_blocks_follow_the_metrics():
+    """Every generated block of the README and docs/ (weightspace.report.docs) is what the committed metrics give."""
+    from weightspace.report.docs import update
+
+    assert update(REPO, write=False) == []
+
+
+def test_a_hand_edited_number_in_a_generated_block_is_caught(tmp_path):
+    """A block whose count was typed over (the committed README with one number changed) is out of date."""
+    import shutil
+
+    from weightspace.report.docs import update
+
+    for f in ("README.md", "docs/reproduce.md"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / f, tmp_path / f)
+    shutil.copytree(REPO / "metrics", tmp_path / "metrics")
+    assert update(tmp_path, write=False) == []
+    readme = tmp_path / "README.md"
+    text = readme.read_text()
+    m = re.search(r"\*\*(\d+) of (\d+) claims hold", text)
+    readme.write_text(text.replace(m.group(0), f"**{int(m.group(1)) + 1} of {m.group(2)} claims hold", 1))
+    assert update(tmp_path, write=False) == ["README.md: results"]

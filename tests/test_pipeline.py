@@ -331,10 +331,12 @@ def test_claims_report_lists_every_claim(plumbing):
     claims = json.loads((root / "metrics/claims.json").read_text())
     assert set(claims["claims"]) == {c.id for c in CLAIMS} and claims["profile"] == params_of(root).profile
     md = (root / "metrics/report.md").read_text()
-    rows = [line for line in md.splitlines() if line.startswith(("| (", "| headline", "| online", "| controls"))]
-    assert len(rows) == len(CLAIMS)
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == [c.id for c in CLAIMS]
     for line in rows:  # each row has exactly 6 cells: escaped pipes do not split a cell
         assert len(line.replace("\\|", "").strip("|").split("|")) == 6, line
+    # the committed replicate file is the tiny default's: this profile's counts are its one run's
+    assert claims["counted_over_runs"] == 1 and "made for profile 'tiny'" in claims["counted_by"]
     assert "seed band" in md and "RIFT form: `token`" in md and "CKA layers" in md
     assert claims["not_measured"] == sum(c["verdict"] == "not measured" for c in claims["claims"].values())
     assert sum(claims[k] for k in ("holds", "does_not_hold", "undecided", "not_measured")) == len(CLAIMS)

@@ -56,23 +56,42 @@ def test_committed_verdicts_follow_from_the_committed_numbers():
 
 
 def test_the_calibration_is_of_the_committed_run_and_its_false_alarm_rate_is_measured():
-    """metrics/calibration.json (tools/calibrate.py): made around the committed run (every judged number's
+    """metrics/calibration.json (tools/replicates.py write): made around the committed run (every judged number's
     committed draw equals the committed metrics, so a change that moves the numbers fails here until the
-    bands are recalibrated), with its command, at least six runs, and the leave-one-out rate recomputed
-    from the draws it stores."""
+    replicates are rerun), over at least ten runs, with the bands, the stable claims and the leave-one-out rate
+    recomputed from the draws and verdicts it stores."""
     from weightspace.weights import noise
     from weightspace.report import reproduce
 
     cal = json.loads((METRICS / "calibration.json").read_text())
-    assert cal["profile"] == "tiny" and cal["command"].startswith("python tools/calibrate.py run --seeds")
-    assert len(cal["runs"]) >= 6 and cal["runs"][0] == "committed"
+    assert cal["profile"] == "tiny" and cal["command"].startswith("python tools/replicates.py queue --seeds")
+    assert len(cal["runs"]) >= 10 and cal["runs"][0] == "committed"
     committed = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts", "claims")}
     assert reproduce.stale(cal, committed) == []
-    assert len(cal["numbers"]) >= 150
     values = {k: s["values"] for k, s in cal["numbers"].items()}
     stats, _ = noise.calibrated_bands(values, cal["family_wise_alpha"])
     assert {k: s["band"] for k, s in stats.items()} == pytest.approx({k: s["band"] for k, s in cal["numbers"].items()})
     assert cal["verdicts"]["committed"] == {k: c["verdict"] for k, c in committed["claims"]["claims"].items()}
     loo = cal["leave_one_out"]
-    assert loo["checks"] == len(cal["runs"]) * (len(cal["runs"]) - 1)
-    assert loo["rate"] == loo["false_alarms"] / loo["checks"]
+    assert loo["checks"] == len(cal["runs"]) and loo["rate"] == loo["false_alarms"] / loo["checks"]
+    assert loo["false_alarms"] == sum(bool(r["numbers_beyond"] or r["flips"]) for r in loo["per_run"].values())
+
+
+def test_the_replicate_file_judges_every_claim_by_the_declared_rule():
+    """metrics/replicates.json (tools/replicates.py write): at least ten runs, the committed one first with this
+    run's claim values; each claim's k, N and verdict recomputed from the values it stores with claims.judge, and
+    the counts the report and README state are those verdicts'."""
+    from weightspace.report.claims import CLAIMS, RULE, judge
+
+    rep = load("replicates")
+    assert len(rep["runs"]) >= 10 and rep["runs"][0]["name"] == "committed" and rep["rule"] == RULE
+    committed = load("claims")
+    assert committed["counted_over_runs"] == len(rep["runs"])
+    for c in CLAIMS:
+        r = rep["claims"][c.id]
+        assert r["values"][0] == committed["claims"][c.id]["this_run"], c.id
+        again = judge(c, r["values"])
+        assert (again["k"], again["n"], again["verdict"]) == (r["k"], r["n"], r["verdict"]), c.id
+        assert committed["claims"][c.id]["replicates"]["verdict"] == r["verdict"]
+    for v in ("holds", "does_not_hold", "undecided", "not_measured"):
+        assert committed[v] == rep["counts"][v] == sum(r["verdict"] == v.replace("_", " ") for r in rep["claims"].values())

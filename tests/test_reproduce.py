@@ -114,16 +114,18 @@ def test_no_claims_is_not_a_reproduction():
 
 # ---- calibrated bands -------------------------------------------------------------------------------------
 
-def test_calibrated_band_is_student_t_bonferroni_times_sqrt2_sd():
-    """Draws 1, 2, 3, 4: sd = sqrt(5/3) = 1.2910; one judged number, alpha 5%: t_3 two-sided 97.5% = 3.1824
-    (a t table); band = 3.1824 * sqrt(2) * 1.2910 = 5.810. A number no run moved, or with three draws, is
-    not judged."""
-    stats, skipped = noise.calibrated_bands({"a": [1, 2, 3, 4], "flat": [5, 5, 5, 5], "few": [1, 2, None, float("nan")]})
-    assert stats["a"]["sd"] == pytest.approx(math.sqrt(5 / 3))
-    assert stats["a"]["band"] == pytest.approx(3.1824 * math.sqrt(2) * math.sqrt(5 / 3), rel=1e-4)
-    assert set(skipped) == {"flat", "few"} and "fewer than 4" in skipped["few"] and "moved" in skipped["flat"]
-    two, _ = noise.calibrated_bands({"a": [1, 2, 3, 4], "b": [0, 0, 0, 1]})
-    assert two["a"]["band"] > stats["a"]["band"]  # Bonferroni over two numbers
+def test_calibrated_band_is_a_student_t_bonferroni_prediction_interval():
+    """Draws 1, 2, 3, 4: mean 2.5, sd = sqrt(5/3) = 1.2910; one judged number, alpha 5%: t_3 two-sided 97.5% =
+    3.1824 (a t table); band = 3.1824 * sqrt(1 + 1/4) * 1.2910 = 4.593. A number no run moved, one with three
+    draws, and a point mass (one value in half of the draws or more) are not judged."""
+    stats, skipped = noise.calibrated_bands({"a": [1, 2, 3, 4], "flat": [5, 5, 5, 5], "few": [1, 2, None, float("nan")],
+                                             "zeros": [0, 0, 0.1, 0.2], "ties": [1, 1, 2, 3, 4]})
+    assert stats["a"]["sd"] == pytest.approx(math.sqrt(5 / 3)) and stats["a"]["mean"] == 2.5
+    assert set(skipped) == {"flat", "few", "zeros"} and "fewer than 4" in skipped["few"] and "moved" in skipped["flat"]
+    assert "point mass" in skipped["zeros"]
+    one, _ = noise.calibrated_bands({"a": [1, 2, 3, 4]})
+    assert one["a"]["band"] == pytest.approx(3.1824 * math.sqrt(1.25) * math.sqrt(5 / 3), rel=1e-4)
+    assert stats["a"]["band"] > one["a"]["band"]  # Bonferroni over two judged numbers (a, ties)
 
 
 def calibration_runs(n=6, outlier=None):
@@ -138,18 +140,21 @@ def calibration_runs(n=6, outlier=None):
     return runs
 
 
-def test_leave_one_out_counts_checks_of_each_run_against_every_other():
+def test_leave_one_out_checks_each_run_against_the_others():
     cal = noise.calibrate(calibration_runs(), profile="tiny", command="x")
     loo = cal["leave_one_out"]
-    assert loo["checks"] == 6 * 5 and loo["false_alarms"] == 0 and loo["rate"] == 0.0
+    assert loo["checks"] == 6 and loo["false_alarms"] == 0 and loo["rate"] == 0.0
     assert "geometry:cosine.global.sft-rft" in cal["numbers"] and "geometry:frobenius.sft" in cal["not_judged"]
+    assert cal["stable"] == {"dpo_orthogonal": "holds"}
     bad = noise.calibrate(calibration_runs(outlier=3), profile="tiny", command="x")["leave_one_out"]
-    # seed3 held out: bands from runs that agree, so its 5 checks fail; held in, its spread widens the cosine band
-    assert bad["per_run"]["seed3"] == {"checks": 5, "false_alarms": 5}
+    # seed3 held out: intervals from runs that agree, so it fails; held in, its spread widens the interval
+    assert bad["per_run"]["seed3"]["numbers_beyond"] == ["geometry:cosine.global.sft-rft"] and bad["false_alarms"] == 1
     flipped = calibration_runs()
-    flipped["seed2"]["claims"]["claims"]["dpo_orthogonal"]["verdict"] = "does not hold"
-    v = noise.calibrate(flipped, profile="tiny", command="x")["leave_one_out"]
-    assert v["per_run"]["seed2"]["false_alarms"] == 5 and v["false_alarms"] == 5 + 5  # and each other run against it
+    flipped["seed2"]["claims"]["claims"]["dpo_orthogonal"].update(verdict="does not hold", holds=False)
+    v = noise.calibrate(flipped, profile="tiny", command="x")
+    # 1 of 6 does not hold: 83% is unstable overall; held out, seed2 contradicts the 5 others' stable verdict
+    assert v["stable"] == {} and v["leave_one_out"]["per_run"]["seed2"]["flips"] == ["dpo_orthogonal"]
+    assert v["leave_one_out"]["false_alarms"] == 1
 
 
 def test_reproduce_reads_calibrated_bands_and_flags_a_stale_calibration():
@@ -159,10 +164,10 @@ def test_reproduce_reads_calibrated_bands_and_flags_a_stale_calibration():
     cal = noise.calibrate(runs, profile="tiny", command="x")
     ref = runs["committed"]
     text, ok = render(compare(ref, runs["seed4"], cal), "HEAD")
-    assert ok and "calibrated over 6 runs" in text and "CAUTION" not in text, text
-    band = cal["numbers"]["geometry:cosine.global.sft-dpo"]["band"]
+    assert ok and "prediction intervals from 6 replicate runs" in text and "CAUTION" not in text, text
+    num = cal["numbers"]["geometry:cosine.global.sft-dpo"]
     planted = copy.deepcopy(ref)
-    planted["geometry"]["cosine"]["global"]["sft-dpo"] += 1.01 * band
+    planted["geometry"]["cosine"]["global"]["sft-dpo"] = num["mean"] + 1.01 * num["band"]
     text, ok = render(compare(ref, planted, cal), "HEAD")
     assert not ok and "EXCEEDS" in text
     # numbers the calibration does not judge are not judged, even where seed twins would band them
@@ -170,4 +175,17 @@ def test_reproduce_reads_calibrated_bands_and_flags_a_stale_calibration():
     planted["geometry"]["frobenius"]["dpo"] = 5.0
     assert render(compare(ref, planted, cal), "HEAD")[1]
     text, _ = render(compare(runs["seed1"], runs["seed1"], cal), "HEAD")
-    assert "CAUTION: calibrated around another run" in text
+    assert "CAUTION: made around another run" in text
+
+
+def test_calibrated_check_judges_stable_claims_and_leaves_unstable_ones():
+    """A stable claim (holds in every replicate) that does not hold in the new run fails the check; once one
+    replicate does not hold either (5 of 6: unstable), the same new run passes, the claim listed as not judged."""
+    runs = calibration_runs()
+    new = copy.deepcopy(runs["seed4"])
+    new["claims"]["claims"]["dpo_orthogonal"].update(verdict="does not hold", holds=False)
+    text, ok = render(compare(runs["committed"], new, noise.calibrate(runs, profile="tiny", command="x")), "HEAD")
+    assert not ok and "dpo_orthogonal: holds (stable) -> does not hold" in text, text
+    runs["seed2"]["claims"]["claims"]["dpo_orthogonal"].update(verdict="does not hold", holds=False)
+    text, ok = render(compare(runs["committed"], new, noise.calibrate(runs, profile="tiny", command="x")), "HEAD")
+    assert ok and "unstable across the replicates, not judged: dpo_orthogonal" in text, text

@@ -90,20 +90,22 @@ def test_online_grpo_gets_a_learning_signal_from_the_students_own_samples(defaul
 
 def test_another_float_path_reproduces(default_run):
     """The run on another float path (conftest.FLOAT_PATH: other bits from the base onwards, other sampled
-    rollouts) against the committed run: no claim moves between holds and does not hold, and the reproduction
-    check (`python -m weightspace.report.reproduce --against HEAD`, HEAD being the committed metrics) with the committed
-    calibration's bands (reruns over rollout-table and LoRA seeds) says REPRODUCED."""
+    rollouts: an honest rerun) against the committed replicates: no stable claim moves between holds and does
+    not hold, and the reproduction check (`python -m weightspace.report.reproduce --against HEAD`) says
+    REPRODUCED at a 1% family-wise rate (`--alpha 0.01`: a test CI runs on every machine fails an honest rerun
+    at most that often by design; the 5% default's measured leave-one-out rate is in docs/reproduce.md)."""
     root, tmp = default_run
     committed = {f: json.loads(run(["git", "show", f"HEAD:metrics/{f}.json"], root, tmp).stdout)
-                 for f in ("geometry", "claims")}
+                 for f in ("geometry", "claims", "calibration")}
     ran = {f: json.loads((root / f"metrics/{f}.json").read_text()) for f in ("geometry", "claims")}
     assert ran["geometry"]["cosine"]["global"] != committed["geometry"]["cosine"]["global"]  # other bits: not vacuous
-    c1, c2 = ran["claims"]["claims"], committed["claims"]["claims"]
-    assert set(c1) == set(c2)
-    flips = {k for k in c1 if {c1[k]["verdict"], c2[k]["verdict"]} == {"holds", "does not hold"}}
+    c1, stable = ran["claims"]["claims"], committed["calibration"]["stable"]
+    assert set(c1) == set(committed["claims"]["claims"]) and stable
+    flips = {k for k, v in stable.items() if {c1[k]["verdict"], v} == {"holds", "does not hold"}}
     assert not flips, flips
-    r = run(["python", "-m", "weightspace.report.reproduce", "--against", "HEAD"], root, tmp, check=False)
-    assert "bands: calibrated over" in r.stdout and "CAUTION" not in r.stdout, r.stdout
+    r = run(["python", "-m", "weightspace.report.reproduce", "--against", "HEAD", "--alpha", "0.01"], root, tmp,
+            check=False)
+    assert "bands: prediction intervals from" in r.stdout and "CAUTION" not in r.stdout, r.stdout
     assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("REPRODUCED"), r.stdout
 
 

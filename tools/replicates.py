@@ -107,7 +107,7 @@ def claim_inputs(files: dict[str, dict]) -> dict:
     """What ``claims.check`` reads, from one run's metric files."""
     return {"geometry": files["geometry"], "accuracy": files["accuracy"], "connectivity": files["connectivity"],
             "cka": files["cka"], "sets": {"accuracy_set": files["claims"]["accuracy_set"],
-                                          "aime_set": files["claims"]["aime_set"]}}
+                                          "aime_set": files["claims"].get("aime_set")}}
 
 
 def summarise(runs: list[dict], files: dict[str, dict[str, dict]]) -> dict:

@@ -267,8 +267,7 @@ class Train(Section):
 class Pretrained(Section):
     """Each delta against the pretrained weights W0 (``pretrained.analyse_relative``; beyond the paper)."""
     top_k: PositiveInt  # W0's and dW's top-k singular subspaces; intruders among W0 + dW's top-k
-    eps: Positive  # an intruder's largest |cos| with every singular vector of W0 is below eps
-    eta: Positive  # an entry is unchanged when |W+ - W0| <= eta max(|W0|, |W+|) (PNT's tolerance)
+    intruder_rate: OpenUnit  # per module, the |cos| threshold below which a random direction is an intruder this often
     partial_rank: Optional[PositiveInt]  # null: W0's exact SVD; K: its top-K triplets, randomized (large models)
 
 

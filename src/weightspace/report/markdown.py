@@ -4,7 +4,6 @@ build its tables. Nothing here reads or writes a file: the report stage does."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import registry
@@ -17,17 +16,74 @@ SEED_U1_TARGET = 0.9  # the regime's target for every method (the paper measures
 VERDICTS = ("holds", "does not hold", "undecided", "not measured")
 
 
-def count(claims: list[dict]) -> dict[str, int]:
-    return {v.replace(" ", "_"): sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+def count(claims: list[dict], key: str = "verdict") -> dict[str, int]:
+    return {v.replace(" ", "_"): sum(c[key] == v for c in claims) for v in VERDICTS}
 
 
-def claims_table(claims: list[dict]) -> list[str]:
-    lines = ["| group | claim | paper | this run | seed twins | verdict |", "|---|---|---|---|---|---|"]
+def replicates_for(rep: dict | None, claims: list[dict], profile: str) -> tuple[dict | None, str]:
+    """The replicate file (``tools/replicates.py write``) when it covers this run: made for this profile, and
+    every claim's value in its committed run equal to this run's (to the 4 decimals both are stored at);
+    else (None, why not)."""
+    if rep is None:
+        return None, "no replicate file (metrics/replicates.json; tools/replicates.py)"
+    if rep.get("profile") != profile:
+        return None, f"the replicate file was made for profile {rep.get('profile')!r}, not {profile!r}"
+    i = [r["name"] for r in rep["runs"]].index("committed")
+    moved = [c["id"] for c in claims if c["id"] in rep["claims"]
+             and rep["claims"][c["id"]]["values"][i] != c["this_run"]]
+    missing = [c["id"] for c in claims if c["id"] not in rep["claims"]]
+    if moved or missing:
+        return None, (f"the replicate file's committed run is not this run ({len(moved)} claim values differ, e.g. "
+                      f"{(moved or missing)[0]}; {len(missing)} claims missing): rerun tools/replicates.py")
+    return rep, ""
+
+
+def _num(x) -> str:
+    return f"{x:.3g}" if abs(x) < 1e3 else f"{x:.0f}"
+
+
+def interval_text(mi) -> str:
+    """(mean, lo, hi) -> "mean [lo, hi]"; lists and dicts of those, elementwise."""
+    one = lambda t: f"{_num(t[0])} [{_num(t[1])}, {_num(t[2])}]"  # noqa: E731
+    if mi is None:
+        return "—"
+    if isinstance(mi, dict):
+        return "; ".join(f"{k}: {one(v)}" for k, v in mi.items())
+    if mi and isinstance(mi[0], (list, tuple)):
+        return "; ".join(one(v) for v in mi)
+    return one(mi)
+
+
+def value_text(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_num(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return "; ".join(_num(x) for x in v)
+    return _num(v)
+
+
+def claims_table(claims: list[dict], rep: dict | None) -> list[str]:
+    """One row per claim. With replicates: this run's value, the replicate mean with its 95% interval, "k of N"
+    and the verdict under claims.RULE; the single-run verdict stays in claims.json as a diagnostic. Without:
+    this run's value, its seed twins' and the single-run verdict."""
+    if rep is not None:
+        lines = ["| id | claim | paper | this run | mean [95% interval] | holds in | verdict |",
+                 "|---|---|---|---|---|---|---|"]
+    else:
+        lines = ["| id | claim | paper | this run | seed twins | verdict (this run alone) |", "|---|---|---|---|---|---|"]
     for c in claims:
         text = c["claim"].replace("|", "\\|")  # a bare | would end the table cell
-        value = "—" if c["holds"] is None else f"`{json.dumps(c['this_run'])}`"
-        twin = f"`{json.dumps(c['seed_twins'])}`" if "seed_twins" in c else "—"
-        lines.append(f"| {c['group']} | {text} | {c['paper']} | {value} | {twin} | **{c['verdict']}** |")
+        value = "—" if c["holds"] is None else value_text(c["this_run"])
+        if rep is not None:
+            j = rep["claims"][c["id"]]
+            held = "—" if j["n"] == 0 else f"{j['k']} of {j['n']}" + (" (unstable)" if j.get("unstable") else "")
+            lines.append(f"| `{c['id']}` | {text} | {c['paper']} | {value} | {interval_text(j['mean_interval'])} | "
+                         f"{held} | **{j['verdict']}** |")
+        else:
+            twin = value_text(c["seed_twins"]) if "seed_twins" in c else "—"
+            lines.append(f"| `{c['id']}` | {text} | {c['paper']} | {value} | {twin} | **{c['verdict']}** |")
     return lines
 
 
@@ -96,45 +152,39 @@ def policy_line(p: dict) -> str:
             f"{fate} (`rollouts.overlong: {p['overlong']}`); a cut row with reward 0 stays as it is.")
 
 
-# the literature's qualitative expectation of each W0-relative metric (docs/science.md)
+# what each W0-relative metric measures and what the literature leads one to expect (docs/science.md)
 EXPECT = {
-    "energy_left": "The Path Not Taken (arXiv 2511.08567) reports on-policy RLVR updates off W0's principal "
-                   "weights and subspaces; this energy share extrapolates that finding to offline losses (chance: "
-                   "k / d_out of the energy)",
-    "energy_right": "as energy_left, on the input side (chance: k / d_in)",
-    "angle_left_top1": "larger where an update avoids W0's principal directions (the same extrapolation); chance "
-                       "for a random k-subspace is far from 0",
-    "intruders": "LoRA adds singular directions W0 lacks (Shuttleworth et al. 2024); random directions count as "
-                 "intruders at this eps in small matrices, so read it with intruder_energy",
-    "intruder_energy": "the share of W+'s top-k energy in intruder directions; grows with the update's size",
-    "spectral_shift": "grows with ‖dW‖: a small value follows a small update (DPO's LR) before any loss effect",
-    "bf16_unchanged": "a threshold on |dW| (half a bf16 step), so it follows the update's size; RL updates of full "
-                      "fine-tuning are reported sparse (Mukherjee et al. 2025, on-policy data), and Qwen3-8B keeps "
-                      "8.1% of bf16 entries after SFT, 77.2% after RLVR (arXiv 2606.07082); every loss here is "
-                      "offline, on the teacher's table",
-    "rel_unchanged": "as bf16_unchanged, at PNT's relative tolerance eta",
-    "stable_rank": "no stated expectation; ‖dW‖_F² / ‖dW‖_2², at most the LoRA rank",
+    "energy_left": "share of dW's energy in W0's top-k left subspace. The Path Not Taken (arXiv 2511.08567) reports "
+                   "on-policy RLVR updates avoiding W0's principal directions (full fine-tuning); every loss here is "
+                   "offline LoRA, so this tests an extrapolation",
+    "energy_right": "as energy_left, on the input side",
+    "angle_left_top1": "smallest principal angle between dW's and W0's top-k left subspaces (degrees)",
+    "intruders": "top-k directions of W0 + dW with no singular vector of W0 above the module's threshold "
+                 "(Shuttleworth et al. 2024 find LoRA adds such directions); the threshold makes a random direction "
+                 "an intruder at rate geometry.pretrained.intruder_rate",
+    "intruder_energy": "share of W+'s top-k energy in intruder directions",
+    "spectral_shift": "relative change of W0's singular values; grows with ‖dW‖",
+    "bf16_unchanged": "entries whose bf16 value dW leaves unchanged: a threshold on each entry's size, so it follows the update's "
+                      "size. Mukherjee et al. 2025 report sparse updates from RL on in-distribution data (full "
+                      "fine-tuning, DPO among the sparse methods)",
+    "stable_rank": "‖dW‖_F² / ‖dW‖_2², at most the LoRA rank",
 }
 
 
 def pretrained_rows(geo: dict, methods: list[str]) -> list[str]:
-    """Per W0-relative metric: each method's value and its seed band (|x - x_twin|), and the literature's
-    expectation. Not claims of the paper: no verdict counts them."""
-    rel, twin = geo["pretrained"], geo.get("seed_twins", {}).get("pretrained", {})
-    lines = ["| metric | " + " | ".join(methods) + " | expectation |", "|---|" + "---|" * (len(methods) + 1)]
+    """Per W0-relative metric: each method's value beside its chance level (the same metric on a random update of
+    the same shape, rank and norm per module, ``pretrained.random_like``), and what it measures. Not claims of
+    the paper: no verdict counts them."""
+    rel = geo["pretrained"]
+    chance = rel.get("chance", {})
+    lines = ["| metric | " + " | ".join(methods) + " | what it measures |", "|---|" + "---|" * (len(methods) + 1)]
     for name, note in EXPECT.items():
         if name not in rel:
             continue
-        cells = [f"{rel[name][m]:.3g} ± {abs(rel[name][m] - twin[name][m]):.2g}" if m in twin.get(name, {})
+        cells = [f"{rel[name][m]:.3g} (chance {chance[name][m]:.3g})" if m in chance.get(name, {})
                  else f"{rel[name][m]:.3g}" for m in methods]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {note} |")
     return lines
-
-
-def sign_agreement(geo: dict) -> str:
-    sa, sat = geo["pretrained"]["sign_agreement"]["global"], geo.get("seed_twins", {}).get("pretrained", {}).get(
-        "sign_agreement", {}).get("global", {})
-    return ", ".join(f"{p} {v:.3f} ± {abs(v - sat[p]):.2g}" if p in sat else f"{p} {v:.3f}" for p, v in sa.items())
 
 
 def alignment_rows(metrics: dict, methods: list[str]) -> list[str]:
@@ -159,11 +209,13 @@ def accuracy_rows(acc: dict) -> list[str]:
             for m in models]
 
 
-def render(claims: list[dict], metrics: dict, run: dict, figures: list[str]) -> str:
+def render(claims: list[dict], metrics: dict, run: dict, figures: list[str], rep: dict | None = None,
+           no_rep: str = "") -> str:
     """The report. ``metrics``: geometry, accuracy, connectivity, cka, rollouts (their files' contents) and
     ``alignment`` (method -> its curve); ``run``: what the params say of this run (profile, methods, controls_seed,
     train_steps, accuracy_set, rift_variant, pcfg: the ``geometry.pretrained`` section); ``figures``: (each
-    figure's path in the figures folder, its path relative to the report)."""
+    figure's path in the figures folder, its path relative to the report); ``rep``: the replicate file when it
+    covers this run (``replicates_for``), else None and ``no_rep`` says why."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), trim_blocks=True, lstrip_blocks=True,
@@ -171,10 +223,11 @@ def render(claims: list[dict], metrics: dict, run: dict, figures: list[str]) -> 
     geo, methods = metrics["geometry"], list(run["methods"])
     lines = lambda rows: "\n".join(rows)  # noqa: E731
     return env.get_template(TEMPLATE.name).render(
-        **run, n=count(claims), claims=claims, r=metrics["rollouts"], cka=metrics["cka"], lm=geo["lr_matched"],
-        seed_u1_target=SEED_U1_TARGET, figures=figures,
-        claims_table=lines(claims_table(claims)), policy=policy_line(metrics["rollouts"]["policy"]),
+        **run, n=rep["counts"] if rep else count(claims), claims=claims, r=metrics["rollouts"], cka=metrics["cka"],
+        lm=geo["lr_matched"], seed_u1_target=SEED_U1_TARGET, figures=figures, rep=rep, no_rep=no_rep,
+        single=count(claims), claims_table=lines(claims_table(claims, rep)), policy=policy_line(metrics["rollouts"]["policy"]),
         geometry_table=lines(geometry_table(geo, methods)), online=online_table(geo, methods),
         alignment_table=lines(alignment_rows(metrics, methods)), lr_step_rows=lines(lr_step_rows(geo)),
         accuracy_rows=lines(accuracy_rows(metrics["accuracy"][run["accuracy_set"]])),
-        pretrained=geo.get("pretrained") and {"rows": lines(pretrained_rows(geo, methods)), "sign": sign_agreement(geo)})
+        pretrained=geo.get("pretrained") and {"rows": lines(pretrained_rows(geo, methods)),
+                                              "eps": geo["pretrained"].get("intruder_eps", {})})

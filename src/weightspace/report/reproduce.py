@@ -3,18 +3,21 @@
 Run after ``dvc repro`` on your own machine. Reads the workspace's metric files and those of git
 revision ``REV`` through DVC (``Repo.metrics.show``, what ``dvc metrics diff`` reads), then prints:
 
-- every judged number with its band: both values, their difference and the band; ``EXCEEDS`` where
-  |difference| > band, ``MISSING`` where a banded number is in one run only, ``NaN`` where either value
-  of any number is not finite. The bands come from ``metrics/calibration.json`` where it was made for the
-  reference run's profile (``noise.CALIBRATED_DOC``: reruns over rollout-table and LoRA seeds, what
-  differs between machines; ``tools/calibrate.py``); for any other profile from the reference run's seed
-  twins (``noise.bands``), which share the rollout table and so do not cover its sampling noise;
-- every claim whose verdict differs (``metrics/claims.json``: holds / does not hold / undecided /
-  not measured). A move to or from "undecided" is within noise and shown, not failed.
+- every judged number with its band: the reference value, the workspace's, their difference and the band;
+  ``EXCEEDS`` where |difference| > band, ``MISSING`` where a banded number is in one run only, ``NaN`` where
+  either value of any number is not finite. With ``metrics/calibration.json`` made for the reference run's
+  profile (``tools/replicates.py``: replicate runs over rollout-table and LoRA seeds, what differs between
+  machines), the reference is each number's replicate mean and the band its prediction interval
+  (``noise.CALIBRATED_DOC``); for any other profile the reference run's value with a band from its seed twins
+  (``noise.bands``), which share the rollout table and so do not cover its sampling noise;
+- every claim whose verdict differs (``metrics/claims.json``: holds / does not hold / undecided / not
+  measured). With the calibration, a claim is judged against the verdict it keeps across the replicates when
+  it is stable, and not judged when unstable (its hold rate strictly between 10% and 90%); a move to or from
+  "undecided" is within noise and shown, not failed.
 
-Numbers without a band (too few calibration runs, none moved them, timings, the controls) are counted,
-not judged (``--all`` prints them). Exit status: 0 when no verdict differs and every banded difference lies within its
-band, 1 otherwise, 2 when a run lacks the metric files.
+Numbers without a band (not in ``noise.JUDGED``, too few replicates, a point mass, timings) are counted, not
+judged (``--all`` prints them). Exit status: 0 when no judged verdict differs and every banded number lies
+within its band, 1 otherwise, 2 when a run lacks the metric files.
 
 Float rounding differs between CPUs, and sampled rollouts turn a last-bit difference into another
 table, so another machine gives other numbers: the promise across machines is the verdicts, and the
@@ -65,22 +68,31 @@ def load_calibration(old: dict[str, dict], path: str = CALIBRATION) -> dict | No
     return cal if cal.get("profile") == old.get("claims", {}).get("profile") else None
 
 
-def compare(old: dict[str, dict], new: dict[str, dict], calibration: dict | None = None) -> dict:
-    """Rows of every numeric metric of either run (``file:key``, old, new, diff, band or None, status:
-    ok / EXCEEDS / MISSING / NaN / no band) and every claim's two verdicts (``same``: equal, or one of them
-    undecided; a claim measured in one run only is not the same). Bands from ``calibration`` (its judged
-    numbers) when given, else from the reference run's seed twins (``noise.bands``)."""
+def compare(old: dict[str, dict], new: dict[str, dict], calibration: dict | None = None,
+            alpha: float | None = None) -> dict:
+    """Rows of every numeric metric of either run (``file:key``, ref, new, diff, band or None, status:
+    ok / EXCEEDS / MISSING / NaN / no band) and every claim's verdicts (``same``).
+
+    With ``calibration`` (the replicates' file, ``noise.calibrate``): a judged number's ref is its replicate
+    mean and its band the prediction interval's half-width (``noise.CALIBRATED_DOC``; at ``alpha`` when given,
+    else the file's); a claim is judged against the verdict it keeps across the replicates when it is stable
+    (``same``: the new verdict agrees with it), and not judged when unstable. Without: ref is ``old``'s value,
+    the band comes from ``old``'s seed twins (``noise.bands``) and each claim's two verdicts must agree."""
     if calibration is not None:
-        band = {k: s["band"] for k, s in calibration["numbers"].items()}
+        values = {k: s["values"] for k, s in calibration["numbers"].items()}
+        a = calibration["family_wise_alpha"] if alpha is None else alpha
+        stats, _ = noise.calibrated_bands(values, a)
+        band = {k: s["band"] for k, s in stats.items()}
+        ref = {k: s["mean"] for k, s in stats.items()}
     else:
-        band = noise.bands(old)
+        band, ref = noise.bands(old), {}
     rows = []
     for stem in sorted(set(old) | set(new)):
         fo, fn = noise.flatten(old.get(stem, {})), noise.flatten(new.get(stem, {}))
         for key in sorted(set(fo) | set(fn)):
             name = f"{stem}:{key}"
             b = band.get(name)
-            o, n = fo.get(key), fn.get(key)
+            o, n = ref.get(name, fo.get(key)), fn.get(key)
             d = n - o if o is not None and n is not None else None
             if o is None or n is None:
                 status = "MISSING" if b is not None else "no band"
@@ -92,12 +104,19 @@ def compare(old: dict[str, dict], new: dict[str, dict], calibration: dict | None
                 status = "ok" if abs(d) <= b else "EXCEEDS"
             rows.append({"metric": name, "old": o, "new": n, "diff": d, "band": b, "status": status})
     co, cn = old.get("claims", {}).get("claims", {}), new.get("claims", {}).get("claims", {})
+    stable = calibration.get("stable") if calibration is not None else None
     verdicts = []
     for cid in sorted(set(co) | set(cn)):
         vo, vn = co.get(cid, {}).get("verdict", "absent"), cn.get(cid, {}).get("verdict", "absent")
-        same = noise.verdicts_agree(vo, vn)
-        verdicts.append({"claim": cid, "old": vo, "new": vn, "same": same})
-    return {"rows": rows, "verdicts": verdicts, "bands": source(calibration, old)}
+        if stable is None:
+            verdicts.append({"claim": cid, "old": vo, "new": vn, "same": noise.verdicts_agree(vo, vn)})
+        elif cid in stable:
+            verdicts.append({"claim": cid, "old": f"{stable[cid]} (stable)", "new": vn,
+                             "same": noise.verdicts_agree(stable[cid], vn)})
+        else:
+            verdicts.append({"claim": cid, "old": f"{vo} (unstable: not judged)", "new": vn, "same": True})
+    return {"rows": rows, "verdicts": verdicts, "bands": source(calibration, old, alpha),
+            "ref": f"mean of {len(calibration['runs'])}" if calibration is not None else None}
 
 
 def stale(cal: dict, old: dict[str, dict]) -> list[str]:
@@ -109,17 +128,19 @@ def stale(cal: dict, old: dict[str, dict]) -> list[str]:
             if ref.get(k) is None or not math.isclose(ref[k], s["values"][i], rel_tol=1e-9, abs_tol=1e-12)]
 
 
-def source(cal: dict | None, old: dict[str, dict]) -> str:
+def source(cal: dict | None, old: dict[str, dict], alpha: float | None = None) -> str:
     if cal is None:
-        return ("bands: the reference run's seed twins (no calibration for its profile); they share the rollout "
+        return ("bands: the reference run's seed twins (no replicates for its profile); they share the rollout "
                 "table, so a rerun on another machine may exceed them by the table's sampling noise alone")
     loo = cal["leave_one_out"]
-    return (f"bands: calibrated over {len(cal['runs'])} runs of profile {cal['profile']} (other rollout-table "
-            f"and LoRA seeds; {CALIBRATION}), set for a family-wise false-alarm rate of "
-            f"{cal['family_wise_alpha']:.0%}; measured by leave-one-out: {loo['false_alarms']} of {loo['checks']} "
-            f"checks failed" + ("" if not (gone := stale(cal, old)) else
-                                f"; CAUTION: calibrated around another run ({len(gone)} numbers of the reference "
-                                f"differ from it: recalibrate with tools/calibrate.py)"))
+    a = cal["family_wise_alpha"] if alpha is None else alpha
+    return (f"bands: prediction intervals from {len(cal['runs'])} replicate runs of profile {cal['profile']} (other "
+            f"rollout-table and LoRA seeds; {CALIBRATION}) for a family-wise false-alarm rate of {a:.0%}; "
+            f"{len(cal['stable'])} stable claims judged; leave-one-out at {cal['family_wise_alpha']:.0%}: "
+            f"{loo['false_alarms']} of {loo['checks']} honest reruns failed"
+            + ("" if not (gone := stale(cal, old)) else
+               f"; CAUTION: made around another run ({len(gone)} numbers of the reference differ from it: rerun "
+               f"tools/replicates.py)"))
 
 
 FAIL = ("EXCEEDS", "MISSING", "NaN")
@@ -132,15 +153,20 @@ def render(result: dict, against: str, show_all: bool = False) -> tuple[str, boo
     changed = [v for v in verdicts if not v["same"]]
     moved = [v for v in verdicts if v["same"] and v["old"] != v["new"]]
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
+    ref = result.get("ref") or against
     lines = [f"reproduction check: workspace against {against}", result.get("bands", ""), "",
-             f"{'metric':58s} {against[:12]:>12s} {'workspace':>12s} {'diff':>10s} {'band':>10s}  status"]
+             f"{'metric':58s} {ref[:12]:>12s} {'workspace':>12s} {'diff':>10s} {'band':>10s}  status"]
     for r in rows if show_all else judged:
         lines.append(f"{r['metric'][:58]:58s} {fmt(r['old'], '12.5g'):>12s} {fmt(r['new'], '12.5g'):>12s} "
                      f"{fmt(r['diff'], '10.3g'):>10s} {fmt(r['band'], '.4g'):>10s}  {r['status']}")
     lines += ["", f"claims: {len(verdicts)}, verdicts that differ: {len(changed)}, moved to or from undecided: "
                   f"{len(moved)}"]
     lines += [f"  {v['claim']}: {v['old']} -> {v['new']}" for v in changed]
-    lines += [f"  {v['claim']}: {v['old']} -> {v['new']} (within noise)" for v in moved]
+    lines += [f"  {v['claim']}: {v['old']} -> {v['new']} (within noise)" for v in moved
+              if "unstable" not in v["old"]]
+    unstable = [v for v in verdicts if "unstable" in v["old"]]
+    if unstable:
+        lines.append(f"unstable across the replicates, not judged: {', '.join(v['claim'] for v in unstable)}")
     lines += [f"numbers within their band: {len(judged) - len(bad)} of {len(judged)}; beyond it, missing or NaN: "
               f"{len(bad)}; without a band (not judged): {len(rows) - len(judged)}"]
     ok = not changed and not bad and bool(verdicts)
@@ -156,6 +182,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--against", required=True, help="git revision of the reference run (e.g. HEAD, a tag, a sha)")
     ap.add_argument("--all", action="store_true", help="also print the metrics without a band")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="family-wise false-alarm rate of the bands (default: the calibration file's, 5%%)")
     args = ap.parse_args(argv)
     old, new = load(args.against), load(WORKSPACE)
     for name, files in ((args.against, old), (WORKSPACE, new)):
@@ -164,7 +192,7 @@ def main(argv=None) -> int:
             print(f"reproduce: {name} has no metrics/{missing[0]}.json (run dvc repro, or check the revision)",
                   file=sys.stderr)
             return 2
-    text, ok = render(compare(old, new, load_calibration(old)), args.against, args.all)
+    text, ok = render(compare(old, new, load_calibration(old), args.alpha), args.against, args.all)
     print(text)
     return 0 if ok else 1
 

@@ -79,17 +79,15 @@ def _names_a_twin(key: str) -> bool:
 
 def relative(deltas: dict, seeds: dict, weights: dict, pcfg) -> tuple[dict, dict, dict]:
     """``analyse_relative`` over every method and its seed twin at once (W0, ``weights``, factorised once per
-    module): (the methods' metrics, the twins' metrics keyed by method, the methods' per-layer tables)."""
+    module), chance levels for the methods only: (the methods' metrics with ``chance`` and ``intruder_eps``, the
+    twins' metrics keyed by method, the methods' per-layer tables)."""
     both = {**deltas, **{Twin(m).name: seeds[m] for m in seeds}}
-    m, tables = analyse_relative(both, weights, pcfg.top_k, pcfg.eps, pcfg.eta, pcfg.partial_rank)
+    m, tables = analyse_relative(both, weights, pcfg.top_k, pcfg.intruder_rate, pcfg.partial_rank,
+                                 chance_for=list(deltas))
     main, twin = {}, {}
     for name, v in m.items():
-        if not isinstance(v, dict):
+        if not isinstance(v, dict) or name in ("chance", "intruder_eps"):
             main[name] = v
-        elif set(v) == {"global"}:  # pairs
-            main[name] = {"global": {p: x for p, x in v["global"].items() if not _names_a_twin(p)}}
-            twin[name] = {"global": {Pair(*(Twin.maybe(q).method for q in Pair.parse(p))).key: x
-                                     for p, x in v["global"].items() if all(Twin.maybe(q) for q in Pair.parse(p))}}
         else:
             main[name] = {k: x for k, x in v.items() if k in deltas}
             twin[name] = {Twin.maybe(k).method: x for k, x in v.items() if Twin.maybe(k)}

@@ -71,13 +71,14 @@ def markdown(pair: dict, rel: dict, names: list[str], base: str, top_k: int) -> 
     for p, c in pair["cosine"]["global"].items():
         lines.append(f"| {p} | {c:.4f} | {pair['angle_top1'][p]['median']:.2f} | "
                      f"{pair[f'angle_top{top_k}'][p]['median']:.2f} | {pair['u1_alignment'][p]:.4f} |")
-    lines += ["", "## Relative to the pretrained weights", "", "| metric | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
+    chance = rel.get("chance", {})
+    lines += ["", "## Relative to the pretrained weights", "",
+              "Each value beside its chance level: the same metric on a random update of the same shape, rank and "
+              "Frobenius norm per module.", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for k, v in rel.items():
         if isinstance(v, dict) and set(v) == set(names):
-            lines.append(f"| {k} | " + " | ".join(f"{v[n]:.4g}" for n in names) + " |")
-    lines += ["", "Sign agreement (share of entries, both nonzero, with equal signs): "
-              + ", ".join(f"{p} {x:.4f}" for p, x in rel["sign_agreement"]["global"].items()), ""]
+            lines.append(f"| {k} | " + " | ".join(f"{v[n]:.4g} (chance {chance[k][n]:.4g})" for n in names) + " |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -88,8 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--top-k", type=int, default=None, help="default: min(10, the smallest rank)")
     ap.add_argument("--reference", default=None, help="orthogonal fractions off this adapter (default: the first)")
-    ap.add_argument("--eps", type=float, default=0.5, help="intruder threshold on |cos|")
-    ap.add_argument("--eta", type=float, default=1e-3, help="relative tolerance of an unchanged entry")
+    ap.add_argument("--intruder-rate", type=float, default=0.05,
+                    help="per module, the |cos| threshold that makes a random direction an intruder this often")
     ap.add_argument("--partial-rank", type=int, default=None, help="W0's top-K triplets only (large models)")
     ap.add_argument("--any-base", action="store_true", help="skip the base_model_name_or_path check (shapes still)")
     args = ap.parse_args(argv)
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     from ..core.tables import write_csv
 
     pair, pair_tables = analyse(adapters, top_k, reference)
-    rel, rel_tables = analyse_relative(adapters, weights, top_k, args.eps, args.eta, args.partial_rank)
+    rel, rel_tables = analyse_relative(adapters, weights, top_k, args.intruder_rate, args.partial_rank)
     out = args.out
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)

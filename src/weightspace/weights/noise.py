@@ -107,44 +107,49 @@ def bands(old: dict[str, dict]) -> dict[str, float]:
     return {k: z * math.sqrt(2) * s for k, s in sig.items()}
 
 
-# ---- bands calibrated on reruns (tools/calibrate.py) ----------------------------------------------------
+# ---- bands calibrated on replicate runs (tools/replicates.py) -------------------------------------------
 
-CALIBRATED_DOC = """Calibrated bands: the default rerun over rollout-table and LoRA seeds (``tools/calibrate.py``).
+CALIBRATED_DOC = """Calibrated bands: prediction intervals from the replicate runs (``tools/replicates.py``).
 
 What differs between machines is the rollout table (float bits change the sampled completions) and, from
-it, every trained adapter. So the default is rerun K - 1 times with other rollout-sampling and LoRA seeds
-(the prepared sets, base and teacher unchanged) and, with the committed run, each judged number m has K
-draws. Its band for the difference of two runs (the reference and a rerun, both draws) is
+it, every trained adapter. The replicates rerun the default with other rollout-sampling and LoRA seeds (the
+prepared sets, base and teacher shared), so each judged number m has N draws: the committed run and the
+reruns. A new honest run is one more draw, so its value lies, with probability 1 - alpha / M, in the
+prediction interval
 
-    band_m = t_{K_m - 1}.isf(alpha / (2 M)) * sqrt(2) * s_m
+    mean_m +- band_m,   band_m = t_{N - 1}.isf(alpha / (2 M)) * sqrt(1 + 1/N) * s_m
 
-with s_m the sample standard deviation of m over its K_m finite draws (no pooling across numbers: their
-spreads differ several-fold within one family), Student's t for the uncertainty of s_m from few runs,
-and Bonferroni over the M judged numbers for a family-wise false-alarm rate alpha = 5%. A number with
-fewer than ``MIN_RUNS`` finite draws, or that no calibration run moved (s_m = 0: the base and teacher are
-not retrained), is not judged. The base's own float path is not varied: the other-float-path test checks
-that the bands cover it anyway.
+with mean_m and s_m the mean and sample standard deviation of m's draws (no pooling across numbers: their
+spreads differ several-fold within one family), Student's t for the uncertainty of s_m, and Bonferroni over
+the M judged numbers for a family-wise false-alarm rate alpha (5%; ``--alpha``).
+
+Which numbers are judged (declared here, not chosen on the outcomes): each method's ||dW||_F and mean effective
+rank, the global cosine of every pair, the rollout table's accuracy and mix, each model's accuracy per
+evaluation set, and the late-layer debiased CKA of every pair: the numbers a changed loss, learning rate,
+scale, teacher or template moves first, and few enough that the Bonferroni quantile stays moderate. Not
+judged: a number with fewer than ``MIN_RUNS`` finite draws, one no replicate moved (s_m = 0), and a point
+mass (one value in at least half of the draws, e.g. a zero barrier): a t interval assumes a continuous
+spread. Claims: a claim whose replicate hold rate lies strictly between 10% and 90% is unstable and its
+verdict is not judged; a stable one fails the check when the new run's verdict contradicts it (holds against
+does not hold; "undecided" agrees with either).
 """
 
 MIN_RUNS = 4
+STABLE = (0.1, 0.9)  # a hold rate strictly between these: unstable (claims.STABLE)
 JUDGED = {  # stem -> key patterns (fnmatch) of the numbers the calibrated check judges
+    "geometry": ("frobenius.*", "effective_rank.*", "cosine.global.*"),
     "rollouts": ("accuracy", "mixed_group_share", "all_correct_group_share", "all_wrong_group_share"),
     "accuracy": ("*.acc",),
-    "connectivity": ("*.barrier", "*.ce_mid"),
     "cka": ("debiased.*.late_mean",),
 }
 
 
 def judged_numbers(metrics: dict[str, dict]) -> dict[str, float]:
-    """``"<stem>:<flat key>"`` -> value for every number the calibrated check judges: the geometry's
-    seed-banded families (``banded_keys``), each evaluation set's accuracies, the rollout table's mix,
-    connectivity barriers and midpoints, and debiased CKA; never the seed twins or timings."""
+    """``"<stem>:<flat key>"`` -> value for every number the calibrated check judges (``JUDGED``); never the
+    seed twins or timings."""
     from fnmatch import fnmatch
 
     out = {}
-    geo = metrics.get("geometry", {})
-    top = banded_keys(int(geo.get("top_k", 10)))
-    out.update({f"geometry:{k}": v for k, v in flatten({k: geo[k] for k in top if k in geo}).items()})
     for stem, patterns in JUDGED.items():
         for k, v in flatten(metrics.get(stem, {})).items():
             if not k.startswith("seed_twins") and any(fnmatch(k, p) for p in patterns):
@@ -157,9 +162,11 @@ def verdicts(metrics: dict[str, dict]) -> dict[str, str]:
 
 
 def calibrated_bands(values: dict[str, list], alpha: float = FAMILY_WIDE) -> tuple[dict[str, dict], dict[str, str]]:
-    """``values``: number -> its draws over the calibration runs (None or NaN where a run lacks it).
-    Returns (judged: number -> {n, sd, band}, not_judged: number -> reason); the band formula is in
-    ``CALIBRATED_DOC``."""
+    """``values``: number -> its draws over the replicate runs (None or NaN where a run lacks it).
+    Returns (judged: number -> {n, mean, sd, band}, not_judged: number -> reason); the band formula and the
+    rules for what is not judged are in ``CALIBRATED_DOC``."""
+    from collections import Counter
+
     from scipy.stats import t as student_t
 
     stats, skipped = {}, {}
@@ -169,15 +176,39 @@ def calibrated_bands(values: dict[str, list], alpha: float = FAMILY_WIDE) -> tup
             skipped[k] = f"{len(xs)} finite run(s), fewer than {MIN_RUNS}"
             continue
         if max(xs) == min(xs):
-            skipped[k] = "no calibration run moved it"
+            skipped[k] = "no replicate moved it"
+            continue
+        if 2 * Counter(xs).most_common(1)[0][1] >= len(xs):
+            skipped[k] = "a point mass: one value in at least half of the runs"
             continue
         mean = sum(xs) / len(xs)
         sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
-        stats[k] = {"n": len(xs), "sd": sd}
+        stats[k] = {"n": len(xs), "mean": mean, "sd": sd}
     m = len(stats)
     for s in stats.values():
-        s["band"] = float(student_t.isf(alpha / (2 * m), s["n"] - 1)) * math.sqrt(2) * s["sd"]
+        s["band"] = float(student_t.isf(alpha / (2 * m), s["n"] - 1)) * math.sqrt(1 + 1 / s["n"]) * s["sd"]
     return stats, skipped
+
+
+def holds(metrics: dict[str, dict]) -> dict[str, bool | None]:
+    return {c: d.get("holds") for c, d in metrics.get("claims", {}).get("claims", {}).items()}
+
+
+def stable_claims(runs: list[dict[str, bool | None]]) -> dict[str, str]:
+    """Claim -> the verdict it keeps across ``runs`` (each run's plain decisions, ``holds``), for claims whose
+    hold rate over the runs that measured them lies at or outside ``STABLE`` (as ``claims.judge`` counts
+    "k of N"); unstable and never-measured claims are left out."""
+    out = {}
+    for c in sorted(set().union(*runs)):
+        decided = [r[c] for r in runs if r.get(c) is not None]
+        if not decided:
+            continue
+        rate = sum(decided) / len(decided)
+        if rate >= STABLE[1]:
+            out[c] = "holds"
+        elif rate <= STABLE[0]:
+            out[c] = "does not hold"
+    return out
 
 
 def verdicts_agree(a: str, b: str) -> bool:
@@ -185,58 +216,58 @@ def verdicts_agree(a: str, b: str) -> bool:
     return a == b or ("undecided" in (a, b) and not {a, b} & {"absent", "not measured"})
 
 
-def check(ref: dict[str, float], new: dict[str, float], bands: dict[str, dict]) -> list[str]:
-    """The judged numbers of ``new`` beyond their band around ``ref`` (missing or NaN counts as beyond)."""
+def check(new: dict[str, float], bands: dict[str, dict]) -> list[str]:
+    """The judged numbers of ``new`` outside their prediction interval mean +- band (missing or NaN counts
+    as outside)."""
     bad = []
     for k, s in bands.items():
-        o, n = ref.get(k), new.get(k)
-        if o is None or n is None or not (math.isfinite(o) and math.isfinite(n)) or abs(n - o) > s["band"]:
+        n = new.get(k)
+        if n is None or not math.isfinite(n) or abs(n - s["mean"]) > s["band"]:
             bad.append(k)
     return bad
 
 
+def flips(stable: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Stable claims whose verdict in ``new`` contradicts the one they keep."""
+    return [c for c, v in stable.items() if not verdicts_agree(v, new.get(c, "absent"))]
+
+
 def calibrate(runs: dict[str, dict[str, dict]], profile: str, command: str, alpha: float = FAMILY_WIDE) -> dict:
-    """The calibration file from ``runs`` (name -> parsed metric files; ``committed`` is the reference
-    run): every judged number's draws, spread and band, the claims' verdicts per run, and the
-    leave-one-out false-alarm rate: for each run j, bands from the other runs, then j checked against each
-    other run as reference (numbers and verdicts, as ``reproduce`` checks them); the share of those checks
-    that fail is the false-alarm rate the bands give in practice."""
+    """The calibration file from ``runs`` (name -> parsed metric files; ``committed`` is the reference run):
+    every judged number's draws, mean, spread and band, the claims' verdicts per run and the stable ones, and
+    the leave-one-out false-alarm rate: each run checked as a new run against intervals and stable claims
+    made from the others (an honest rerun, as ``reproduce`` checks one); the share that fails is the
+    false-alarm rate the rule gives in practice at this N."""
     names = list(runs)
     nums = {n: judged_numbers(m) for n, m in runs.items()}
     verd = {n: verdicts(m) for n, m in runs.items()}
+    held_by = {n: holds(m) for n, m in runs.items()}
     keys = sorted(set().union(*nums.values()))
     values = {k: [nums[n].get(k) for n in names] for k in keys}
     stats, skipped = calibrated_bands(values, alpha)
-    checks, alarms, beyond, judged_total, per_run = 0, 0, 0, 0, {}
+    per_run, alarms = {}, 0
     for j, held in enumerate(names):
         rest = [i for i in range(len(names)) if i != j]
         b, _ = calibrated_bands({k: [v[i] for i in rest] for k, v in values.items()}, alpha)
-        fails = 0
-        for i in rest:
-            ref = names[i]
-            bad = check(nums[ref], nums[held], b)
-            flips = [c for c in set(verd[ref]) | set(verd[held])
-                     if not verdicts_agree(verd[ref].get(c, "absent"), verd[held].get(c, "absent"))]
-            checks += 1
-            judged_total += len(b)
-            beyond += len(bad)
-            fails += bool(bad or flips)
-        alarms += fails
-        per_run[held] = {"checks": len(rest), "false_alarms": fails}
+        bad = check(nums[held], b)
+        flipped = flips(stable_claims([held_by[names[i]] for i in rest]), verd[held])
+        per_run[held] = {"numbers_judged": len(b), "numbers_beyond": bad, "flips": flipped}
+        alarms += bool(bad or flipped)
     return {
         "profile": profile, "command": command, "runs": names, "family_wise_alpha": alpha,
         "method": CALIBRATED_DOC,
         "numbers": {k: {**stats[k], "values": values[k]} for k in stats},
         "not_judged": skipped,
         "verdicts": verd,
-        "leave_one_out": {"checks": checks, "false_alarms": alarms, "rate": alarms / checks if checks else None,
-                          "numbers_checked": judged_total, "numbers_beyond": beyond, "per_run": per_run},
+        "stable": stable_claims(list(held_by.values())),
+        "leave_one_out": {"checks": len(names), "false_alarms": alarms, "rate": alarms / len(names),
+                          "per_run": per_run},
     }
 
 
 def calibration_summary(cal: dict) -> str:
     loo = cal["leave_one_out"]
     return (f"calibration of profile {cal['profile']}: {len(cal['runs'])} runs, {len(cal['numbers'])} numbers judged, "
-            f"{len(cal['not_judged'])} not judged; bands set for a family-wise false-alarm rate of "
-            f"{cal['family_wise_alpha']:.0%}; leave-one-out: {loo['false_alarms']} of {loo['checks']} checks "
-            f"failed ({loo['numbers_beyond']} of {loo['numbers_checked']} numbers beyond their band)")
+            f"{len(cal['not_judged'])} not judged, {len(cal['stable'])} stable claims; bands for a family-wise "
+            f"false-alarm rate of {cal['family_wise_alpha']:.0%}; leave-one-out: {loo['false_alarms']} of "
+            f"{loo['checks']} honest reruns failed")

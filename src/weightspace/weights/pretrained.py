@@ -1,10 +1,17 @@
 """Where each update sits relative to the pretrained weights W0: per-module functions of (W0, Delta W).
 
 Shapes: W0 (m, n) = (d_out, d_in); Delta W = s B A with A (r, n), B (m, r), never materialised except in
-the dense pass (bf16 sparsity, sign agreement), which forms it in row chunks. W0 is factorised ONCE per
+the dense pass (bf16 sparsity), which forms it in row chunks. W0 is factorised ONCE per
 module (``factorise`` -> ``Spectrum``) and reused for every adapter. Factors and W0 may be stored in any
 float dtype (bf16 included): every metric is computed on their values upcast to float64 (the dense pass:
 to ``dtype``), except that bf16 sparsity rounds W0's stored values to bf16 (a bf16 W0 is its own rounding).
+
+Chance levels (``random_like``, ``analyse_relative(chance_for=...)``): each number is computed again, by the same
+functions, on a random update of the same shape, rank and Frobenius norm per module (Gaussian A and B), so a
+value can be read against what an update with no relation to W0 gives. Intruders are counted against a
+threshold per module (``intruder_threshold``): the ``rate`` quantile of a random unit vector's largest |cos|
+with W0's singular vectors, so a random direction counts as an intruder with probability ``rate`` at every
+shape (a fixed eps would call random directions intruders in small matrices and never in large ones).
 
 Two modes of ``Spectrum`` (K = its rank):
 - full (``rank=None``): the exact thin SVD of W0 in float64, K = min(m, n).
@@ -28,7 +35,6 @@ float64; products with W0 (range finder, Q_r^T W0) are float32 in partial mode; 
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import NamedTuple
 
@@ -37,7 +43,6 @@ from tqdm import tqdm
 
 from . import geometry as G
 from ..model.adapters import Factor, check_same_modules
-from ..core.pairs import Pair
 
 
 class Spectrum(NamedTuple):
@@ -175,26 +180,10 @@ def stable_rank(f: Factor) -> float:
     return (S.square().sum() / S[0] ** 2).item()
 
 
-class DenseSums(NamedTuple):
-    """Entry counts and sums of one module's dense pass over N adapters: ``entries`` = m n;
-    bf16_unchanged, rel_unchanged (N,); agree, both_nonzero, dot = <dW_a, dW_b>, abs_dot = <|dW_a|, |dW_b|>
-    (N, N), float64."""
-
-    entries: int
-    bf16_unchanged: torch.Tensor
-    rel_unchanged: torch.Tensor
-    agree: torch.Tensor
-    both_nonzero: torch.Tensor
-    dot: torch.Tensor
-    abs_dot: torch.Tensor
-
-
-def _unchanged_bounds(W0: torch.Tensor, eta: float, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """Per entry, the closed intervals of dW (in ``dtype``) that leave it unchanged:
-    bf16: W0 + dW inside the rounding cell of b = bf16(W0), between the midpoints to its bf16 neighbours
-    (exact in float32), ends included iff b's last significand bit is 0 (ties round to even);
-    relative: |dW| <= eta max(|W0|, |W0 + dW|) <=> dW in [-eta w, c w] for w = W0 >= 0 and
-    [c w, -eta w] for w < 0, c = eta / (1 - eta) (0 <= eta < 1)."""
+def _bf16_bounds(W0: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per entry, the closed interval of dW (in ``dtype``) that leaves bf16(W0 + dW) == bf16(W0): W0 + dW inside
+    the rounding cell of b = bf16(W0), between the midpoints to its bf16 neighbours (exact in float32), ends
+    included iff b's last significand bit is 0 (ties round to even)."""
     b = W0.to(torch.bfloat16)
     W, bf = W0.to(dtype), b.to(dtype)
     inf = torch.full_like(b, math.inf)
@@ -203,99 +192,64 @@ def _unchanged_bounds(W0: torch.Tensor, eta: float, dtype: torch.dtype) -> tuple
     odd = (b.view(torch.int16) & 1).bool()
     lo = torch.where(odd, torch.nextafter(lo, hi), lo)  # open ends: the next value inside
     hi = torch.where(odd, torch.nextafter(hi, lo), hi)
-    c = eta / (1 - eta)
-    pos = W >= 0
-    return lo, hi, torch.where(pos, -eta * W, c * W), torch.where(pos, c * W, -eta * W)
+    return lo, hi
 
 
-def dense_sums(W0: torch.Tensor, fs: list[Factor], eta: float, dtype: torch.dtype, chunk: int) -> DenseSums:
-    """Per-entry statistics of dW = s B A for N adapters at one module, formed in ``dtype`` row chunks of at
-    most ``chunk`` entries (memory O(N chunk)). Per adapter:
-    - bf16_unchanged = #{(i, j): bf16(W0_ij + dW_ij) == bf16(W0_ij)}, W0 as given (a bf16 W0 is its own
-      rounding), W0 + dW in exact arithmetic rounded once to nearest, ties to even (torch's
-      ``.to(torch.bfloat16)`` of a float32 value; of a float64 value torch rounds twice, through float32, and can
-      differ at a tie), tested as dW against the cell bounds minus W0 (``_unchanged_bounds``);
-    - rel_unchanged = #{(i, j): |dW_ij| <= eta * max(|W0_ij|, |W0_ij + dW_ij|)} ("The Path Not Taken",
-      arXiv 2511.08567, relative tolerance eta), tested as an interval of dW;
-    per pair (TIES-merging's sign agreement, Yadav et al. 2023, arXiv 2306.01708):
-    - agree = #{sign a == sign b != 0} = (<|sgn a|, |sgn b|> + <sgn a, sgn b>) / 2, both_nonzero = <|sgn a|, |sgn b|>,
-      abs_dot = <|a|, |b|> (GEMMs of the stacked chunks, accumulated in float64); dot = <a, b> exactly from the
-      factors in float64: s_a s_b sum((B_a^T B_b) * (A_a A_b^T)), all pairs from two (N r)-square Gram matrices.
-    In float32 the sign GEMMs are exact (chunk <= 2^24); dW and the bounds carry float32 rounding, so a
-    decision can differ from the float64 one only for entries within ~1e-7 relative of an interval end."""
+def bf16_unchanged(W0: torch.Tensor, fs: list[Factor], dtype: torch.dtype = torch.float64,
+                   chunk: int = 2**20) -> list[float]:
+    """Per adapter, the share of entries with bf16(W0_ij + dW_ij) == bf16(W0_ij): W0 as given (a bf16 W0 is its
+    own rounding), W0 + dW in exact arithmetic rounded once to nearest, ties to even (torch's
+    ``.to(torch.bfloat16)`` of a float32 value; of a float64 value torch rounds twice, through float32, and can
+    differ at a tie), tested as dW against the cell bounds minus W0 (``_bf16_bounds``). dW = s B A is formed in
+    ``dtype`` row chunks of at most ``chunk`` entries (memory O(chunk)); in float32 a decision can differ from
+    the float64 one only for entries within ~1e-7 relative of a cell end. A threshold on |dW| at half a bf16
+    step of W0: it follows the update's size (read it against its chance level)."""
     m, n = W0.shape
     if any((f.B.shape[0], f.A.shape[1]) != (m, n) for f in fs):
         raise ValueError(f"every Delta W must match W0's shape {m}x{n}")
-    if not 0 <= eta < 1:
-        raise ValueError(f"eta {eta} must lie in [0, 1)")
     if not n <= chunk <= 2**24:
         raise ValueError(f"chunk {chunk} must lie in d_in={n}..2^24 entries")
-    N, rows = len(fs), chunk // n
+    rows = chunk // n
     A = [f.A.to(dtype) for f in fs]
     B = [(f.scale * f.B.to(torch.float64)).to(dtype) for f in fs]
-    zeros = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
-    out = DenseSums(m * n, zeros(N), zeros(N), zeros(N, N), zeros(N, N), _dots(fs), zeros(N, N))
+    counts = [0] * len(fs)
     for i in range(0, m, rows):
-        lo, hi, rlo, rhi = _unchanged_bounds(W0[i:i + rows], eta, dtype)
-        X = torch.empty(N, lo.shape[0], n, dtype=dtype)  # this chunk of every dW
-        for a in range(N):
-            D = torch.matmul(B[a][i:i + rows], A[a], out=X[a])
-            out.bf16_unchanged[a] += torch.count_nonzero((D >= lo) & (D <= hi)).item()
-            out.rel_unchanged[a] += torch.count_nonzero((D >= rlo) & (D <= rhi)).item()
-        X = X.view(N, -1)
-        Sg = X.sign()
-        same = (Sg @ Sg.mT).to(torch.float64)
-        if (X == 0).any():
-            Nz = Sg.abs_()
-            both = (Nz @ Nz.mT).to(torch.float64)
-        else:  # every entry nonzero in every adapter
-            both = torch.full((N, N), float(X.shape[1]), dtype=torch.float64)
-        out.both_nonzero.add_(both)
-        out.agree.add_((both + same) / 2)
-        X.abs_()
-        out.abs_dot.add_((X @ X.mT).to(torch.float64))
-    return out
+        lo, hi = _bf16_bounds(W0[i:i + rows], dtype)
+        D = torch.empty_like(lo)
+        for a in range(len(fs)):
+            torch.matmul(B[a][i:i + rows], A[a], out=D)
+            counts[a] += torch.count_nonzero((D >= lo) & (D <= hi)).item()
+    return [c / (m * n) for c in counts]
 
 
-def _dots(fs: list[Factor]) -> torch.Tensor:
-    """<dW_a, dW_b>_F for every pair, (N, N) float64: blocks of (B^T B) (Nr x Nr) times those of (A A^T)."""
-    N, r = len(fs), fs[0].A.shape[0]
-    Bs = torch.cat([f.scale * f.B.to(torch.float64) for f in fs], 1)  # (m, N r)
-    As = torch.cat([f.A.to(torch.float64) for f in fs])  # (N r, n)
-    if any(f.A.shape[0] != r for f in fs):
-        return torch.tensor([[G.inner(_f64(f), _f64(g)) for g in fs] for f in fs], dtype=torch.float64)
-    prod = (Bs.mT @ Bs) * (As @ As.mT)  # entry (a i, b j): (B_a^T B_b)_ij (A_a A_b^T)_ij
-    return prod.view(N, r, N, r).sum((1, 3))
+def random_like(f: Factor, seed: int) -> Factor:
+    """A random update of ``f``'s shape and rank with ``f``'s Frobenius norm: A (r, n) and B (m, r) with
+    independent N(0, 1) float64 entries from ``seed``, scale s' = ||dW_f||_F / ||B A||_F. Its singular
+    subspaces are uniformly distributed, independent of any W0: the chance level of a W0-relative number."""
+    g = torch.Generator().manual_seed(seed)
+    r, n, m = f.A.shape[0], f.A.shape[1], f.B.shape[0]
+    A = torch.randn(r, n, generator=g, dtype=torch.float64)
+    B = torch.randn(m, r, generator=g, dtype=torch.float64)
+    unit = Factor(A, B, 1.0, f.layer, f.proj)
+    return Factor(A, B, math.sqrt(G.sq_norm(_f64(f)) / G.sq_norm(unit)), f.layer, f.proj)
 
 
-def update_sparsity(W0: torch.Tensor, f: Factor, eta: float, dtype: torch.dtype = torch.float64,
-                    chunk: int = 2**20) -> tuple[float, float]:
-    """(share of entries with bf16(W+) == bf16(W0), share with |dW| <= eta max(|W0|, |W+|)): ``dense_sums``
-    for one adapter divided by m n."""
-    d = dense_sums(W0, [f], eta, dtype, chunk)
-    return d.bf16_unchanged[0].item() / d.entries, d.rel_unchanged[0].item() / d.entries
+def intruder_threshold(spec: Spectrum, rate: float, draws: int = 512, seed: int = 0) -> float:
+    """The ``rate`` quantile of max_j |<x, u0_j>| over ``draws`` random unit vectors x in R^m (Gaussian from
+    ``seed``), u0_j W0's left singular vectors (its thin SVD, or its top K in partial mode): the eps below which
+    a random direction counts as an intruder with probability ``rate``, for this module's shape and basis."""
+    if not 0 < rate < 1:
+        raise ValueError(f"intruder rate {rate} must lie in (0, 1)")
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(spec.U.shape[0], draws, generator=g, dtype=torch.float64)
+    X /= torch.linalg.vector_norm(X, dim=0)
+    return torch.quantile((spec.U.mT @ X).abs().amax(0), rate).item()
 
 
-def sign_agreement(f: Factor, g: Factor, dtype: torch.dtype = torch.float64, chunk: int = 2**20) -> tuple[float, float]:
-    """(count, magnitude-weighted) sign agreement of two deltas at one module:
-        count = #{sign a_ij == sign b_ij != 0} / #{a_ij != 0 and b_ij != 0},
-        magnitude = sum |a||b| [sign a == sign b] / sum |a||b| = (1 + <a, b> / <|a|, |b|>) / 2,
-    the second weighting each entry by the product of the two magnitudes (so entries that are near zero in
-    either delta count little). Dense, in row chunks (``dense_sums``)."""
-    d = dense_sums(torch.zeros(f.B.shape[0], f.A.shape[1], dtype=dtype), [f, g], 0.0, dtype, chunk)
-    return _sign_shares(*(x[0, 1].item() for x in (d.agree, d.both_nonzero, d.dot, d.abs_dot)))
-
-
-def _sign_shares(agree: float, both: float, dot: float, abs_dot: float) -> tuple[float, float]:
-    if both == 0 or abs_dot == 0:
-        raise ValueError("sign agreement of deltas with no common nonzero entry is undefined")
-    return agree / both, (1 + dot / abs_dot) / 2
-
-
-def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, torch.Tensor], top_k: int, eps: float,
-                     eta: float, partial_rank: int | None = None, dense_dtype: torch.dtype = torch.float64,
-                     chunk: int = 2**20, oversample: int = 10,
-                     power_iters: int = 2) -> tuple[dict, dict[str, list[dict]]]:
+def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, torch.Tensor], top_k: int,
+                     intruder_rate: float, partial_rank: int | None = None, dense_dtype: torch.dtype = torch.float64,
+                     chunk: int = 2**20, oversample: int = 10, power_iters: int = 2, chance_for=None,
+                     seed: int = 0) -> tuple[dict, dict[str, list[dict]]]:
     """The W0-relative analyses over every method and module; returns (metrics, tables) as ``analysis.analyse``.
 
     ``weights[module]`` is W0 of the module keyed as in the deltas; it is factorised once per module
@@ -303,12 +257,14 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
     the mean over modules (metrics[name][method]) and over each layer's modules (tables[name + "_per_layer"],
     one row per layer, one column per method) of: angle_left_top1 / angle_left_top{k} / angle_right_top1 /
     angle_right_top{k} (degrees) and energy_left / energy_right (``subspace_overlap``), intruders /
-    intruder_energy / intruders_certified (``intruders``), spectral_shift, stable_rank, and bf16_unchanged /
-    rel_unchanged (``update_sparsity`` shares). Per pair "a-b" in the order of ``deltas``: sign_agreement and
-    sign_agreement_magnitude (``sign_agreement``), pooled over all entries of all modules ("global") and of
-    each layer's modules (tables), i.e. ratios of summed counts, not means of per-module shares."""
+    intruder_energy / intruders_certified (``intruders`` at the module's ``intruder_threshold(spec,
+    intruder_rate)``), spectral_shift, stable_rank, and bf16_unchanged (``bf16_unchanged``). For each method in
+    ``chance_for`` (default: all) the same means again on its random twin (``random_like``, one per module,
+    seeded from ``seed``, the module's index and the method's): metrics["chance"][name][method].
+    metrics["intruder_eps"][proj]: the thresholds' mean over each projection's modules."""
     check_same_modules(deltas)
     methods = list(deltas)
+    chance_for = methods if chance_for is None else [m for m in methods if m in set(chance_for)]
     modules = list(deltas[methods[0]])
     missing = [mod for mod in modules if mod not in weights]
     if missing:
@@ -317,44 +273,41 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
     by_layer = {L: [mod for mod in modules if deltas[methods[0]][mod].layer == L] for L in layers}
     names = ["angle_left_top1", f"angle_left_top{top_k}", "angle_right_top1", f"angle_right_top{top_k}",
              "energy_left", "energy_right", "intruders", "intruder_energy", "intruders_certified", "spectral_shift",
-             "stable_rank", "bf16_unchanged", "rel_unchanged"]
+             "stable_rank", "bf16_unchanged"]
     v: dict[str, dict[str, dict[str, float]]] = {name: {m: {} for m in methods} for name in names}
-    sums: dict[str, DenseSums] = {}
-    for mod in tqdm(modules, desc="W0-relative", leave=False):
+    c: dict[str, dict[str, dict[str, float]]] = {name: {m: {} for m in chance_for} for name in names}
+    eps_of: dict[str, list[float]] = {}
+
+    def measure(f: Factor, spec: Spectrum, eps: float) -> list[float]:
+        ov = subspace_overlap(f, spec, top_k)
+        Sc, C, S0 = plus_svd(f, spec)
+        intr = _intruders_of(Sc, C, spec, top_k, eps)
+        angles = [ov["angles_left"][0], ov["angles_left"][-1], ov["angles_right"][0], ov["angles_right"][-1]]
+        return [math.degrees(x.item()) for x in angles] + [
+            ov["energy_left"], ov["energy_right"], intr["count"], intr["energy_share"], intr["certified"],
+            _shift_of(Sc, S0, len(spec.S)), stable_rank(f)]
+
+    for i, mod in enumerate(tqdm(modules, desc="W0-relative", leave=False)):
         spec = factorise(weights[mod], partial_rank, oversample, power_iters)
-        for m in methods:
-            f = deltas[m][mod]
-            ov = subspace_overlap(f, spec, top_k)
-            Sc, C, S0 = plus_svd(f, spec)
-            intr = _intruders_of(Sc, C, spec, top_k, eps)
-            vals = [ov["angles_left"][0], ov["angles_left"][-1], ov["angles_right"][0], ov["angles_right"][-1]]
-            vals = [math.degrees(x.item()) for x in vals] + [
-                ov["energy_left"], ov["energy_right"], intr["count"], intr["energy_share"], intr["certified"],
-                _shift_of(Sc, S0, len(spec.S)), stable_rank(f)]
-            for name, x in zip(names, vals):
-                v[name][m][mod] = x
-        sums[mod] = d = dense_sums(weights[mod], [deltas[m][mod] for m in methods], eta, dense_dtype, chunk)
-        for i, m in enumerate(methods):
-            v["bf16_unchanged"][m][mod] = d.bf16_unchanged[i].item() / d.entries
-            v["rel_unchanged"][m][mod] = d.rel_unchanged[i].item() / d.entries
+        eps = intruder_threshold(spec, intruder_rate, seed=seed + i)
+        eps_of.setdefault(deltas[methods[0]][mod].proj, []).append(eps)
+        rand = {m: random_like(deltas[m][mod], seed=seed + 1000 * (i + 1) + j) for j, m in enumerate(chance_for)}
+        for target, fs in ((v, {m: deltas[m][mod] for m in methods}), (c, rand)):
+            for m, f in fs.items():
+                for name, x in zip(names, measure(f, spec, eps)):
+                    target[name][m][mod] = x
+        both = [deltas[m][mod] for m in methods] + list(rand.values())
+        shares = bf16_unchanged(weights[mod], both, dense_dtype, chunk)
+        for m, x in zip([*methods, *[("chance", m) for m in rand]], shares):
+            if isinstance(m, tuple):
+                c["bf16_unchanged"][m[1]][mod] = x
+            else:
+                v["bf16_unchanged"][m][mod] = x
 
     metrics: dict = {name: {m: sum(v[name][m].values()) / len(modules) for m in methods} for name in names}
     tables = {f"{name}_per_layer": [{"layer": L, **{m: sum(v[name][m][mod] for mod in by_layer[L]) / len(by_layer[L])
                                                     for m in methods}} for L in layers] for name in names}
-
-    def pooled(i: int, j: int, mods: list[str]) -> tuple[float, float]:
-        return _sign_shares(*(sum(getattr(sums[mod], k)[i, j].item() for mod in mods)
-                              for k in ("agree", "both_nonzero", "dot", "abs_dot")))
-
-    metrics["sign_agreement"], metrics["sign_agreement_magnitude"] = {"global": {}}, {"global": {}}
-    rows = {key: [{"layer": L} for L in layers] for key in ("sign_agreement", "sign_agreement_magnitude")}
-    for (i, a), (j, b) in itertools.combinations(enumerate(methods), 2):
-        pair = Pair(a, b).key
-        count, magnitude = pooled(i, j, modules)
-        metrics["sign_agreement"]["global"][pair] = count
-        metrics["sign_agreement_magnitude"]["global"][pair] = magnitude
-        for L, r_count, r_mag in zip(layers, rows["sign_agreement"], rows["sign_agreement_magnitude"]):
-            r_count[pair], r_mag[pair] = pooled(i, j, by_layer[L])
-    tables.update({f"{key}_per_layer": r for key, r in rows.items()})
-    metrics.update(modules=len(modules), top_k=top_k, eps=eps, eta=eta, partial_rank=partial_rank)
+    metrics["chance"] = {name: {m: sum(c[name][m].values()) / len(modules) for m in chance_for} for name in names}
+    metrics["intruder_eps"] = {p: sum(e) / len(e) for p, e in eps_of.items()}
+    metrics.update(modules=len(modules), top_k=top_k, intruder_rate=intruder_rate, partial_rank=partial_rank)
     return metrics, tables

@@ -1,0 +1,170 @@
+"""Numbers in the README and docs/ that come from metrics/: generated blocks, never typed by hand.
+
+A block in a Markdown file is the text between ``<!-- generated: NAME -->`` and ``<!-- /generated -->``;
+``BLOCKS[NAME]`` renders it from the metric files. ``python -m weightspace.report.docs`` rewrites every block
+in place; ``--check`` exits 1 naming each block that differs from what the metrics give
+(``tests/test_docs.py`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+FILES = ("README.md", "docs/reproduce.md", "docs/science.md")
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
+
+# the paper's findings a reader asks about first, in order: the README names the first three that hold and
+# the first three that do not (declared here, not chosen from the verdicts)
+HEADLINE = ("family_cosine", "dpo_orthogonal", "dpo_small", "angle_order", "grpo_cosine", "dft_cosine",
+            "lmc_rift_dpo", "cka_family", "accuracy_same", "accuracy_dpo_margin", "frobenius_range",
+            "effective_rank_dpo", "cka_dpo", "grpo_orthogonal")
+
+
+def _load(root: Path, name: str) -> dict:
+    return json.loads((root / "metrics" / f"{name}.json").read_text())
+
+
+def results(root: Path) -> str:
+    """The README's results paragraph: the counts under claims.RULE across the replicates and the first
+    three findings of ``HEADLINE`` that hold and that do not."""
+    rep = _load(root, "replicates")
+    n, c = len(rep["runs"]), rep["counts"]
+    total = len(rep["claims"])
+
+    def named(verdict: str) -> str:
+        ids = [i for i in HEADLINE if rep["claims"][i]["verdict"] == verdict][:3]
+        return "; ".join(f"`{i}` ({rep['claims'][i]['claim']}: {rep['claims'][i]['k']} of "
+                         f"{rep['claims'][i]['n']})" for i in ids) or "none"
+
+    return (f"Across {n} runs of the tiny default (the committed run and {n - 1} reruns with other rollout-table "
+            f"and LoRA seeds, `metrics/replicates.json`), **{c['holds']} of {total} claims hold, "
+            f"{c['does_not_hold']} do not, {c['undecided']} are undecided and {c['not_measured']} are not "
+            f"measured** by this profile, under the rule declared in `src/weightspace/report/claims.py`; "
+            f"{c['unstable']} claims are unstable (they hold in some runs and not in others). Among the paper's "
+            f"main findings, these hold: {named('holds')}. These do not: {named('does not hold')}. Every claim "
+            f"with its interval and its \"holds in k of N\": `metrics/report.md`. The tiny model says nothing "
+            f"about Qwen3-4B; it shows which findings the pipeline reproduces at this scale.\n")
+
+
+def calibration(root: Path) -> str:
+    """docs/reproduce.md: what the committed calibration judges and its measured false-alarm rate."""
+    from scipy.stats import t as student_t
+
+    cal = _load(root, "calibration")
+    n, m = len(cal["runs"]), len(cal["numbers"])
+    a = cal["family_wise_alpha"]
+    mult = float(student_t.isf(a / (2 * m), n - 1)) * (1 + 1 / n) ** 0.5 if m else float("nan")
+    reasons: dict[str, int] = {}
+    for why in cal["not_judged"].values():
+        reasons[why] = reasons.get(why, 0) + 1
+    loo = cal["leave_one_out"]
+    failed = {k: v for k, v in loo["per_run"].items() if v["numbers_beyond"] or v["flips"]}
+    lines = [f"The committed calibration: {n} runs (`{cal['command']}`), {m} numbers judged, "
+             f"{len(cal['not_judged'])} not judged ("
+             + "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) + f"), {len(cal['stable'])} stable claims "
+             f"judged. Band of a number at a {a:.0%} family-wise rate: {mult:.2f} standard deviations.",
+             "",
+             f"Leave-one-out (each run checked against the prediction intervals and stable claims of the other "
+             f"{n - 1}): {loo['false_alarms']} of {loo['checks']} honest reruns failed."]
+    for name, v in failed.items():
+        lines.append(f"- {name}: " + "; ".join(filter(None, [
+            f"{len(v['numbers_beyond'])} number(s) outside their interval ({', '.join(v['numbers_beyond'][:3])})"
+            if v["numbers_beyond"] else "",
+            f"stable claim(s) flipped: {', '.join(v['flips'])}" if v["flips"] else ""])))
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def tiny_numbers(root: Path) -> str:
+    """docs/science.md: the committed run's numbers, each read from its metric file."""
+    from ..core.pairs import lookup
+
+    base, teacher, r = _load(root, "base"), _load(root, "teacher"), _load(root, "rollouts")
+    geo, acc, conn, cka = (_load(root, n) for n in ("geometry", "accuracy", "connectivity", "cka"))
+    rep = _load(root, "replicates")
+    six = [m for m in ("sft", "rft", "dft", "rift", "grpo", "dpo") if m in geo["frobenius"]]
+    up = lambda m: m.upper()  # noqa: E731
+    cos = lambda a, b: lookup(geo["cosine"]["global"], a, b)  # noqa: E731
+    fro = geo["frobenius"]
+    five = [m for m in six if m != "dpo"]
+    h = acc[_load(root, "claims")["accuracy_set"]]
+    seeds = geo["seeds"]
+    lm = geo["lr_step"].get("lr_matched")
+    barriers = {k: v["barrier"] for k, v in conn.items() if isinstance(v, dict) and "barrier" in v}
+    late = [v["late_mean"] for v in cka["biased"].values()]
+    lines = [
+        f"- student base: {_pct(base['heldout_acc'])} greedy accuracy on {base['heldout_n']} rollout prompts it never "
+        f"trained on; {base['params']:,} parameters, vocabulary {base['vocab_size']}. Teacher: "
+        f"{_pct(teacher['heldout_acc'])}. Rollouts from the teacher: {r['rows']} rows, {_pct(r['accuracy'])} correct, "
+        f"{_pct(r['mixed_group_share'])} of groups mixed ({_pct(r['all_correct_group_share'])} all right, "
+        f"{_pct(r['all_wrong_group_share'])} all wrong); {r['reward_rules']['string']} rewards decided by the string "
+        f"match, {r['reward_rules']['math_verify']} by math-verify.",
+        "- ||Delta W||_F: " + ", ".join(f"{up(m)} {fro[m]:.3f}" for m in six)
+        + f" (smallest non-DPO / DPO {min(fro[m] for m in five) / fro['dpo']:.2f}; the paper about 13).",
+        f"- global cosine: SFT-RFT {cos('sft', 'rft'):.3f}, SFT-RIFT {cos('sft', 'rift'):.3f}, RFT-RIFT "
+        f"{cos('rft', 'rift'):.3f} (paper 0.977 / 0.967 / 0.969), SFT-DFT {cos('sft', 'dft'):.3f} (0.572), SFT-GRPO "
+        f"{cos('sft', 'grpo'):.3f} (about 0.74), SFT-DPO {cos('sft', 'dpo'):.3f} (0.057)."
+        + (f" LR-matched DPO: {lm['norm_ratio']:.1f}x the norm, cosine {lm['cosine']:.2f} with DPO at its own LR "
+           f"(paper: about 3x and 0.55)." if lm else ""),
+        f"- seeds: the same method from two seeds has cosine {min(v['cosine'] for v in seeds.values()):.2f}-"
+        f"{max(v['cosine'] for v in seeds.values()):.2f} (paper 0.07-0.36) and mean |<u1,u1'>| "
+        + ", ".join(f"{up(m)} {seeds[m]['u1_alignment']:.3f}" for m in six) + " (paper 0.99).",
+        f"- held-out pass@1 (n = {h['base']['n']}): " + ", ".join(f"{'base' if m == 'base' else up(m)} "
+                                                                  f"{h[m]['acc']:.3f}" for m in ("base", *six)) + ".",
+        "- mode connectivity barriers (masked-answer CE, nats): " + ", ".join(
+            f"{k} {v:.3g}" for k, v in barriers.items()) + f" (paper: RIFT-DPO 0.83). Late-layer biased linear CKA "
+        f"(layers {cka['late_layers']}) {min(late):.4g}-{max(late):.5g}.",
+        f"- claims across {len(rep['runs'])} replicate runs: {rep['counts']['holds']} hold, "
+        f"{rep['counts']['does_not_hold']} do not, {rep['counts']['undecided']} undecided, "
+        f"{rep['counts']['not_measured']} not measured ({rep['counts']['unstable']} unstable); per claim: "
+        "`metrics/report.md`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"results": results, "calibration": calibration, "tiny_numbers": tiny_numbers}
+
+
+def update(root: Path, write: bool) -> list[str]:
+    """Every generated block of ``FILES`` under ``root`` rendered anew; with ``write`` the files are rewritten.
+    Returns ``file: block`` for each block whose text differed."""
+    stale = []
+    for f in FILES:
+        path = root / f
+        text = path.read_text()
+
+        def fill(mt: re.Match) -> str:
+            name = mt.group("name")
+            if name not in BLOCKS:
+                raise ValueError(f"{f}: unknown generated block {name!r} (known: {sorted(BLOCKS)})")
+            body = BLOCKS[name](root)
+            if body != mt.group("body"):
+                stale.append(f"{f}: {name}")
+            return mt.group(1) + body + mt.group(4)
+
+        new = BLOCK.sub(fill, text)
+        if write and new != text:
+            path.write_text(new)
+    return stale
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a block is out of date")
+    ap.add_argument("--root", type=Path, default=Path("."))
+    args = ap.parse_args(argv)
+    stale = update(args.root, write=not args.check)
+    for s in stale:
+        print(("out of date: " if args.check else "rewrote: ") + s)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
