@@ -60,13 +60,13 @@ def late_layers(n_layers: int) -> list[int]:
 
 def pairwise(reps: dict[str, list]) -> tuple[dict, dict[str, dict[str, list[float]]]]:
     """Per-layer CKA between every pair of models (``reps[model][layer]``: (n, d) pooled states), debiased
-    and biased. Returns ({"late_layers": 1-based, "debiased"/"biased": {pair: {"last", "late_mean"}}},
+    and biased. Returns ({"late_layers": 0-based, "debiased"/"biased": {pair: {"last", "late_mean"}}},
     {"debiased"/"biased": {pair: per-layer values}})."""
 
     models = list(reps)
     n_layers = len(reps[models[0]])
     late = late_layers(n_layers)
-    summary: dict = {"late_layers": [L + 1 for L in late], "debiased": {}, "biased": {}}
+    summary: dict = {"late_layers": list(late), "debiased": {}, "biased": {}}
     table: dict[str, dict[str, list[float]]] = {"debiased": {}, "biased": {}}
     for a, b in combinations(models):
         pair = Pair(a, b).key

@@ -31,7 +31,7 @@ def answer_ce(model, items: list[Item], pad_id: int, batch: int) -> float:
 
 
 def block_outputs(model, input_ids, attention_mask) -> list[torch.Tensor]:
-    """The residual stream after each decoder block 1..L: L tensors (B, T, d). All are raw block
+    """The residual stream after each decoder block 0..L-1 (0 = the first block): L tensors (B, T, d). All are raw block
     outputs, the last one included (``output_hidden_states`` would give the last one after the
     final norm, a different convention from every other layer)."""
     captured: list[torch.Tensor] = []
@@ -50,7 +50,7 @@ def block_outputs(model, input_ids, attention_mask) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def pooled_hidden_states(model, tok, prompts: list[str], batch: int) -> list[torch.Tensor]:
-    """Per layer (outputs of blocks 1..L, before the final norm), the mean over each prompt's tokens,
+    """Per layer (outputs of blocks 0..L-1, before the final norm), the mean over each prompt's tokens,
     the first token dropped (BOS / ``<|im_start|>``): a list of L tensors (n, d). Right padding; pads
     are excluded."""
     layers: list[list[torch.Tensor]] = []

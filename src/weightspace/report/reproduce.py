@@ -121,7 +121,7 @@ def compare(old: dict[str, dict], new: dict[str, dict], calibration: dict | None
 
 def stale(cal: dict, old: dict[str, dict]) -> list[str]:
     """Judged numbers whose value in the reference run is not the calibration's committed run's: the
-    bands were calibrated around another run (recalibrate after a change that moves the numbers)."""
+    bands were made around another run (rerun the replicates after a change that moves the numbers)."""
     i = cal["runs"].index("committed")
     ref = noise.judged_numbers(old)
     return [k for k, s in cal["numbers"].items()
@@ -146,7 +146,7 @@ def source(cal: dict | None, old: dict[str, dict], alpha: float | None = None) -
 FAIL = ("EXCEEDS", "MISSING", "NaN")
 
 
-def render(result: dict, against: str, show_all: bool = False) -> tuple[str, bool]:
+def render(result: dict, against: str, show_all: bool = False, run: str = WORKSPACE) -> tuple[str, bool]:
     rows, verdicts = result["rows"], result["verdicts"]
     judged = [r for r in rows if r["band"] is not None or r["status"] in FAIL]
     bad = [r for r in judged if r["status"] in FAIL]
@@ -154,8 +154,8 @@ def render(result: dict, against: str, show_all: bool = False) -> tuple[str, boo
     moved = [v for v in verdicts if v["same"] and v["old"] != v["new"]]
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
     ref = result.get("ref") or against
-    lines = [f"reproduction check: workspace against {against}", result.get("bands", ""), "",
-             f"{'metric':58s} {ref[:12]:>12s} {'workspace':>12s} {'diff':>10s} {'band':>10s}  status"]
+    lines = [f"reproduction check: {run} against {against}", result.get("bands", ""), "",
+             f"{'metric':58s} {ref[:12]:>12s} {run[:12]:>12s} {'diff':>10s} {'band':>10s}  status"]
     for r in rows if show_all else judged:
         lines.append(f"{r['metric'][:58]:58s} {fmt(r['old'], '12.5g'):>12s} {fmt(r['new'], '12.5g'):>12s} "
                      f"{fmt(r['diff'], '10.3g'):>10s} {fmt(r['band'], '.4g'):>10s}  {r['status']}")
@@ -182,17 +182,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--against", required=True, help="git revision of the reference run (e.g. HEAD, a tag, a sha)")
     ap.add_argument("--all", action="store_true", help="also print the metrics without a band")
+    ap.add_argument("--run", default=WORKSPACE,
+                    help="the run to check: the workspace (default) or a git revision / experiment commit")
     ap.add_argument("--alpha", type=float, default=None,
                     help="family-wise false-alarm rate of the bands (default: the calibration file's, 5%%)")
     args = ap.parse_args(argv)
-    old, new = load(args.against), load(WORKSPACE)
-    for name, files in ((args.against, old), (WORKSPACE, new)):
+    old, new = load(args.against), load(args.run)
+    for name, files in ((args.against, old), (args.run, new)):
         missing = [f for f in ("claims", "geometry") if f not in files]
         if missing:
             print(f"reproduce: {name} has no metrics/{missing[0]}.json (run dvc repro, or check the revision)",
                   file=sys.stderr)
             return 2
-    text, ok = render(compare(old, new, load_calibration(old), args.alpha), args.against, args.all)
+    text, ok = render(compare(old, new, load_calibration(old), args.alpha), args.against, args.all, args.run)
     print(text)
     return 0 if ok else 1
 

@@ -43,11 +43,11 @@ def main(argv=None) -> None:
     summary, table = pairwise(reps)
     metrics = {"n": len(rows), "layers": n_layers, **summary,
                "pooling": "mean over prompt tokens, first token dropped",
-               "layer_convention": "output of decoder block l = 1..L (residual stream), the last one before the "
-                                   "final norm"}
+               "layer_convention": "output of decoder block l = 0..L-1 (residual stream; 0 = the first block, as "
+                                   "the geometry's layers), the last one before the final norm"}
     write_json(args.metrics, metrics)
     for kind, cols in table.items():  # wide: layer, then one column per pair
-        write_csv(Path(args.plots) / f"{kind}.csv", {"layer": list(range(1, n_layers + 1)), **cols}, "%.8f")
+        write_csv(Path(args.plots) / f"{kind}.csv", {"layer": list(range(n_layers)), **cols}, "%.8f")
     log.info("cka (debiased, last layer): %s", {p: round(v["last"], 3) for p, v in metrics["debiased"].items()})
 
 

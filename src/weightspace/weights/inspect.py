@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     for name, rows in {**pair_tables, **{f"pretrained_{k}": v for k, v in rel_tables.items()}}.items():
         write_csv(out / "tables" / f"{name}.csv", rows, "%.10g")
     heatmap(out / "figures" / "cosine_matrix.png", names, _matrix(names, pair["cosine"]["global"], 1.0),
-            "global cosine of Delta W", ".2f", -1, 1, "RdBu_r")
+            "global cosine of Delta W", ".3f", -1, 1, "RdBu_r", "cosine")
     pretrained_figure(out / "tables", out / "figures" / "pretrained_per_layer.png", names)
     print(f"inspect: {len(names)} adapters, {pair['modules']} modules -> {out}")
     return 0

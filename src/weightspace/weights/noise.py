@@ -3,20 +3,21 @@
 Every method is trained twice, from ``train.seed`` and from ``controls.seed`` (own LoRA init and row
 order, same rollout table). The geometry stage runs the between-method analyses on both sets
 (``geometry.json``: the top-level keys and ``seed_twins``). For one number x, |x - x_twin| is one draw
-of its seed spread: the claims use it as the number's seed band (``claims.py``).
+of its seed spread: the single-run claim check uses it as a diagnostic band (``claims.py``).
 
-Comparing two whole runs (``reproduce.py``) needs a calibrated band, since one draw per number is too
-noisy (of two exchangeable draws of the same noise, the new one exceeds the old one half the time). So the
-seed noise is pooled over each family of numbers (the same metric over every method or pair, e.g.
+Comparing two whole runs (``reproduce.py``) uses the replicate runs' prediction intervals where the profile
+has replicates (``CALIBRATED_DOC`` below). Without them it falls back to seed-twin bands: one draw per number
+is too noisy (of two exchangeable draws of the same noise, the new one exceeds the old one half the time), so
+the seed noise is pooled over each family of numbers (the same metric over every method or pair, e.g.
 ``cosine.global.*``): sigma_f^2 = mean over the family's numbers of (x - x_twin)^2 / 2, in the reference
 run (the revision compared against), so a broken or planted new run cannot widen its own bands.
 The difference of two runs has variance 2 sigma^2, and the band is z sqrt(2) sigma_f with z the two-
-sided Bonferroni quantile for 5% over every judged number (3.63 for the default's 179). Accuracies
-are a family per evaluation set, pooled the same way over the methods' evaluated seed twins
-(``accuracy.seed_twins``): the items are fixed, so a rerun's accuracy moves with the model, not with
-the items. Only where the twins were not evaluated, sigma = the 95% Wilson half-width / 1.96 (the
-item-sampling noise; wider, since it counts the items as drawn anew). Numbers with neither
-(connectivity, CKA, timings, the controls) have no band: shown, not judged.
+sided Bonferroni quantile for 5% over every judged number. Accuracies are a family per evaluation set, pooled
+the same way over the methods' evaluated seed twins (``accuracy.seed_twins``): the items are fixed, so a
+rerun's accuracy moves with the model, not with the items. Only where the twins were not evaluated, sigma =
+the 95% Wilson half-width / 1.96 (the item-sampling noise; wider, since it counts the items as drawn anew).
+Numbers with neither (connectivity, CKA, timings, the controls) have no band: shown, not judged. These bands
+share the rollout table and do not cover its sampling noise.
 """
 
 from __future__ import annotations
