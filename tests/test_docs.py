@@ -63,7 +63,9 @@ def test_a_hand_edited_number_in_a_generated_block_is_caught(tmp_path):
 
     from weightspace.report.docs import update
 
-    for f in ("README.md", "docs/reproduce.md"):
+    from weightspace.report.docs import FILES
+
+    for f in FILES:
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / f, tmp_path / f)
     shutil.copytree(REPO / "metrics", tmp_path / "metrics")

@@ -58,14 +58,14 @@ def test_committed_verdicts_follow_from_the_committed_numbers():
 def test_the_calibration_is_of_the_committed_run_and_its_false_alarm_rate_is_measured():
     """metrics/calibration.json (tools/replicates.py write): made around the committed run (every judged number's
     committed draw equals the committed metrics, so a change that moves the numbers fails here until the
-    replicates are rerun), over at least ten runs, with the bands, the stable claims and the leave-one-out rate
+    replicates are rerun), over at least six runs, with the bands, the stable claims and the leave-one-out rate
     recomputed from the draws and verdicts it stores."""
     from weightspace.weights import noise
     from weightspace.report import reproduce
 
     cal = json.loads((METRICS / "calibration.json").read_text())
     assert cal["profile"] == "tiny" and cal["command"].startswith("python tools/replicates.py queue --seeds")
-    assert len(cal["runs"]) >= 10 and cal["runs"][0] == "committed"
+    assert len(cal["runs"]) >= 6 and cal["runs"][0] == "committed"
     committed = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts", "claims")}
     assert reproduce.stale(cal, committed) == []
     values = {k: s["values"] for k, s in cal["numbers"].items()}
@@ -78,13 +78,13 @@ def test_the_calibration_is_of_the_committed_run_and_its_false_alarm_rate_is_mea
 
 
 def test_the_replicate_file_judges_every_claim_by_the_declared_rule():
-    """metrics/replicates.json (tools/replicates.py write): at least ten runs, the committed one first with this
+    """metrics/replicates.json (tools/replicates.py write): at least six runs, the committed one first with this
     run's claim values; each claim's k, N and verdict recomputed from the values it stores with claims.judge, and
     the counts the report and README state are those verdicts'."""
     from weightspace.report.claims import CLAIMS, RULE, judge
 
     rep = load("replicates")
-    assert len(rep["runs"]) >= 10 and rep["runs"][0]["name"] == "committed" and rep["rule"] == RULE
+    assert len(rep["runs"]) >= 6 and rep["runs"][0]["name"] == "committed" and rep["rule"] == RULE
     committed = load("claims")
     assert committed["counted_over_runs"] == len(rep["runs"])
     for c in CLAIMS:
