@@ -126,8 +126,10 @@ def summarise(runs: list[dict], files: dict[str, dict[str, dict]]) -> dict:
             except C.NotMeasured:
                 values.append(None)
         j = C.judge(c, values)
+        # a rate claim's values are p-values: no interval of their mean (its interval is the hold rate's)
+        mean = None if c.across == "rate" else C._r(C.value_interval(values))
         out[c.id] = {**j, "group": c.group, "claim": c.sentence(), "paper": c.paper, "values": C._r(values),
-                     "mean_interval": C._r(C.value_interval(values))}
+                     "mean_interval": mean}
     counts = {v.replace(" ", "_"): sum(j["verdict"] == v for j in out.values()) for v in VERDICTS}
     counts["unstable"] = sum(bool(j.get("unstable")) for j in out.values())
     return {"claims": out, "counts": counts}

@@ -45,7 +45,8 @@ def results(root: Path) -> str:
             f"{c['does_not_hold']} do not, {c['undecided']} are undecided and {c['not_measured']} are not "
             f"measured** by this profile, under the rule declared in `src/weightspace/report/claims.py`; "
             f"{c['unstable']} claims are unstable (they hold in some runs and not in others). Among the paper's "
-            f"main findings, these hold: {named('holds')}. These do not: {named('does not hold')}. Every claim "
+            f"main findings, these hold: {named('holds')}. These do not: {named('does not hold')}. Undecided (the "
+            f"runs' interval straddles the threshold): {named('undecided')}. Every claim "
             f"with its interval and its \"holds in k of N\": `metrics/report.md`. The tiny model says nothing "
             f"about Qwen3-4B; it shows which findings the pipeline reproduces at this scale.\n")
 

@@ -65,8 +65,8 @@ def value_text(v) -> str:
 
 
 def claims_table(claims: list[dict], rep: dict | None) -> list[str]:
-    """One row per claim. With replicates: this run's value, the replicate mean with its 95% interval, "k of N"
-    and the verdict under claims.RULE; the single-run verdict stays in claims.json as a diagnostic. Without:
+    """One row per claim. With replicates: this run's value, the replicate mean with its 95% interval (a rate
+    claim: its hold rate with its Clopper-Pearson interval), "k of N" and the verdict under claims.RULE; the single-run verdict stays in claims.json as a diagnostic. Without:
     this run's value, its seed twins' and the single-run verdict."""
     if rep is not None:
         lines = ["| id | claim | paper | this run | mean [95% interval] | holds in | verdict |",
@@ -79,8 +79,12 @@ def claims_table(claims: list[dict], rep: dict | None) -> list[str]:
         if rep is not None:
             j = rep["claims"][c["id"]]
             held = "—" if j["n"] == 0 else f"{j['k']} of {j['n']}" + (" (unstable)" if j.get("unstable") else "")
-            lines.append(f"| `{c['id']}` | {text} | {c['paper']} | {value} | {interval_text(j['mean_interval'])} | "
-                         f"{held} | **{j['verdict']}** |")
+            if j.get("across") == "rate" and j["n"]:
+                lo, hi = j["hold_rate_interval"]
+                spread = f"hold rate {j['hold_rate']:.2f} [{lo:.2f}, {hi:.2f}]"
+            else:
+                spread = interval_text(j["mean_interval"])
+            lines.append(f"| `{c['id']}` | {text} | {c['paper']} | {value} | {spread} | {held} | **{j['verdict']}** |")
         else:
             twin = value_text(c["seed_twins"]) if "seed_twins" in c else "—"
             lines.append(f"| `{c['id']}` | {text} | {c['paper']} | {value} | {twin} | **{c['verdict']}** |")
