@@ -151,7 +151,7 @@ def render(result: dict, against: str, show_all: bool = False, run: str = WORKSP
     judged = [r for r in rows if r["band"] is not None or r["status"] in FAIL]
     bad = [r for r in judged if r["status"] in FAIL]
     changed = [v for v in verdicts if not v["same"]]
-    moved = [v for v in verdicts if v["same"] and v["old"] != v["new"]]
+    moved = [v for v in verdicts if v["same"] and v["old"].split(" (")[0] != v["new"]]
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
     ref = result.get("ref") or against
     lines = [f"reproduction check: {run} against {against}", result.get("bands", ""), "",
