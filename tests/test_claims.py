@@ -30,7 +30,10 @@ def paper_metrics() -> dict:
                 "effective_rank": {"sft": 16, "rft": 16.1, "dft": 15.9, "rift": 16, "grpo": 14.8, "dpo": 24.5},
                 "orthogonal_fraction": {"direction": {"grpo": 0.67, "grpo_online": 0.998}},
                 "orthogonal_fraction_depth": {"grpo": {"mid": 0.55, "late": 0.82}},
-                "seeds": seeds, "lr_step": {"lr_matched": {"lr_ratio": 10.0, "cosine": 0.55, "norm_ratio": 3.0}}}
+                "seeds": seeds, "lr_step": {"lr_matched": {"lr_ratio": 10.0, "cosine": 0.55, "norm_ratio": 3.0}},
+                # the LR-matched DPO the paper leaves open: a value on the paper's side, as if DPO's direction held
+                "lr_matched": {"method": "dpo", "lr_of": "sft",
+                               "vs": {m: {"cosine": 0.06} for m in ("sft", "rft", "rift")}}}
     acc = {m: {"acc": a, "n": 1319} for m, a in zip(M, (0.875, 0.873, 0.878, 0.882, 0.876, 0.935))}
     aime = {m: {"acc": a, "n": 30} for m, a in zip(M, (0.033, 0.067, 0.1, 0.067, 0.1, 0.3))}
     for i, a in enumerate(M):
@@ -345,7 +348,14 @@ def test_report_table_reads_replicates_only_when_they_cover_this_run():
     assert got is rep and why == ""
     rows = {r.split("`")[1]: r for r in claims_table(claims, rep)[2:]}
     assert "| 1 of 2 (unstable) |" in rows["dft_cosine"] and "| 2 of 2 |" in rows["family_cosine"]
-    assert rows["dft_cosine"].count("|") == 8  # 7 cells
+    assert rows["dft_cosine"].count("|") == 9  # 8 cells, the threshold's reason among them
+    assert "| partly aligned: 0.572 +- about 0.25" in rows["dft_cosine"]
+    # the effective ranks of the paper's six are printed once; the claim that leaves DPO out names that row
+    assert "as `effective_rank_dpo`, without dpo" in rows["effective_rank_grpo"]
+    assert "grpo: " not in rows["effective_rank_grpo"]
+    controls = {r.split("`")[1] for r in claims_table(claims, rep, groups=("controls",))[2:]}
+    assert controls == {c.id for c in CLAIMS if c.group == "controls"} and "lr_matched_orthogonal" in controls
+    assert not controls & {r.split("`")[1] for r in claims_table(claims, rep, skip=("controls",))[2:]}
     assert replicates_for(rep, claims, "plumbing")[1].startswith("the replicate file was made for profile 'tiny'")
     assert "claim values differ" in replicates_for(rep, check(shifted), "tiny")[1]
     assert replicates_for(None, claims, "tiny")[0] is None

@@ -69,9 +69,44 @@ def test_a_hand_edited_number_in_a_generated_block_is_caught(tmp_path):
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / f, tmp_path / f)
     shutil.copytree(REPO / "metrics", tmp_path / "metrics")
+    shutil.copytree(REPO / "plots/teacher_sweep", tmp_path / "plots/teacher_sweep")
     assert update(tmp_path, write=False) == []
     readme = tmp_path / "README.md"
     text = readme.read_text()
     m = re.search(r"\*\*(\d+) of (\d+) claims hold", text)
     readme.write_text(text.replace(m.group(0), f"**{int(m.group(1)) + 1} of {m.group(2)} claims hold", 1))
     assert update(tmp_path, write=False) == ["README.md: results"]
+
+
+def test_every_number_in_prose_comes_from_a_source():
+    """Outside the generated blocks, every decimal number of the README's and docs/'s prose is one a metric file,
+    a benchmark, a params file or the paper's declared numbers give at the precision written."""
+    from weightspace.report.docs import untraced_numbers
+
+    assert untraced_numbers(REPO) == []
+
+
+def test_a_typed_number_no_metric_gives_is_caught(tmp_path):
+    """SFT's ||dW||_F written as the committed geometry gives it passes; the same sentence with a number typed by
+    hand (the first 3-decimal value above it that no source gives) fails, naming the file and the number."""
+    import json
+    import shutil
+
+    from weightspace.report.docs import _source_values, untraced_numbers
+
+    for d in ("metrics", "profiles"):
+        shutil.copytree(REPO / d, tmp_path / d)
+    for f in ("README.md", "params.yaml", "benchmarks/README.md"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / f, tmp_path / f)
+    (tmp_path / "docs").mkdir()
+    sft = json.loads((REPO / "metrics/geometry.json").read_text())["frobenius"]["sft"]
+    page = tmp_path / "docs/page.md"
+    page.write_text(f"SFT's update has a Frobenius norm of {sft:.3f}.\n")
+    assert untraced_numbers(tmp_path) == []
+    values, texts = _source_values(tmp_path)
+    typed = next(x for x in (round(sft + i / 1000, 3) for i in range(1, 1000))
+                 if f"{x:.3f}" not in texts and x not in {round(v, 3) for v in values}
+                 and x not in {round(100 * v, 3) for v in values})
+    page.write_text(f"SFT's update has a Frobenius norm of {typed:.3f}.\n")
+    assert [u.split(" (")[0] for u in untraced_numbers(tmp_path)] == [f"docs/page.md: {typed:.3f}"]

@@ -173,28 +173,32 @@ def connectivity_figure(curves_csv, out_png, base_ce: float | None = None) -> No
 
 
 def cka_figure(cka_csv, out_png) -> None:
-    """Linear CKA per layer for every pair of adapted models, one small panel per pair (15 pairs of six methods
-    would not be told apart as lines of one axes); the base pairs are in the table, not drawn."""
+    """Linear CKA per layer (the biased statistic the claims read), one small panel per pair (15 pairs of six
+    methods would not be told apart as lines of one axes): the pairs of adapted models first, then each method
+    against the base, the reference for how far any adapter moved the representations."""
     table = read_csv(cka_csv)
     pairs = [k for k in table if k != "layer" and not k.startswith("base-")]
+    pairs += [k for k in table if k.startswith("base-")]
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     cols = 5
     rows = max(1, -(-len(pairs) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 1.9 * rows), sharex=True, sharey=True, squeeze=False)
     lo = min(float(table[p].min()) for p in pairs) if pairs else 0.0
     for ax, pair in zip(axes.flat, pairs):
-        ax.plot(table["layer"], table[pair], **style(0))
+        ax.plot(table["layer"], table[pair], **style(1 if pair.startswith("base-") else 0))
         ax.set_title(pair, fontsize=8)
         ax.set_ylim(min(lo, 0.99) - 0.01, 1.005)
         integer_x(ax)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(pairs):]:
         ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("layer (0 = first block)", fontsize=8)
+    for col in axes.T:  # the lowest drawn panel of each column carries the layer axis (below it: hidden panels)
+        for low in [ax for ax in col if ax.get_visible()][-1:]:
+            low.set_xlabel("layer (0 = first block)", fontsize=8)
+            low.xaxis.set_tick_params(labelbottom=True)
     for ax in axes[:, 0]:
         ax.set_ylabel("CKA (unitless)", fontsize=8)
-    fig.suptitle("debiased linear CKA between adapted models per layer",
+    fig.suptitle("linear CKA (biased, as the claims) per layer: pairs of adapted models, then each against the base",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110, metadata=PNG_META)
@@ -283,6 +287,6 @@ def draw_all(metrics_dir, tables_dir, out_dir, methods: list[str]) -> list[Path]
     conn = json.loads((metrics / "connectivity.json").read_text())
     connectivity_figure(tables / "connectivity" / "curves.csv", out / "connectivity" / "connectivity.png",
                         conn.get("base_ce"))
-    cka_figure(tables / "cka" / "debiased.csv", out / "cka" / "cka_per_layer.png")
+    cka_figure(tables / "cka" / "biased.csv", out / "cka" / "cka_per_layer.png")
     pretrained_figure(tables / "geometry", out / "geometry" / "pretrained_per_layer.png", methods)
     return sorted(out.rglob("*.png"))

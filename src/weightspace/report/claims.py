@@ -100,6 +100,8 @@ class Claim:
     # how replicate runs decide it (``judge``): "mean" (every margin's interval of the mean) or "rate" (the
     # hold rate's interval; for a per-run significance test, whose value is a p-value)
     across: str = "mean"
+    # the threshold's reason in one line (shown beside the claim in the report)
+    why: str = ""
 
     def sentence(self) -> str:
         t = self.threshold
@@ -207,7 +209,7 @@ class Claim:
         geometry and accuracy) giving each value's seed band |v - v_twin|. A claim that reads anything
         the twins do not have (connectivity, CKA, the controls) has no seed band: decided on its value.
         DPO's accuracy margin takes the larger of its seed band and its paired sampling band."""
-        head = {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper}
+        head = {"id": self.id, "group": self.group, "claim": self.sentence(), "paper": self.paper, "why": self.why}
         try:
             v = self.value(metrics)
         except NotMeasured as e:
@@ -280,6 +282,14 @@ def _lr_steps(m):
     return steps
 
 
+def _lr_matched(m) -> dict:
+    """The LR-matched control's geometry against every method (``geometry.lr_matched.vs``): DPO at SFT's LR."""
+    lm = _g(m, "lr_matched")
+    if (lm.get("method"), lm.get("lr_of")) != ("dpo", "sft"):
+        raise NotMeasured("controls.lr_matched is not DPO at SFT's LR")
+    return lm["vs"]
+
+
 def _paired_band(m, name: str, a: str, b: str) -> float:
     """Half-width of the 95% interval of acc_a - acc_b on the same items: 1.96 sqrt(n01 + n10) / n
     (the discordant pairs carry all of a paired difference's variance; normal approximation)."""
@@ -326,106 +336,129 @@ CLAIMS = [
     # (i) SFT, RFT and RIFT make one update
     Claim("family_cosine", "(i)", "global cosine SFT-RFT / SFT-RIFT / RFT-RIFT",
           lambda m: [_cos(m, a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))], ">=", 0.9,
-          "0.977 / 0.967 / 0.969"),
+          "0.977 / 0.967 / 0.969", why="well above the cosines the paper sets DFT and GRPO apart by (0.54-0.74)"),
     Claim("family_u1", "(i)", "mean |<u1,u1'>| within SFT/RFT/RIFT",
           lambda m: [pair(_g(m, "u1_alignment"), a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))],
-          ">=", 0.9, "0.97-0.98"),
+          ">=", 0.9, "0.97-0.98", why="the paper's 0.97-0.98 less about 0.07; DPO's 0.11 lies far below"),
     Claim("family_v1", "(i)", "mean |<v1,v1'>| within SFT/RFT/RIFT",
           lambda m: [pair(_g(m, "v1_alignment"), a, b) for a, b in (("sft", "rft"), ("sft", "rift"), ("rft", "rift"))],
-          ">=", 0.9, "0.97-0.98"),
+          ">=", 0.9, "0.97-0.98", why="the paper's 0.97-0.98 less about 0.07"),
     # (ii) DFT and offline GRPO move partly elsewhere
-    Claim("dft_cosine", "(ii)", "global cosine SFT-DFT", lambda m: _cos(m, "sft", "dft"), "in", (0.3, 0.8), "0.572"),
+    Claim("dft_cosine", "(ii)", "global cosine SFT-DFT", lambda m: _cos(m, "sft", "dft"), "in", (0.3, 0.8), "0.572",
+          why="partly aligned: 0.572 +- about 0.25, below the family's 0.9"),
     Claim("rift_dft_cosine", "(ii)", "global cosine RIFT-DFT", lambda m: _cos(m, "rift", "dft"), "in", (0.3, 0.8),
-          "0.536"),
+          "0.536", why="partly aligned: 0.536 +- about 0.25, below the family's 0.9"),
     Claim("grpo_cosine", "(ii)", "mean global cosine of offline GRPO to SFT/RFT/RIFT",
-          lambda m: sum(_cos(m, "grpo", x) for x in FAMILY) / 3, "in", (0.5, 0.9), "about 0.74"),
+          lambda m: sum(_cos(m, "grpo", x) for x in FAMILY) / 3, "in", (0.5, 0.9), "about 0.74",
+          why="0.74 +- about 0.2, below the family's 0.9"),
     Claim("grpo_orthogonal", "(ii)", "GRPO's orthogonal fraction off SFT (direction form, global)",
-          lambda m: _g(m, "orthogonal_fraction", "direction", "grpo"), "in", (0.5, 0.8), "0.67"),
+          lambda m: _g(m, "orthogonal_fraction", "direction", "grpo"), "in", (0.5, 0.8), "0.67",
+          why="0.67 +- about 0.15"),
     Claim("grpo_orthogonal_depth", "(ii)", "GRPO's orthogonal fraction, late-layer mean minus mid-layer mean",
           lambda m: (_g(m, "orthogonal_fraction_depth", "grpo", "late")
                      - _g(m, "orthogonal_fraction_depth", "grpo", "mid")), ">=", 0.1,
-          "0.55 mid layers to 0.79-0.86 in the last five"),
+          "0.55 mid layers to 0.79-0.86 in the last five",
+          why="the paper's rise of 0.24-0.31 from mid to late layers, at least 0.1 of it"),
     # (iii) DPO is small and near-orthogonal
     Claim("dpo_orthogonal", "(iii)", "global cosine of DPO to SFT / RFT / RIFT",
-          lambda m: [_cos(m, "dpo", x) for x in FAMILY], "|x| <=", 0.15, "0.057 to 0.065"),
+          lambda m: [_cos(m, "dpo", x) for x in FAMILY], "|x| <=", 0.15, "0.057 to 0.065",
+          why="near-orthogonal: the paper's 0.06 plus about 0.1"),
     Claim("dpo_small", "(iii)", "smallest non-DPO ||dW||_F divided by DPO's",
           lambda m: min(_g(m, "frobenius", x) for x in FIVE) / _g(m, "frobenius", "dpo"), "in", (6.5, 26),
-          "about 13"),
+          "about 13", why="a ratio 'about x' is x/2 .. 2x"),
     Claim("frobenius_range", "(iii)", "largest / smallest ||dW||_F among SFT, RFT, DFT, RIFT, GRPO",
           lambda m: max(_g(m, "frobenius", x) for x in FIVE) / min(_g(m, "frobenius", x) for x in FIVE), "<=", 1.5,
-          "RFT 2.82 ... RIFT 3.04 (1.08)"),
+          "RFT 2.82 ... RIFT 3.04 (1.08)", why="the paper's five norms lie within 1.08x; 1.5x is a loose match"),
     Claim("dpo_u1", "(iii)", "mean |<u1,u1'>| SFT-DPO", lambda m: pair(_g(m, "u1_alignment"), "sft", "dpo"),
-          "<=", 0.3, "0.11"),
+          "<=", 0.3, "0.11", why="the paper's 0.11 plus about 0.2, far below the family's 0.97"),
     Claim("dpo_v1", "(iii)", "mean |<v1,v1'>| SFT-DPO", lambda m: pair(_g(m, "v1_alignment"), "sft", "dpo"),
-          "in", (0.5, 0.85), "0.66-0.70"),
+          "in", (0.5, 0.85), "0.66-0.70", why="0.66-0.70 +- about 0.15"),
     # headline geometry
     Claim("angle_order", "headline", "median top-1 principal angle to SFT of RFT, RIFT, GRPO, DFT, DPO",
           lambda m: [pair(_g(m, "angle_top1"), "sft", x)["median"] for x in ORDER], "rises", None,
-          "6.7, 8.2, 18.5, 26.7, 54.6 deg"),
+          "6.7, 8.2, 18.5, 26.7, 54.6 deg", why="the paper's order; any strict rise counts"),
     Claim("angle_order_topk", "headline", "median top-k (last) principal angle to SFT of RFT, RIFT, GRPO, DFT, DPO",
           lambda m: [pair(_g(m, f"angle_top{_g(m, 'top_k')}"), "sft", x)["median"] for x in ORDER], "rises", None,
-          "36, 40, 76, 85, 90 deg (10th of r=32)"),
+          "36, 40, 76, 85, 90 deg (10th of r=32)", why="the paper's order; any strict rise counts"),
     Claim("angle_rft", "headline", "median top-1 angle SFT-RFT (deg)",
-          lambda m: pair(_g(m, "angle_top1"), "sft", "rft")["median"], "<=", 15, "6.7"),
+          lambda m: pair(_g(m, "angle_top1"), "sft", "rft")["median"], "<=", 15, "6.7",
+          why="about 2x the paper's 6.7 deg, below GRPO's 18.5"),
     Claim("angle_dpo", "headline", "median top-1 angle SFT-DPO (deg)",
-          lambda m: pair(_g(m, "angle_top1"), "sft", "dpo")["median"], ">=", 30, "54.6"),
+          lambda m: pair(_g(m, "angle_top1"), "sft", "dpo")["median"], ">=", 30, "54.6",
+          why="about half the paper's 54.6 deg, above DFT's 26.7"),
     Claim("effective_rank_dpo", "headline", "mean effective rank per module of the paper's six",
-          lambda m: _six(_g(m, "effective_rank")), "largest", "dpo", "24.5 (DPO) vs about 16"),
+          lambda m: _six(_g(m, "effective_rank")), "largest", "dpo", "24.5 (DPO) vs about 16",
+          why="the paper's extreme; no threshold"),
     Claim("effective_rank_grpo", "headline", "mean effective rank per module, DPO left out",
           lambda m: {k: v for k, v in _six(_g(m, "effective_rank")).items() if k != "dpo"}, "smallest", "grpo",
-          "14.8 (GRPO) vs about 16"),
+          "14.8 (GRPO) vs about 16", why="the paper's extreme; no threshold"),
     Claim("lmc_sft_grpo", "headline", "LMC barrier SFT <-> GRPO (nats)", lambda m: _barrier(m, "sft-grpo"), "<",
-          0.05, "monotone: one basin"),
+          0.05, "monotone: one basin",
+          why="'one basin': a bump under 0.05 nats, about 1% of the paper's losses (2-5 nats)"),
     Claim("lmc_grpo_rift", "headline", "LMC barrier GRPO <-> RIFT (nats)", lambda m: _barrier(m, "grpo-rift"), "<",
-          0.05, "monotone 4.93 -> 2.25"),
+          0.05, "monotone 4.93 -> 2.25",
+          why="'one basin': a bump under 0.05 nats, about 1% of the paper's losses (2-5 nats)"),
     Claim("lmc_rift_dpo", "headline", "LMC barrier RIFT <-> DPO (nats)", lambda m: _barrier(m, "rift-dpo"), ">=",
-          0.25, "3.82 -> 7.06 -> 8.64 (barrier 0.83)"),
+          0.25, "3.82 -> 7.06 -> 8.64 (barrier 0.83)", why="about a third of the paper's 0.83"),
     Claim("cka_family", "headline", "late-layer linear CKA (biased, the paper's statistic) SFT-RIFT",
-          lambda m: pair(m["cka"]["biased"], "sft", "rift")["late_mean"], ">=", 0.99, "above 0.99"),
+          lambda m: pair(m["cka"]["biased"], "sft", "rift")["late_mean"], ">=", 0.99, "above 0.99",
+          why="the paper's 'above 0.99'"),
     Claim("cka_grpo", "headline", "late-layer linear CKA (biased) SFT-GRPO",
-          lambda m: pair(m["cka"]["biased"], "sft", "grpo")["late_mean"], "<=", 0.95, "about 0.85"),
+          lambda m: pair(m["cka"]["biased"], "sft", "grpo")["late_mean"], "<=", 0.95, "about 0.85",
+          why="0.85 plus 0.1, below the family's 0.99"),
     Claim("cka_dpo", "headline", "late-layer linear CKA (biased) DPO-GRPO / DPO-DFT",
           lambda m: [pair(m["cka"]["biased"], "dpo", x)["late_mean"] for x in ("grpo", "dft")], "<=", 0.7,
-          "about 0.45 from layer 25"),
+          "about 0.45 from layer 25", why="0.45 plus 0.25, far below the family's 0.99"),
     # (iv) accuracy
     # equivalence of all ten pairs: an intersection-union test, each TOST at 5% with no multiplicity correction
     Claim("accuracy_same", "(iv)", "largest paired-TOST p of 'same accuracy within compare.margin' over the ten "
           "pairs of SFT, RFT, DFT, RIFT, GRPO", _tost_max, "<", 0.05, "McNemar p >= 0.15 (87.3-88.2%)",
-          across="rate"),
+          across="rate",
+          why="the paper's 'same accuracy' made testable: each pair equivalent within compare.margin at 5%"),
     Claim("accuracy_dpo_margin", "(iv)", "DPO's accuracy minus the best of the other five (accuracy set)",
           lambda m: _dpo_better(m, "accuracy_set")["margin"], ">", 0, "93.5% vs 87.3-88.2%",
-          lambda m: _dpo_margin_band(m, "accuracy_set")),
+          lambda m: _dpo_margin_band(m, "accuracy_set"), why="the paper's direction: DPO above every other method"),
     Claim("accuracy_dpo_p", "(iv)", "largest exact-McNemar p of DPO against each of the other five, Holm-adjusted "
-          "over those five (1 where DPO is not the more accurate)", _dpo_holm, "<", 0.05, "p < 1e-9", across="rate"),
+          "over those five (1 where DPO is not the more accurate)", _dpo_holm, "<", 0.05, "p < 1e-9", across="rate",
+          why="the paper's significance at the usual 5%, Holm over the five comparisons"),
     Claim("aime_dpo", "(iv)", "DPO's AIME accuracy minus the best of the other five",
           lambda m: _dpo_better(m, "aime_set")["margin"], ">", 0, "30.0% vs 3.3-10.0% (SFT-DPO p = 0.07)",
-          lambda m: _dpo_margin_band(m, "aime_set")),
+          lambda m: _dpo_margin_band(m, "aime_set"), why="the paper's direction: DPO above every other method"),
     # online GRPO (on-policy samples, TRL's GRPOTrainer): the paper's contrast; "not measured" unless
     # grpo_online is in methods
     Claim("online_cosine", "online", "global cosine of online GRPO to SFT / RFT",
           lambda m: [_cos(m, "grpo_online", x) for x in ("sft", "rft")], "|x| <=", 0.15, "0.025 / 0.024",
-          seed_gate=_online_in_noise),
+          seed_gate=_online_in_noise, why="dpo_orthogonal's threshold: near-orthogonal"),
     Claim("online_orthogonal", "online", "online GRPO's orthogonal fraction off SFT (direction form, global)",
           lambda m: _g(m, "orthogonal_fraction", "direction", "grpo_online"), ">=", 0.95, "0.998",
-          seed_gate=_online_in_noise),
+          seed_gate=_online_in_noise, why="the paper's 0.998 less 0.05"),
     # 0.74 - 0.025 = 0.715, loosened by the cosine's 0.2 (module docstring)
     Claim("online_vs_offline", "online", "mean global cosine to SFT/RFT/RIFT, offline GRPO minus online GRPO",
           lambda m: sum(_cos(m, "grpo", x) - _cos(m, "grpo_online", x) for x in FAMILY) / 3, ">=", 0.5,
-          "about 0.74 - 0.025", seed_gate=_online_in_noise),
+          "about 0.74 - 0.025", seed_gate=_online_in_noise, why="0.74 - 0.025 loosened by 0.2"),
     Claim("online_norm", "online", "online GRPO's ||dW||_F divided by SFT's",
           lambda m: _g(m, "frobenius", "grpo_online") / _g(m, "frobenius", "sft"), "in", (0.053, 0.21),
-          "0.30 / 2.84 = 0.106"),
+          "0.30 / 2.84 = 0.106", why="a ratio 'about x' is x/2 .. 2x"),
     # controls: seeds and LR
     Claim("seeds_cosine", "controls", "global cosine between a method's two seeds, each of the paper's six",
-          lambda m: [v["cosine"] for v in _six(_g(m, "seeds")).values()], "<=", 0.5, "0.07-0.36"),
+          lambda m: [v["cosine"] for v in _six(_g(m, "seeds")).values()], "<=", 0.5, "0.07-0.36",
+          why="the paper's 0.07-0.36 plus about 0.15: two seeds give other deltas"),
     Claim("seeds_u1", "controls", "mean |<u1,u1'>| between a method's two seeds, each of the paper's six",
-          lambda m: [v["u1_alignment"] for v in _six(_g(m, "seeds")).values()], ">=", 0.9, "0.99"),
+          lambda m: [v["u1_alignment"] for v in _six(_g(m, "seeds")).values()], ">=", 0.9, "0.99",
+          why="the paper's 0.99 less about 0.1"),
     Claim("lmc_seeds", "controls", "LMC barrier between SFT's two seeds (nats)",
-          lambda m: _barrier(m, "sft-sft_seed"), "<", 0.05, "no barrier (midpoint +0.004)"),
+          lambda m: _barrier(m, "sft-sft_seed"), "<", 0.05, "no barrier (midpoint +0.004)",
+          why="'no barrier': a bump under 0.05 nats, as the LMC claims"),
     Claim("lr_cosine", "controls", "global cosine between a method at its LR and at 10x its LR",
-          lambda m: [s["cosine"] for s in _lr_steps(m)], "in", (0.35, 0.75), "about 0.55"),
+          lambda m: [s["cosine"] for s in _lr_steps(m)], "in", (0.35, 0.75), "about 0.55", why="0.55 +- 0.2"),
     Claim("lr_norm", "controls", "||dW|| at 10x the LR divided by ||dW|| at the method's LR",
-          lambda m: [s["norm_ratio"] for s in _lr_steps(m)], "in", (1.5, 6.0), "about 3x"),
+          lambda m: [s["norm_ratio"] for s in _lr_steps(m)], "in", (1.5, 6.0), "about 3x",
+          why="a ratio 'about x' is x/2 .. 2x"),
+    # the control the paper leaves open (its DPO runs at a tenth of the others' LR): DPO retrained at SFT's LR
+    Claim("lr_matched_orthogonal", "controls", "global cosine of DPO trained at SFT's LR (the LR-matched control) "
+          "to SFT / RFT / RIFT", lambda m: [_lr_matched(m)[x]["cosine"] for x in FAMILY], "|x| <=", 0.15,
+          "not run (the control the paper leaves open)",
+          why="dpo_orthogonal's threshold: if DPO at SFT's LR leaves it, DPO's orthogonality is an LR effect"),
 ]
 
 

@@ -3,7 +3,9 @@
 A block in a Markdown file is the text between ``<!-- generated: NAME -->`` and ``<!-- /generated -->``;
 ``BLOCKS[NAME]`` renders it from the metric files. ``python -m weightspace.report.docs`` rewrites every block
 in place; ``--check`` exits 1 naming each block that differs from what the metrics give
-(``tests/test_docs.py`` runs it).
+(``tests/test_docs.py`` runs it). Outside the blocks, every decimal number of the prose must come from a metric,
+benchmark, params file or the paper at the precision written (``untraced_numbers``): a figure typed by hand
+that no source gives fails the same check.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-FILES = ("README.md", "docs/reproduce.md", "docs/science.md")
+FILES = ("README.md", "docs/reproduce.md", "docs/science.md", "docs/experiments.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 
 # the paper's findings a reader asks about first, in order: the README names the first three that hold and
@@ -79,6 +81,64 @@ def calibration(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def power(root: Path) -> str:
+    """docs/reproduce.md: the planted changes the check must catch, the learning-rate sweep and the honest
+    reruns' false-alarm rate (``metrics/power.json``, ``tools/power.py``)."""
+    pw = _load(root, "power")
+    honest = pw["honest"]["leave_one_out"]
+    lo, hi = honest["rate_interval"]
+    lines = [f"Each planted run against the other {pw['replicates'] - 1} replicates (all but the one sharing its "
+             f"seeds), at a {pw['level']:.0%} family-wise rate (`python tools/power.py write`):", "",
+             "| planted change | seeds | numbers beyond their band | stable claims flipped | check says |",
+             "|---|---|---|---|---|"]
+    for pid, r in pw["planted"].items():
+        top = sorted(r["numbers_beyond"], key=lambda b: -abs(b["value"] - b["mean"]) / b["band"]
+                     if b["value"] is not None else 0)[:2]
+        shown = "; ".join(f"`{b['number']}` {b['value']:.4g} (mean {b['mean']:.4g} +- {b['band']:.3g})"
+                          for b in top if b["value"] is not None)
+        lines.append(f"| {r['change']} | {r['seed']} | {len(r['numbers_beyond'])}" + (f": {shown}" if shown else "")
+                     + f" | {', '.join(r['flips']) or 'none'} | "
+                     + ("NOT REPRODUCED" if r["detected"] else "**REPRODUCED (missed)**") + " |")
+    sw = pw.get("sweep")
+    if sw:
+        lines += ["", f"{sw['method'].upper()}'s learning rate times a multiplier, rerun at each replicate's seeds "
+                      f"(detected: the check says NOT REPRODUCED):", "",
+                  "| multiplier | detected | 95% interval of the rate |", "|---|---|---|"]
+        for m, r in sw["multipliers"].items():
+            lines.append(f"| x{m} | {r['k']} of {r['n']} | [{r['rate_interval'][0]:.2f}, {r['rate_interval'][1]:.2f}] |")
+        best = sw["smallest_detected"]
+        lines += ["", f"Smallest multiplier detected in at least {sw['target']:.0%} of 10 or more reruns: "
+                      + (f"x{best:g}." if best is not None else "none of those run.")]
+    lines += ["", f"Honest reruns (leave-one-out over the replicates): {honest['false_alarms']} of {honest['checks']} "
+                  f"failed (95% interval of the rate [{lo:.2f}, {hi:.2f}])."]
+    return "\n".join(lines) + "\n"
+
+
+def teacher_sweep(root: Path) -> str:
+    """docs/experiments.md: the teacher-strength sweep's rows (``plots/teacher_sweep/sweep.csv``, written by
+    ``tools/teacher_sweep.py`` from the sweep's experiments) and what they show, beside the student's accuracy."""
+    import csv
+
+    with open(root / "plots/teacher_sweep/sweep.csv", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: int(r["teacher_steps"]))
+    base = _load(root, "base")
+    lines = ["| teacher steps | teacher greedy | rollouts correct | mixed groups | SFT-RFT cosine | SFT seed cosine | "
+             "DPO pairs |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['teacher_steps']} | {_pct(float(r['teacher_greedy_acc']))} | "
+                     f"{_pct(float(r['rollout_accuracy']))} | {_pct(float(r['mixed_group_share']))} | "
+                     f"{float(r['sft_rft_cosine']):.3f} | {float(r['sft_seed_cosine']):.3f} | {r['dpo_pairs']} |")
+    weakest = rows[0]
+    return ("\n".join(lines) + f"\n\nThe row named `workspace` in the CSV is the committed default. At the weakest "
+            f"teacher ({weakest['teacher_steps']} steps) the table is {_pct(float(weakest['rollout_accuracy']))} "
+            f"correct and SFT-RFT still agree at {float(weakest['sft_rft_cosine']):.3f}; the teacher's greedy accuracy "
+            f"there, {_pct(float(weakest['teacher_greedy_acc']))}, is "
+            f"{'below' if float(weakest['teacher_greedy_acc']) < base['heldout_acc'] else 'at or above'} the "
+            f"student's {_pct(base['heldout_acc'])} (the teacher writes in a style of its own, which a short run "
+            f"has not yet learnt well). "
+            f"{len(rows)} points, one seed each: a trend, not a fit.\n")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -130,7 +190,82 @@ def tiny_numbers(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"results": results, "calibration": calibration, "tiny_numbers": tiny_numbers}
+BLOCKS = {"results": results, "calibration": calibration, "tiny_numbers": tiny_numbers, "power": power,
+          "teacher_sweep": teacher_sweep}
+
+
+# a decimal number in prose: not part of a word, a version (3.2.1), a path or an identifier
+NUMBER = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(%?)(?![\w.\-/]|\.\d)")
+NOT_A_FIGURE = re.compile(r"(Python|arXiv|version|Qwen|Llama|SmolLM\d?)[\s-]*$")  # names and versions, not results
+PROSE_FILES = ("README.md", "docs/*.md")
+REPLICATE_FILES = ("replicates.json", "calibration.json", "power.json", "experiments.json")
+COMMAND_TABLE = re.compile(r"<!-- python [^>]*-->\n(\|.*\n)+")  # a command's printed table, tested against it
+
+
+def _source_values(root: Path) -> tuple[set[float], set[str]]:
+    """Every number a figure in prose may come from: each numeric leaf of the committed run's ``metrics/**/*.json``
+    (not the replicates' files: their numbers reach prose through generated blocks only), each number written in
+    ``benchmarks/README.md``, ``params.yaml`` and ``profiles/*.yaml``, and the paper's numbers as ``claims.py``
+    declares them (values, thresholds and reasons)."""
+    from .claims import CLAIMS
+
+    values: set[float] = set()
+    texts: set[str] = set()
+
+    def leaves(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                leaves(v)
+        elif isinstance(x, list):
+            for v in x:
+                leaves(v)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            values.add(float(x))
+
+    for f in sorted((root / "metrics").rglob("*.json")):
+        if f.relative_to(root / "metrics").as_posix() not in REPLICATE_FILES:
+            leaves(json.loads(f.read_text()))
+    prose = [root / "benchmarks/README.md", root / "params.yaml", *sorted((root / "profiles").glob("*.yaml"))]
+    for f in prose:
+        texts.update(re.findall(r"\d+\.\d+", f.read_text()))
+    for c in CLAIMS:
+        texts.update(re.findall(r"\d+\.\d+", f"{c.paper} {c.threshold} {c.why}"))
+    return values, texts
+
+
+def _prose(text: str) -> str:
+    """``text`` without what is not prose a reader takes as a result: generated blocks (checked by
+    ``update``), a table a command prints after its ``<!-- python ... -->`` line (its test compares them), fenced
+    code, inline code, links' targets and HTML comments."""
+    text = COMMAND_TABLE.sub("", BLOCK.sub("", text))
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return re.sub(r"<!--.*?-->", "", text, flags=re.S)
+
+
+def untraced_numbers(root: Path) -> list[str]:
+    """Every decimal number in the README's and docs/'s prose (``_prose``) that no source (``_source_values``)
+    gives at the precision written: x with d decimals is traced when some source value rounds to x at d decimals
+    (a percentage: 100 times the value), or the sources write x as it is. Returns ``file: number (context)``."""
+    values, texts = _source_values(root)
+    rounded: dict[int, set[float]] = {}
+    bad = []
+    for pattern in PROSE_FILES:
+        for f in sorted(root.glob(pattern)):
+            text = _prose(f.read_text())
+            for mt in NUMBER.finditer(text):
+                num, pct = mt.group(1), mt.group(2)
+                if NOT_A_FIGURE.search(text[max(0, mt.start() - 12):mt.start()]):
+                    continue
+                d = len(num.split(".")[1])
+                if d not in rounded:
+                    rounded[d] = {round(v, d) for v in values} | {round(100 * v, d) for v in values}
+                if num in texts or round(float(num), d) in rounded[d]:
+                    continue
+                ctx = " ".join(text[max(0, mt.start() - 40):mt.end() + 20].split())
+                bad.append(f"{f.relative_to(root)}: {num}{pct} ({ctx})")
+    return bad
 
 
 def update(root: Path, write: bool) -> list[str]:
@@ -164,7 +299,10 @@ def main(argv=None) -> int:
     stale = update(args.root, write=not args.check)
     for s in stale:
         print(("out of date: " if args.check else "rewrote: ") + s)
-    return 1 if stale and args.check else 0
+    untraced = untraced_numbers(args.root)
+    for u in untraced:
+        print(f"a number in prose no metric, benchmark, params file or paper value gives: {u}")
+    return 1 if (stale and args.check) or untraced else 0
 
 
 if __name__ == "__main__":

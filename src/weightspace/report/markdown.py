@@ -64,18 +64,39 @@ def value_text(v) -> str:
     return _num(v)
 
 
-def claims_table(claims: list[dict], rep: dict | None) -> list[str]:
-    """One row per claim. With replicates: this run's value, the replicate mean with its 95% interval (a rate
-    claim: its hold rate with its Clopper-Pearson interval), "k of N" and the verdict under claims.RULE; the single-run verdict stays in claims.json as a diagnostic. Without:
-    this run's value, its seed twins' and the single-run verdict."""
+def _repeats(v, earlier: list[tuple[str, object]]) -> str | None:
+    """A dict value whose every item an earlier row's dict value already shows: "as `<id>`, without <keys>"
+    (a claim over the same numbers with one left out), so a table does not print them twice."""
+    if not isinstance(v, dict):
+        return None
+    for cid, w in earlier:
+        if isinstance(w, dict) and len(v) < len(w) and all(k in w and w[k] == x for k, x in v.items()):
+            return f"as `{cid}`, without {', '.join(k for k in w if k not in v)}"
+    return None
+
+
+def claims_table(claims: list[dict], rep: dict | None, groups: tuple[str, ...] | None = None,
+                 skip: tuple[str, ...] = ()) -> list[str]:
+    """One row per claim (those of ``groups`` when given, none of ``skip``): its id, the claim with its threshold,
+    the threshold's reason, the paper's value and this run's. With replicates: the replicate mean with its 95%
+    interval (a rate claim: its hold rate with its Clopper-Pearson interval), "k of N" and the verdict under
+    claims.RULE; the single-run verdict stays in claims.json as a diagnostic. Without: the seed twins' value and
+    the single-run verdict. A dict value an earlier row already shows is named, not printed again."""
     if rep is not None:
-        lines = ["| id | claim | paper | this run | mean [95% interval] | holds in | verdict |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = ["| id | claim | why this threshold | paper | this run | mean [95% interval] | holds in | verdict |",
+                 "|---|---|---|---|---|---|---|---|"]
     else:
-        lines = ["| id | claim | paper | this run | seed twins | verdict (this run alone) |", "|---|---|---|---|---|---|"]
+        lines = ["| id | claim | why this threshold | paper | this run | seed twins | verdict (this run alone) |",
+                 "|---|---|---|---|---|---|---|"]
+    shown: list[tuple[str, object]] = []
     for c in claims:
+        if (groups is not None and c["group"] not in groups) or c["group"] in skip:
+            continue
         text = c["claim"].replace("|", "\\|")  # a bare | would end the table cell
-        value = "—" if c["holds"] is None else value_text(c["this_run"])
+        why = c.get("why", "").replace("|", "\\|")
+        again = _repeats(c["this_run"], shown)
+        value = "—" if c["holds"] is None else again or value_text(c["this_run"])
+        shown.append((c["id"], c["this_run"]))
         if rep is not None:
             j = rep["claims"][c["id"]]
             held = "—" if j["n"] == 0 else f"{j['k']} of {j['n']}" + (" (unstable)" if j.get("unstable") else "")
@@ -83,35 +104,43 @@ def claims_table(claims: list[dict], rep: dict | None) -> list[str]:
                 lo, hi = j["hold_rate_interval"]
                 spread = f"hold rate {j['hold_rate']:.2f} [{lo:.2f}, {hi:.2f}]"
             else:
-                spread = interval_text(j["mean_interval"])
-            lines.append(f"| `{c['id']}` | {text} | {c['paper']} | {value} | {spread} | {held} | **{j['verdict']}** |")
+                spread = interval_text(j["mean_interval"]) if again is None else "as above, same keys"
+            lines.append(f"| `{c['id']}` | {text} | {why} | {c['paper']} | {value} | {spread} | {held} | "
+                         f"**{j['verdict']}** |")
         else:
             twin = value_text(c["seed_twins"]) if "seed_twins" in c else "—"
-            lines.append(f"| `{c['id']}` | {text} | {c['paper']} | {value} | {twin} | **{c['verdict']}** |")
+            lines.append(f"| `{c['id']}` | {text} | {why} | {c['paper']} | {value} | {twin} | **{c['verdict']}** |")
+    return lines
+
+
+def seed_table(geo: dict, methods: list[str]) -> list[str]:
+    """Each method against its own seed twin (``controls.seed``: own LoRA init and row order), once per method:
+    the distance two seeds of one loss put between its updates."""
+    seeds, k = geo["seeds"], geo["top_k"]
+    lines = [f"| method | cosine | median top-1 angle | median top-{k} angle | u1 |", "|---|---|---|---|---|"]
+    for m in methods:
+        s = seeds[m]
+        lines.append(f"| {m} | {s['cosine']:.3f} | {s['angle_top1']['median']:.1f} | "
+                     f"{s[f'angle_top{k}']['median']:.1f} | {s['u1_alignment']:.3f} |")
     return lines
 
 
 def geometry_table(geo: dict, methods: list[str]) -> list[str]:
-    """Every between-method number with the two methods' own seed values beside it: a value that is
-    no further from "same update" than a method is from itself is within seed noise."""
+    """Every between-method number, and the metrics on which the two methods are no further apart than one of
+    them is from its own seed twin (``seed_table``): cosine and u1 at least, angles at most the twin's."""
     seeds, k = geo["seeds"], geo["top_k"]
-    lines = ["| pair | cosine | seed cosine (a; b) | top-1 angle | seed top-1 (a; b) | "
-             f"top-{k} angle | seed top-{k} (a; b) | u1 | seed u1 (a; b) | noise |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| pair | cosine | median top-1 angle | median top-{k} angle | u1 | as close as a seed twin on |",
+             "|---|---|---|---|---|---|"]
     for a, b in combinations(methods):
         cos, ang1 = pair(geo["cosine"]["global"], a, b), pair(geo["angle_top1"], a, b)["median"]
         angk, u1 = pair(geo[f"angle_top{k}"], a, b)["median"], pair(geo["u1_alignment"], a, b)
         sa, sb = seeds[a], seeds[b]
-        noise = [name for name, within in (
+        close = [name for name, within in (
             ("cosine", cos >= min(sa["cosine"], sb["cosine"])),
             ("top-1", ang1 <= max(sa["angle_top1"]["median"], sb["angle_top1"]["median"])),
             (f"top-{k}", angk <= max(sa[f"angle_top{k}"]["median"], sb[f"angle_top{k}"]["median"])),
             ("u1", u1 >= min(sa["u1_alignment"], sb["u1_alignment"]))) if within]
-        lines.append(f"| {a}-{b} | {cos:.3f} | {sa['cosine']:.3f}; {sb['cosine']:.3f} | {ang1:.1f} | "
-                     f"{sa['angle_top1']['median']:.1f}; {sb['angle_top1']['median']:.1f} | {angk:.1f} | "
-                     f"{sa[f'angle_top{k}']['median']:.1f}; {sb[f'angle_top{k}']['median']:.1f} | {u1:.3f} | "
-                     f"{sa['u1_alignment']:.3f}; {sb['u1_alignment']:.3f} | "
-                     + (f"within noise ({', '.join(noise)})" if noise else "above noise") + " |")
+        lines.append(f"| {a}-{b} | {cos:.3f} | {ang1:.1f} | {angk:.1f} | {u1:.3f} | {', '.join(close) or 'none'} |")
     return lines
 
 
@@ -156,22 +185,16 @@ def policy_line(p: dict) -> str:
             f"{fate} (`rollouts.overlong: {p['overlong']}`); a cut row with reward 0 stays as it is.")
 
 
-# what each W0-relative metric measures and what the literature leads one to expect (docs/science.md)
+# what each W0-relative metric measures, one short cell each (the literature: beyond.md.j2)
 EXPECT = {
-    "energy_left": "share of dW's energy in W0's top-k left subspace. The Path Not Taken (arXiv 2511.08567) reports "
-                   "on-policy RLVR updates avoiding W0's principal directions (full fine-tuning); every loss here is "
-                   "offline LoRA, so this tests an extrapolation",
-    "energy_right": "as energy_left, on the input side",
+    "energy_left": "share of dW's energy in W0's top-k left subspace",
+    "energy_right": "the same on the input side (right subspace)",
     "angle_left_top1": "smallest principal angle between dW's and W0's top-k left subspaces (degrees)",
-    "intruders": "top-k directions of W0 + dW with no singular vector of W0 above the module's threshold "
-                 "(Shuttleworth et al. 2024 find LoRA adds such directions); the threshold makes a random direction "
-                 "an intruder at rate geometry.pretrained.intruder_rate",
-    "intruder_energy": "share of W+'s top-k energy in intruder directions",
-    "spectral_shift": "relative change of W0's singular values; grows with ‖dW‖",
-    "bf16_unchanged": "entries whose bf16 value dW leaves unchanged: a threshold on each entry's size, so it follows the update's "
-                      "size. Mukherjee et al. 2025 report sparse updates from RL on in-distribution data (full "
-                      "fine-tuning, DPO among the sparse methods)",
-    "stable_rank": "‖dW‖_F² / ‖dW‖_2², at most the LoRA rank",
+    "intruders": "top-k directions of W0 + dW near no singular vector of W0 (per-module threshold)",
+    "intruder_energy": "share of (W0 + dW)'s top-k energy in such directions",
+    "spectral_shift": "relative change of W0's singular values",
+    "bf16_unchanged": "share of entries whose bf16 value dW leaves unchanged",
+    "stable_rank": "‖dW‖_F² / ‖dW‖_2² (at most the LoRA rank)",
 }
 
 
@@ -181,14 +204,90 @@ def pretrained_rows(geo: dict, methods: list[str]) -> list[str]:
     the paper: no verdict counts them."""
     rel = geo["pretrained"]
     chance = rel.get("chance", {})
-    lines = ["| metric | " + " | ".join(methods) + " | what it measures |", "|---|" + "---|" * (len(methods) + 1)]
+    lines = ["| metric | what it measures | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for name, note in EXPECT.items():
         if name not in rel:
             continue
-        cells = [f"{rel[name][m]:.3g} (chance {chance[name][m]:.3g})" if m in chance.get(name, {})
+        cells = [f"{rel[name][m]:.3g} ({chance[name][m]:.3g})" if m in chance.get(name, {})
                  else f"{rel[name][m]:.3g}" for m in methods]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {note} |")
+        lines.append(f"| {name} | {note} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _late_base_cka(m: dict) -> tuple[float, float]:
+    vals = [v["late_mean"] for k, v in m["cka"]["biased"].items() if k.startswith("base-")]
+    return min(vals), max(vals)
+
+
+def _curve_ends(m: dict) -> str:
+    curves = m["alignment"]
+    first = {c[0]["step"] for c in curves.values()}.pop()
+    last = {c[-1]["step"] for c in curves.values()}.pop()
+    a = sum(c[0]["u1_alignment"] for c in curves.values()) / len(curves)
+    b = sum(c[-1]["u1_alignment"] for c in curves.values()) / len(curves)
+    return f"{a:.3f} at step {first} and {b:.3f} at step {last} (mean over methods)"
+
+
+# claim id -> what the metrics show about why it does not hold here (numbers read from them); a claim without an
+# entry has no established mechanism in this run
+MECHANISMS = {
+    "cka_grpo": lambda m: "every adapter leaves the late layers nearly as the base's: biased late-layer CKA of each "
+                          "method with the base is {:.4f}-{:.4f}, so no pair of methods can fall far below 1 "
+                          "(`cka_dpo` likewise)".format(*_late_base_cka(m)),
+    "cka_dpo": lambda m: "as `cka_grpo`: each method's late-layer CKA with the base is {:.4f}-{:.4f}".format(
+        *_late_base_cka(m)),
+    "lmc_rift_dpo": lambda m: (f"DPO's end of the path has a loss of {m['connectivity']['rift-dpo']['ce_alpha0']:.3f} "
+                               f"nats against the base's {m['connectivity']['base_ce']:.3f}: DPO's update barely moves "
+                               f"the loss, so the path RIFT -> DPO is close to RIFT -> base"),
+    "seeds_u1": lambda m: (f"the seeds' u1 agreement is still rising when training stops: {_curve_ends(m)}; the "
+                           f"paper reads it at step 1000 of 1500"),
+    "lr_norm": lambda m: ("||dW|| grows nearly in proportion to the LR (" + ", ".join(
+        f"{s['norm_ratio']:.2f}x" for s in m["geometry"]["lr_step"].values()) + " for 10x), as each Adam step's size "
+        "does"),
+}
+
+
+def not_holding_rows(claims: list[dict], rep: dict, metrics: dict) -> list[str]:
+    """One row per claim whose verdict across the replicates is "does not hold": its mean and what the metrics
+    show of why, where ``MECHANISMS`` knows it."""
+    lines = ["| id | claim | mean [95% interval] | what the metrics show |", "|---|---|---|---|"]
+    for c in claims:
+        j = rep["claims"][c["id"]]
+        if j["verdict"] != "does not hold":
+            continue
+        spread = (f"hold rate {j['hold_rate']:.2f}" if j.get("across") == "rate"
+                  else interval_text(j["mean_interval"]))
+        why = MECHANISMS[c["id"]](metrics) if c["id"] in MECHANISMS else "no mechanism established in this run"
+        lines.append(f"| `{c['id']}` | {c['claim'].replace('|', chr(92) + '|')} | {spread} | {why} |")
+    return lines
+
+
+# figure file stem (its prefix) -> caption; {set}: the evaluation set of a per-set figure
+CAPTIONS = {
+    "accuracy_": "Greedy pass@1 of the base and each method on `{set}`, with 95% Wilson intervals.",
+    "mcnemar_": "Accuracy of the row's model minus the column's on `{set}` (points; positive: the row is better), "
+                "with the raw exact McNemar p of each pair.",
+    "cka_per_layer": "Linear CKA (biased, the claims' statistic) of the models' block outputs per layer, one panel "
+                     "per pair; the last row: each method against the base.",
+    "connectivity": "Masked-answer cross-entropy along the straight path between two adapters' updates "
+                    "(W0 + alpha dW_a + (1 - alpha) dW_b); the black line is the base's loss.",
+    "angle_top1_matrix": "Median over modules of the smallest principal angle between two methods' top-k left "
+                         "singular subspaces (degrees).",
+    "cosine_matrix": "Global cosine of two methods' flattened Delta W.",
+    "cosine_per_layer": "Cosine of each method's Delta W to the reference method's, per layer; the reference against "
+                        "its own seed twin is the noise floor.",
+    "orthogonal_fraction_per_layer": "Share of each method's Delta W orthogonal to the reference method's, per layer.",
+    "pretrained_per_layer": "Four W0-relative metrics per layer and method (beyond the paper; chance levels in "
+                            "`metrics/beyond_paper.md`).",
+}
+
+
+def caption(name: str) -> str:
+    stem = Path(name).stem
+    for prefix, text in CAPTIONS.items():
+        if stem.startswith(prefix):
+            return text.format(set=stem.removeprefix(prefix))
+    raise KeyError(f"figure {name!r} has no caption (report.markdown.CAPTIONS)")
 
 
 def alignment_rows(metrics: dict, methods: list[str]) -> list[str]:
@@ -220,18 +319,47 @@ def render(claims: list[dict], metrics: dict, run: dict, figures: list[str], rep
     train_steps, accuracy_set, rift_variant, pcfg: the ``geometry.pretrained`` section); ``figures``: (each
     figure's path in the figures folder, its path relative to the report); ``rep``: the replicate file when it
     covers this run (``replicates_for``), else None and ``no_rep`` says why."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
     geo, methods = metrics["geometry"], list(run["methods"])
     lines = lambda rows: "\n".join(rows)  # noqa: E731
-    return env.get_template(TEMPLATE.name).render(
+    return _env().get_template(TEMPLATE.name).render(
         **run, n=rep["counts"] if rep else count(claims), claims=claims, r=metrics["rollouts"], cka=metrics["cka"],
-        lm=geo["lr_matched"], seed_u1_target=SEED_U1_TARGET, figures=figures, rep=rep, no_rep=no_rep,
-        single=count(claims), claims_table=lines(claims_table(claims, rep)), policy=policy_line(metrics["rollouts"]["policy"]),
-        geometry_table=lines(geometry_table(geo, methods)), online=online_table(geo, methods),
+        lm=geo["lr_matched"], seed_u1_target=SEED_U1_TARGET, rep=rep, no_rep=no_rep,
+        figures=[(name, path, caption(name)) for name, path in figures],
+        single=count(claims), claims_table=lines(claims_table(claims, rep, skip=("controls",))),
+        controls_table=lines(claims_table(claims, rep, groups=("controls",))),
+        not_holding=lines(not_holding_rows(claims, rep, metrics)) if rep else "",
+        policy=policy_line(metrics["rollouts"]["policy"]),
+        seed_table=lines(seed_table(geo, methods)), geometry_table=lines(geometry_table(geo, methods)),
+        online=online_table(geo, methods),
         alignment_table=lines(alignment_rows(metrics, methods)), lr_step_rows=lines(lr_step_rows(geo)),
         accuracy_rows=lines(accuracy_rows(metrics["accuracy"][run["accuracy_set"]])),
-        pretrained=geo.get("pretrained") and {"rows": lines(pretrained_rows(geo, methods)),
-                                              "eps": geo["pretrained"].get("intruder_eps", {})})
+        beyond=BEYOND.name if geo.get("pretrained") else None, dpo_base=_dpo_base(metrics["accuracy"][run["accuracy_set"]]))
+
+
+def _dpo_base(acc: dict) -> dict | None:
+    """DPO against the base on the accuracy set, as n10 (the base alone right), n01 (DPO alone right), n, p."""
+    p = acc.get("base-dpo")
+    if p is None or "dpo" not in acc:
+        return None
+    return {"n10": p["n10"], "n01": p["n01"], "n": acc["dpo"]["n"], "p": p["p"]}
+
+
+BEYOND = Path("beyond_paper.md")  # beside the report
+
+
+def render_beyond(metrics: dict, run: dict) -> str | None:
+    """The beyond-the-paper document (each update against the pretrained weights W0, with chance levels), or None
+    where the geometry has no W0-relative metrics."""
+    geo = metrics["geometry"]
+    if not geo.get("pretrained"):
+        return None
+    return _env().get_template("beyond.md.j2").render(
+        pcfg=run["pcfg"], rows="\n".join(pretrained_rows(geo, list(run["methods"]))),
+        eps=geo["pretrained"].get("intruder_eps", {}), profile=run["profile"])
+
+
+def _env():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)

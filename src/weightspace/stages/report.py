@@ -1,7 +1,8 @@
 """Stage report: every claim of the paper beside this run's value -> ``<claims>`` (JSON) and a readable
 Markdown report ``<out>`` (``report.markdown.render``: the claims, the between-method geometry with each method's
 seed band beside it, the controls, accuracy, how the reward was decided, the RIFT form, the CKA layer convention,
-and the figures). Reads metric files only. With ``--replicates`` (``tools/replicates.py write``) covering this run,
+and the figures) and ``<beyond>``, the W0-relative metrics beside their chance levels (beyond the paper; linked
+from the report). Reads metric files only. With ``--replicates`` (``tools/replicates.py write``) covering this run,
 the counts and each claim's verdict are the replicates' (``claims.RULE``); this run's own verdict stays beside
 them as a diagnostic.
 Params: ``report``, ``profile``, ``rift.variant``, ``controls``, ``train.steps``, ``methods``."""
@@ -14,7 +15,7 @@ import os
 from pathlib import Path
 
 from ..report.claims import check
-from ..report.markdown import count, render, replicates_for
+from ..report.markdown import BEYOND, count, render, render_beyond, replicates_for
 from .common import parse, write_json
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,11 @@ log = logging.getLogger(__name__)
 def main(argv=None) -> None:
     args, params = parse(__doc__, {"metrics_dir": "folder of metric files", "figures": "figures folder",
                                    "claims": "claims JSON", "out": "Markdown report",
+                                   "beyond": "Markdown of the beyond-the-paper metrics, linked from the report",
                                    "replicates": "replicate file (tools/replicates.py), or 'none'"}, argv)
+    if Path(args.beyond) != Path(args.out).with_name(BEYOND.name):
+        raise ValueError(f"--beyond: the report links {BEYOND.name} beside it ({Path(args.out).with_name(BEYOND.name)}), "
+                         f"not {args.beyond}")
     d = Path(args.metrics_dir)
     load = lambda name: json.loads((d / f"{name}.json").read_text())  # noqa: E731
     metrics = {name: load(name) for name in ("geometry", "accuracy", "connectivity", "cka", "rollouts")}
@@ -52,6 +57,9 @@ def main(argv=None) -> None:
     run = {"profile": params.profile, "methods": list(params.methods), "controls_seed": params.controls.seed,
            "train_steps": params.train.steps, "accuracy_set": params.report.accuracy_set,
            "rift_variant": params.method("rift").variant, "pcfg": params.geometry.pretrained}
+    beyond = render_beyond(metrics, run)
+    Path(args.beyond).write_text(beyond if beyond is not None else
+                                 "# Beyond the paper\n\nThis run's geometry has no W0-relative metrics.\n")
     out.write_text(render(claims, metrics, run, figures, rep, no_rep))
     log.info("report: %d claims, %s over %d run(s)", len(claims), counts, len(rep["runs"]) if rep else 1)
 

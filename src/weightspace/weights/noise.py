@@ -233,6 +233,18 @@ def flips(stable: dict[str, str], new: dict[str, str]) -> list[str]:
     return [c for c, v in stable.items() if not verdicts_agree(v, new.get(c, "absent"))]
 
 
+def rerun_check(new_nums: dict[str, float], new_verdicts: dict[str, str], runs_nums: dict[str, dict[str, float]],
+                runs_holds: list[dict[str, bool | None]], alpha: float = FAMILY_WIDE) -> dict:
+    """One new run (its ``judged_numbers`` and ``verdicts``) checked as ``reproduce`` checks it, against
+    prediction intervals and stable claims made from the replicate runs ``runs_nums`` / ``runs_holds`` only:
+    {numbers_judged, numbers_beyond, flips}; the run fails the check when either list is non-empty."""
+    names = list(runs_nums)
+    keys = sorted(set().union(*runs_nums.values()))
+    b, _ = calibrated_bands({k: [runs_nums[n].get(k) for n in names] for k in keys}, alpha)
+    return {"numbers_judged": len(b), "numbers_beyond": check(new_nums, b),
+            "flips": flips(stable_claims(runs_holds), new_verdicts)}
+
+
 def calibrate(runs: dict[str, dict[str, dict]], profile: str, command: str, alpha: float = FAMILY_WIDE) -> dict:
     """The calibration file from ``runs`` (name -> parsed metric files; ``committed`` is the reference run):
     every judged number's draws, mean, spread and band, the claims' verdicts per run and the stable ones, and
@@ -247,13 +259,11 @@ def calibrate(runs: dict[str, dict[str, dict]], profile: str, command: str, alph
     values = {k: [nums[n].get(k) for n in names] for k in keys}
     stats, skipped = calibrated_bands(values, alpha)
     per_run, alarms = {}, 0
-    for j, held in enumerate(names):
-        rest = [i for i in range(len(names)) if i != j]
-        b, _ = calibrated_bands({k: [v[i] for i in rest] for k, v in values.items()}, alpha)
-        bad = check(nums[held], b)
-        flipped = flips(stable_claims([held_by[names[i]] for i in rest]), verd[held])
-        per_run[held] = {"numbers_judged": len(b), "numbers_beyond": bad, "flips": flipped}
-        alarms += bool(bad or flipped)
+    for held in names:
+        rest = [n for n in names if n != held]
+        per_run[held] = rerun_check(nums[held], verd[held], {n: nums[n] for n in rest},
+                                    [held_by[n] for n in rest], alpha)
+        alarms += bool(per_run[held]["numbers_beyond"] or per_run[held]["flips"])
     return {
         "profile": profile, "command": command, "runs": names, "family_wise_alpha": alpha,
         "method": CALIBRATED_DOC,
