@@ -16,8 +16,8 @@ put first on ``PYTHONPATH`` so its stages import that copy's code, not the edita
 every experiment ``rep-S`` of that baseline (``dvc exp ls``), evaluates every claim on each run's metric
 files with this checkout's ``claims.py``, judges each across the runs by ``claims.RULE`` (``claims.judge``),
 and writes ``metrics/replicates.json`` (what the report shows) and ``metrics/calibration.json`` (the bands of
-``python -m weightspace.report.reproduce``, ``noise.calibrate``). Each run's cost is the time between its
-experiment commit and the one before it (the first: from ``queue``'s start), with one worker.
+``python -m weightspace.report.reproduce``, ``noise.calibrate``). Each run's cost is the time from the previous
+experiment commit or ``queue`` start, whichever is later, to its own commit, with one worker (``costs``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def queue(seeds: list[int], jobs: int, repo: Path) -> None:
         raise SystemExit(f"seed {COMMITTED_SEED} is the committed run's")
     if sh(["git", "status", "--porcelain", "--untracked-files=no"], repo, capture=True).strip():
         raise SystemExit("the working tree has uncommitted changes: replicates run on a commit (commit or stash first)")
-    have = {name for name, _ in experiments(repo)}
+    have = {name for name, _ in experiments(repo)} | pending(repo)
     todo = [s for s in seeds if f"{PREFIX}{s}" not in have]
     for s in sorted(set(seeds) - set(todo)):
         print(f"{PREFIX}{s}: already done on this baseline", flush=True)
@@ -68,19 +68,21 @@ def queue(seeds: list[int], jobs: int, repo: Path) -> None:
         sh(["dvc", "exp", "run", "--queue", "-n", f"{PREFIX}{s}", *overrides(s)], repo)
     if not todo:
         return
-    (repo / STARTED).parent.mkdir(parents=True, exist_ok=True)
-    (repo / STARTED).write_text(json.dumps({"started": time.time(), "jobs": jobs}) + "\n")
+    record_start(repo, jobs)
     sh(["dvc", "queue", "start", "-j", str(jobs)], repo)
-    while True:  # the workers run detached: wait until nothing is queued or running
-        status = sh(["dvc", "queue", "status"], repo, capture=True)
-        busy = [line for line in status.splitlines() if " Queued " in line or " Running " in line]
-        if not busy:
-            break
+    while pending(repo):  # the workers run detached: wait until nothing is queued or running
         time.sleep(30)
     print(sh(["dvc", "queue", "status"], repo, capture=True), flush=True)
-    failed = [line for line in sh(["dvc", "queue", "status"], repo, capture=True).splitlines() if " Failed " in line]
+    done = {name for name, _ in experiments(repo)}
+    failed = [f"{PREFIX}{s}" for s in todo if f"{PREFIX}{s}" not in done]
     if failed:
-        raise SystemExit(f"{len(failed)} replicate(s) failed: dvc queue logs <name> says why")
+        raise SystemExit(f"{len(failed)} replicate(s) failed ({', '.join(failed)}): dvc queue logs <name> says why")
+
+
+def pending(repo: Path) -> set[str]:
+    """Names of the experiments queued or running in ``repo``'s DVC queue."""
+    rows = [line.split() for line in sh(["dvc", "queue", "status"], repo, capture=True).splitlines()]
+    return {r[1] for r in rows if len(r) >= 5 and r[-1] in ("Queued", "Running")}
 
 
 def baseline(repo: Path) -> str:
@@ -136,16 +138,39 @@ def summarise(runs: list[dict], files: dict[str, dict[str, dict]]) -> dict:
 
 
 def costs(repo: Path, shas: dict[str, str]) -> dict[str, float | None]:
-    """Seconds from the previous experiment commit (the first: from ``queue``'s start) to each one's, with
-    one worker; None when several ran at once or the start was not recorded."""
-    start = json.loads((repo / STARTED).read_text()) if (repo / STARTED).is_file() else None
-    at = {n: int(sh(["git", "log", "-1", "--format=%ct", s], repo, capture=True)) for n, s in shas.items()}
-    if start is None or start["jobs"] != 1:
+    """Seconds each experiment took with one worker: from the latest moment before its commit at which the
+    worker was busy with it, that is the previous experiment commit on this repository or a ``queue`` start
+    (``STARTED``), whichever is later. None when a batch ran with several workers or no start was recorded."""
+    starts = started(repo)
+    if not starts or any(b["jobs"] != 1 for b in starts):
         return {n: None for n in shas}
-    out, prev = {}, start["started"]
-    for n in sorted(at, key=at.get):
-        out[n], prev = round(at[n] - prev, 1), at[n]
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as r:  # every experiment on this repository: the worker ran them one after another
+        every = [s for runs in r.experiments.ls(rev=[baseline(repo)]).values() for _, s in runs]
+    at = lambda s: int(sh(["git", "log", "-1", "--format=%ct", s], repo, capture=True))  # noqa: E731
+    times = sorted(at(s) for s in every)
+    bounds = sorted(times + [b["started"] for b in starts])
+    out = {}
+    for n, s in shas.items():
+        t = at(s)
+        prev = [b for b in bounds if b < t]
+        out[n] = round(t - prev[-1], 1) if prev else None
     return out
+
+
+def started(repo: Path) -> list[dict]:
+    """Every ``queue`` start on this repository: [{started: unix time, jobs}]."""
+    p = repo / STARTED
+    if not p.is_file():
+        return []
+    d = json.loads(p.read_text())
+    return d if isinstance(d, list) else [d]
+
+
+def record_start(repo: Path, jobs: int) -> None:
+    (repo / STARTED).parent.mkdir(parents=True, exist_ok=True)
+    (repo / STARTED).write_text(json.dumps([*started(repo), {"started": time.time(), "jobs": jobs}]) + "\n")
 
 
 def write(repo: Path, out_dir: Path) -> None:

@@ -1,0 +1,190 @@
+"""The reproduction check's power: planted changes it must catch, through DVC's experiment queue.
+
+    python tools/power.py queue [--sweep] [--jobs 1]
+    python tools/power.py write
+
+``queue`` queues, on the replicates' baseline (HEAD, with ``rep-S`` experiments from ``tools/replicates.py``),
+one experiment per planted change in ``PLANTED`` (the committed run's seeds, one setting changed), named
+``plant-<id>``; with ``--sweep``, also ``SWEEP``: one method's learning rate times each multiplier, rerun at
+every replicate's seeds (``lr-<method>-x<m>-s<S>``). Unchanged stages come back from DVC's run-cache, so a
+change to one method reruns only that method's stages and those after them.
+
+``write`` checks every such experiment as ``python -m weightspace.report.reproduce`` checks a new run
+(``noise.rerun_check``: numbers against their prediction intervals, stable claims against their verdicts),
+with the intervals and stable claims made from the replicate runs **other than the one with the planted
+run's seeds** (the planted run shares that run's rollout table or LoRA inits, so it is left out, as the
+leave-one-out check leaves out the run it checks), at the family-wise level ``noise.FAMILY_WIDE``. It writes
+``metrics/power.json``: each planted change's verdict, the numbers beyond their band (value, mean, band) and
+the flipped claims; each multiplier's detection count "k of n" with its 95% Clopper-Pearson interval; the
+smallest multiplier detected in at least ``TARGET`` of the reruns; and the honest reruns' false-alarm rate
+(the leave-one-out of ``metrics/calibration.json``). Every planted change and the sweep's grid are declared
+here, before any of them ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import replicates as R  # noqa: E402
+
+PLANT = "plant-"
+# id -> (what changes, dvc exp run -S overrides); the default's values in params.yaml: sft.lr 1e-4,
+# dpo.beta 0.1, train.lora.alpha 64, rift.variant token, the teacher's 400 pretraining steps, "{question}"
+PLANTED = {
+    "sft-lr-x1.5": ("SFT's learning rate x1.5", ["sft.lr=1.5e-4"]),
+    "sft-lr-x2": ("SFT's learning rate x2", ["sft.lr=2.0e-4"]),
+    "dpo-beta-x2": ("dpo.beta x2", ["dpo.beta=0.2"]),
+    "lora-alpha-x2": ("LoRA alpha x2 (every adapter's scale alpha/r doubled)", ["train.lora.alpha=128"]),
+    "rift-sequence": ("RIFT's other variant (sequence-level instead of token-level)", ["rift.variant=sequence"]),
+    "teacher-steps-x0.75": ("the teacher's pretraining steps -25% (400 -> 300)", ["rollouts.teacher.tiny.steps=300"]),
+    "template-newline": ("one token added to the prompt template (a newline after the question)",
+                         ["prompt.template='{question}\n'"]),
+}
+SWEEP = {"method": "sft", "lr": 1.0e-4, "multipliers": [1.25, 1.5, 2.0]}  # run in this order, smallest first
+TARGET = 0.9  # a multiplier counts as detected when at least this share of its reruns fail the check
+
+
+def sweep_name(m: float, seed: int) -> str:
+    return f"lr-{SWEEP['method']}-x{m:g}-s{seed}"
+
+
+def sweep_overrides(m: float, seed: int) -> list[str]:
+    lr = ["-S", f"{SWEEP['method']}.lr={m * SWEEP['lr']:.6g}"]
+    return lr if seed == R.COMMITTED_SEED else R.overrides(seed) + lr
+
+
+def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, seeds: list[int] | None) -> None:
+    if R.sh(["git", "status", "--porcelain", "--untracked-files=no"], repo, capture=True).strip():
+        raise SystemExit("the working tree has uncommitted changes: planted runs start from a commit")
+    have = {name for name, _ in experiments(repo)} | R.pending(repo)
+    reps = sorted(int(n.removeprefix(R.PREFIX)) for n, _ in R.experiments(repo))
+    todo = [(f"{PLANT}{i}", [a for o in ov for a in ("-S", o)]) for i, (_, ov) in PLANTED.items()]
+    if sweep:
+        for m in multipliers or SWEEP["multipliers"]:
+            todo += [(sweep_name(m, s), sweep_overrides(m, s)) for s in seeds or [R.COMMITTED_SEED, *reps]]
+    todo = [(n, o) for n, o in todo if n not in have]
+    for n, o in todo:
+        R.sh(["dvc", "exp", "run", "--queue", "-n", n, *o], repo)
+    if todo:
+        R.record_start(repo, jobs)
+        R.sh(["dvc", "queue", "start", "-j", str(jobs)], repo)
+
+
+def experiments(repo: Path) -> list[tuple[str, str]]:
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as r:
+        found = r.experiments.ls(rev=[R.baseline(repo)])
+    return [(n, s) for runs in found.values() for n, s in runs if n and (n.startswith(PLANT) or n.startswith("lr-"))]
+
+
+def seed_of(name: str) -> int:
+    return int(name.rsplit("-s", 1)[1]) if name.startswith("lr-") else R.COMMITTED_SEED
+
+
+def checked(files: dict[str, dict]) -> dict[str, dict]:
+    """A run's metric files with its claims decided by this checkout's ``claims.py``."""
+    from weightspace.report import claims as C
+
+    return {**files, "claims": {**files["claims"], "claims": {c["id"]: c for c in C.check(R.claim_inputs(files))}}}
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> list[float]:
+    from scipy.stats import beta
+
+    a = 1 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return [round(lo, 4), round(hi, 4)]
+
+
+def write(repo: Path, out_dir: Path) -> None:
+    from weightspace.weights import noise
+
+    base = R.baseline(repo)
+    reps = sorted(R.experiments(repo, base), key=lambda x: int(x[0].removeprefix(R.PREFIX)))
+    planted = sorted(experiments(repo))
+    if not planted:
+        raise SystemExit("no planted experiment on this baseline: run `python tools/power.py queue` first")
+    files = R.load(repo, [base, *[s for _, s in reps], *[s for _, s in planted]])
+    runs = {"committed": (R.COMMITTED_SEED, checked(files[base]))}
+    runs |= {n: (int(n.removeprefix(R.PREFIX)), checked(files[s])) for n, s in reps}
+    nums = {n: noise.judged_numbers(f) for n, (_, f) in runs.items()}
+    held = {n: noise.holds(f) for n, (_, f) in runs.items()}
+
+    def judge(name: str, sha: str) -> dict:
+        f = checked(files[sha])
+        seed = seed_of(name)
+        rest = [n for n, (s, _) in runs.items() if s != seed]
+        r = noise.rerun_check(noise.judged_numbers(f), noise.verdicts(f), {n: nums[n] for n in rest},
+                              [held[n] for n in rest])
+        keys = sorted(set().union(*(nums[n] for n in rest)))
+        stats, _ = noise.calibrated_bands({k: [nums[n].get(k) for n in rest] for k in keys})
+        new = noise.judged_numbers(f)
+        beyond = [{"number": k, "value": new.get(k), "mean": round(stats[k]["mean"], 6),
+                   "band": round(stats[k]["band"], 6)} for k in r["numbers_beyond"]]
+        return {"seed": seed, "replicates": len(rest), "numbers_judged": r["numbers_judged"],
+                "numbers_beyond": beyond, "flips": r["flips"], "detected": bool(r["numbers_beyond"] or r["flips"])}
+
+    out = {"baseline": base, "level": noise.FAMILY_WIDE, "replicates": len(runs),
+           "rule": "each planted run checked as reproduce checks a new run, against prediction intervals and "
+                   "stable claims from the replicates other than the one with its seeds",
+           "planted": {}, "sweep": None}
+    shas = dict(planted)
+    for pid, (what, ov) in PLANTED.items():
+        if f"{PLANT}{pid}" in shas:
+            out["planted"][pid] = {"change": what, "overrides": ov, **judge(f"{PLANT}{pid}", shas[f"{PLANT}{pid}"])}
+    rows = {}
+    for m in SWEEP["multipliers"]:
+        rs = {n: judge(n, s) for n, s in planted if n.startswith(f"lr-{SWEEP['method']}-x{m:g}-s")}
+        if rs:
+            k = sum(r["detected"] for r in rs.values())
+            rows[f"{m:g}"] = {"k": k, "n": len(rs), "rate_interval": clopper_pearson(k, len(rs)),
+                              "runs": {str(r["seed"]): {"detected": r["detected"],
+                                                       "numbers_beyond": len(r["numbers_beyond"]),
+                                                       "flips": len(r["flips"])} for r in rs.values()}}
+    if rows:
+        hit = [float(m) for m, r in rows.items() if r["n"] >= 10 and r["k"] / r["n"] >= TARGET]
+        out["sweep"] = {"method": SWEEP["method"], "lr": SWEEP["lr"], "target": TARGET, "multipliers": rows,
+                        "smallest_detected": min(hit) if hit else None}
+    cal = json.loads((out_dir / "calibration.json").read_text())
+    loo = cal["leave_one_out"]
+    out["honest"] = {"leave_one_out": {"checks": loo["checks"], "false_alarms": loo["false_alarms"],
+                                       "rate_interval": clopper_pearson(loo["false_alarms"], loo["checks"])}}
+    (out_dir / "power.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    for pid, r in out["planted"].items():
+        print(f"{pid:22s} {'detected' if r['detected'] else 'NOT detected':13s} beyond {len(r['numbers_beyond'])}, "
+              f"flips {len(r['flips'])}")
+    for m, r in rows.items():
+        print(f"{SWEEP['method']}.lr x{m}: detected in {r['k']} of {r['n']}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("queue")
+    q.add_argument("--sweep", action="store_true", help="also the learning-rate sweep over the replicates' seeds")
+    q.add_argument("--multipliers", type=float, nargs="+", help="only these of SWEEP's multipliers")
+    q.add_argument("--seeds", type=int, nargs="+", help="only these seeds of the sweep")
+    q.add_argument("--jobs", type=int, default=1)
+    w = sub.add_parser("write")
+    w.add_argument("--out", type=Path, default=Path("metrics"))
+    for p in (q, w):
+        p.add_argument("--repo", type=Path, default=Path("."), help="the repository (default: here)")
+    args = ap.parse_args(argv)
+    if args.cmd == "queue":
+        queue(args.repo.resolve(), args.sweep, args.jobs, args.multipliers, args.seeds)
+    else:
+        write(args.repo.resolve(), args.out.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
