@@ -157,6 +157,22 @@ def test_leave_one_out_checks_each_run_against_the_others():
     assert v["leave_one_out"]["false_alarms"] == 1
 
 
+def test_a_planted_run_is_checked_against_the_replicates_alone():
+    """``noise.rerun_check`` (tools/power.py): a new run is judged against intervals and stable claims made from the
+    replicates only, so a planted shift fails and cannot widen its own band; a run inside the spread passes."""
+    runs = calibration_runs()
+    nums = {n: noise.judged_numbers(m) for n, m in runs.items()}
+    held = [noise.holds(m) for m in runs.values()]
+    honest = run_metrics(shift=0.001)
+    r = noise.rerun_check(noise.judged_numbers(honest), noise.verdicts(honest), nums, held)
+    assert r == {"numbers_judged": 3, "numbers_beyond": [], "flips": []}  # the three cosines
+    planted = run_metrics(shift=0.05)  # every cosine 0.05 off: about 8 replicate sds
+    planted["claims"]["claims"]["dpo_orthogonal"].update(verdict="does not hold", holds=False)
+    r = noise.rerun_check(noise.judged_numbers(planted), noise.verdicts(planted), nums, held)
+    assert r["numbers_beyond"] == [f"geometry:cosine.global.{p}" for p in sorted(PAIRS)]
+    assert r["flips"] == ["dpo_orthogonal"]
+
+
 def test_reproduce_reads_calibrated_bands_and_flags_a_stale_calibration():
     from weightspace.report.reproduce import compare, render
 

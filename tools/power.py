@@ -96,13 +96,11 @@ def checked(files: dict[str, dict]) -> dict[str, dict]:
     return {**files, "claims": {**files["claims"], "claims": {c["id"]: c for c in C.check(R.claim_inputs(files))}}}
 
 
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> list[float]:
-    from scipy.stats import beta
+def clopper_pearson(k: int, n: int) -> list[float]:
+    """The 95% Clopper-Pearson interval of a detection rate k/n (``claims.rate_interval``), rounded."""
+    from weightspace.report.claims import rate_interval
 
-    a = 1 - level
-    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
-    return [round(lo, 4), round(hi, 4)]
+    return [round(x, 4) for x in rate_interval(k, n)]
 
 
 def write(repo: Path, out_dir: Path) -> None:
@@ -138,15 +136,18 @@ def write(repo: Path, out_dir: Path) -> None:
                    "stable claims from the replicates other than the one with its seeds",
            "planted": {}, "sweep": None}
     shas = dict(planted)
+    cost = R.costs(repo, shas)
     for pid, (what, ov) in PLANTED.items():
         if f"{PLANT}{pid}" in shas:
-            out["planted"][pid] = {"change": what, "overrides": ov, **judge(f"{PLANT}{pid}", shas[f"{PLANT}{pid}"])}
+            out["planted"][pid] = {"change": what, "overrides": ov, "wall_s": cost[f"{PLANT}{pid}"],
+                                   **judge(f"{PLANT}{pid}", shas[f"{PLANT}{pid}"])}
     rows = {}
     for m in SWEEP["multipliers"]:
         rs = {n: judge(n, s) for n, s in planted if n.startswith(f"lr-{SWEEP['method']}-x{m:g}-s")}
         if rs:
             k = sum(r["detected"] for r in rs.values())
             rows[f"{m:g}"] = {"k": k, "n": len(rs), "rate_interval": clopper_pearson(k, len(rs)),
+                              "wall_s": [cost[n] for n in rs],
                               "runs": {str(r["seed"]): {"detected": r["detected"],
                                                        "numbers_beyond": len(r["numbers_beyond"]),
                                                        "flips": len(r["flips"])} for r in rs.values()}}
