@@ -47,7 +47,10 @@ PLANTED = {
     "template-newline": ("one token added to the prompt template (a newline after the question)",
                          ["prompt.template='{question}\n'"]),
 }
-SWEEP = {"method": "sft", "lr": 1.0e-4, "multipliers": [1.25, 1.5, 2.0]}  # run in this order, smallest first
+# The sweep's grid, and the order it is run in (declared before any sweep run): x1.5 at all ten replicate seeds
+# first; if the check detects it in at least 9 of 10, x1.25 next (stopped once two misses make 9 of 10
+# impossible), else x2. The smallest multiplier detected in at least TARGET of ten or more reruns is the answer.
+SWEEP = {"method": "sft", "lr": 1.0e-4, "multipliers": [1.25, 1.5, 2.0]}
 TARGET = 0.9  # a multiplier counts as detected when at least this share of its reruns fail the check
 
 
