@@ -219,6 +219,16 @@ def _late_base_cka(m: dict) -> tuple[float, float]:
     return min(vals), max(vals)
 
 
+def _accuracy_spread(m: dict) -> str:
+    """The five non-DPO methods' accuracies on the accuracy set, their widest pair and its TOST p."""
+    acc = m["accuracy"][m["sets"]["accuracy_set"]]
+    five = [x for x in ("sft", "rft", "dft", "rift", "grpo") if x in acc]
+    a, b = min(five, key=lambda x: acc[x]["acc"]), max(five, key=lambda x: acc[x]["acc"])
+    p = pair(acc, a, b)
+    return (f"the five accuracies span {acc[a]['acc']:.3f} ({a}) to {acc[b]['acc']:.3f} ({b}) on {acc[a]['n']} items; "
+            f"that pair's paired TOST p is {p['tost_p']:.3g} (equivalence within compare.margin needs p < 0.05)")
+
+
 def _curve_ends(m: dict) -> str:
     curves = m["alignment"]
     first = {c[0]["step"] for c in curves.values()}.pop()
@@ -232,16 +242,17 @@ def _curve_ends(m: dict) -> str:
 # entry has no established mechanism in this run
 MECHANISMS = {
     "cka_grpo": lambda m: "every adapter leaves the late layers nearly as the base's: biased late-layer CKA of each "
-                          "method with the base is {:.4f}-{:.4f}, so no pair of methods can fall far below 1 "
+                          "method with the base is {:.5f}-{:.5f}, so no pair of methods can fall far below 1 "
                           "(`cka_dpo` likewise)".format(*_late_base_cka(m)),
-    "cka_dpo": lambda m: "as `cka_grpo`: each method's late-layer CKA with the base is {:.4f}-{:.4f}".format(
+    "cka_dpo": lambda m: "as `cka_grpo`: each method's late-layer CKA with the base is {:.5f}-{:.5f}".format(
         *_late_base_cka(m)),
+    "accuracy_same": lambda m: _accuracy_spread(m),
     "lmc_rift_dpo": lambda m: (f"DPO's end of the path has a loss of {m['connectivity']['rift-dpo']['ce_alpha0']:.3f} "
                                f"nats against the base's {m['connectivity']['base_ce']:.3f}: DPO's update barely moves "
                                f"the loss, so the path RIFT -> DPO is close to RIFT -> base"),
-    "seeds_u1": lambda m: (f"the seeds' u1 agreement is still rising when training stops: {_curve_ends(m)}; the "
-                           f"paper reads it at step 1000 of 1500"),
-    "lr_norm": lambda m: ("||dW|| grows nearly in proportion to the LR (" + ", ".join(
+    "seeds_u1": lambda m: (f"the seeds' u1 agreement over training: {_curve_ends(m)}; the paper reads it at step "
+                           f"1000 of 1500, after ten times as many steps"),
+    "lr_norm": lambda m: ("‖dW‖ grows nearly in proportion to the LR (" + ", ".join(
         f"{s['norm_ratio']:.2f}x" for s in m["geometry"]["lr_step"].values()) + " for 10x), as each Adam step's size "
         "does"),
 }
@@ -268,7 +279,7 @@ CAPTIONS = {
     "mcnemar_": "Accuracy of the row's model minus the column's on `{set}` (points; positive: the row is better), "
                 "with the raw exact McNemar p of each pair.",
     "cka_per_layer": "Linear CKA (biased, the claims' statistic) of the models' block outputs per layer, one panel "
-                     "per pair; the last row: each method against the base.",
+                     "per pair; after the pairs (orange, dashed): each method against the base.",
     "connectivity": "Masked-answer cross-entropy along the straight path between two adapters' updates "
                     "(W0 + alpha dW_a + (1 - alpha) dW_b); the black line is the base's loss.",
     "angle_top1_matrix": "Median over modules of the smallest principal angle between two methods' top-k left "
