@@ -4,6 +4,7 @@ build its tables. Nothing here reads or writes a file: the report stage does."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .. import registry
@@ -273,6 +274,30 @@ def not_holding_rows(claims: list[dict], rep: dict, metrics: dict) -> list[str]:
     return lines
 
 
+def _margin_name(name: str) -> str:
+    """``claims.Claim.margins``' name, readable: "[0]t - |x|" (element 0's margin) -> "[0]: t - |x|"."""
+    return re.sub(r"^(\[\d+\])(?=[^ ])", r"\1: ", name)
+
+
+def undecided_rows(claims: list[dict], rep: dict) -> list[str]:
+    """One row per claim the replicates leave undecided: each margin whose 95% interval contains 0, with its mean
+    and interval (``claims.judge``'s margins), and the hold rate."""
+    lines = ["| id | claim | margin(s) straddling 0: mean [95% interval] | holds in |", "|---|---|---|---|"]
+    for c in claims:
+        j = rep["claims"][c["id"]]
+        if j["verdict"] != "undecided":
+            continue
+        if j.get("across") == "rate":
+            lo, hi = j["hold_rate_interval"]
+            cell = f"hold rate {j['hold_rate']:.2f} [{lo:.2f}, {hi:.2f}] against 1/2"
+        else:
+            cell = "; ".join(f"{_margin_name(name)} = {_num(v['mean'])} [{_num(v['interval'][0])}, {_num(v['interval'][1])}]"
+                             for name, v in j["margins"].items() if v["interval"][0] <= 0 <= v["interval"][1])
+            cell = cell.replace("|", chr(92) + "|")
+        lines.append(f"| `{c['id']}` | {c['claim'].replace('|', chr(92) + '|')} | {cell} | {j['k']} of {j['n']} |")
+    return lines
+
+
 # figure file stem (its prefix) -> caption; {set}: the evaluation set of a per-set figure
 CAPTIONS = {
     "accuracy_": "Greedy pass@1 of the base and each method on `{set}`, with 95% Wilson intervals.",
@@ -339,6 +364,7 @@ def render(claims: list[dict], metrics: dict, run: dict, figures: list[str], rep
         single=count(claims), claims_table=lines(claims_table(claims, rep, skip=("controls",))),
         controls_table=lines(claims_table(claims, rep, groups=("controls",))),
         not_holding=lines(not_holding_rows(claims, rep, metrics)) if rep else "",
+        undecided=lines(undecided_rows(claims, rep)) if rep else "",
         policy=policy_line(metrics["rollouts"]["policy"]),
         seed_table=lines(seed_table(geo, methods)), geometry_table=lines(geometry_table(geo, methods)),
         online=online_table(geo, methods),

@@ -5,7 +5,7 @@ and the figures) and ``<beyond>``, the W0-relative metrics beside their chance l
 from the report). Reads metric files only. With ``--replicates`` (``tools/replicates.py write``) covering this run,
 the counts and each claim's verdict are the replicates' (``claims.RULE``); this run's own verdict stays beside
 them as a diagnostic.
-Params: ``report``, ``profile``, ``rift.variant``, ``controls``, ``train.steps``, ``methods``."""
+Params: ``report``, ``profile``, ``rift.variant``, ``controls``, ``train.steps``, ``methods``, ``compare.margin``."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def main(argv=None) -> None:
                for f in sorted(Path(args.figures).rglob("*.png"))]  # every figure the figures stage drew
     run = {"profile": params.profile, "methods": list(params.methods), "controls_seed": params.controls.seed,
            "train_steps": params.train.steps, "accuracy_set": params.report.accuracy_set,
-           "rift_variant": params.method("rift").variant, "pcfg": params.geometry.pretrained}
+           "rift_variant": params.method("rift").variant, "pcfg": params.geometry.pretrained,
+           "margin": params.compare.margin}
     beyond = render_beyond(metrics, run)
     Path(args.beyond).write_text(beyond if beyond is not None else
                                  "# Beyond the paper\n\nThis run's geometry has no W0-relative metrics.\n")
