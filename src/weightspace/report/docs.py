@@ -139,58 +139,6 @@ def teacher_sweep(root: Path) -> str:
             f"{len(rows)} points, one seed each: a trend, not a fit.\n")
 
 
-def nine_methods(root: Path) -> str:
-    """docs/experiments.md: the paper's six plus IPO, SimPO and KTO in one run (``metrics/experiments.json``,
-    ``tools/experiments.py``): each extra method's units, norm, cosines, seed agreement and accuracy."""
-    ex = _load(root, "experiments")
-    rows = ex["nine"]
-    names = {"dpo": "DPO", "ipo": "IPO", "simpo": "SimPO", "kto": "KTO"}
-    lines = [f"Measured with `{ex['commands']['nine']}` (`metrics/experiments.json`):", "",
-             "| method | units | Frobenius norm of Delta W | cosine to SFT | to DPO | to GRPO | seed u1 | "
-             "held-out acc (twin) |", "|---|---|---|---|---|---|---|---|"]
-    for m, r in rows.items():
-        unit = "rows" if m == "kto" else "pairs"
-        lines.append(f"| {names.get(m, m)} | {r['units']} {unit} | {r['frobenius']:.3f} | {r['cosine_sft']:.3f} | "
-                     f"{r['cosine_dpo']:.3f} | {r['cosine_grpo']:.3f} | {r['seed_u1']:.3f} | {r['acc']:.3f} "
-                     f"({r['acc_twin']:.3f}) |")
-    pair_losses = [m for m in ("ipo", "simpo") if m in rows]
-    lo = min(rows[m]["cosine_dpo"] for m in pair_losses)
-    k = rows["kto"]
-    lines += ["", f"The pair losses learn DPO's direction (cosine to DPO {lo:.3f} or more) and stay near-orthogonal "
-                  f"to SFT; KTO, which trains on every row, has cosine {k['cosine_sft']:.3f} to SFT, "
-                  f"{k['cosine_grpo']:.3f} to GRPO and {k['cosine_dpo']:.3f} to DPO."]
-    return "\n".join(lines) + "\n"
-
-
-def online_grpo(root: Path) -> str:
-    """docs/experiments.md: online GRPO against SFT and offline GRPO (``metrics/experiments.json``)."""
-    ex = _load(root, "experiments")
-    o = ex["online"]
-    k = o["top_k"]
-    lines = [f"Measured with `{ex['commands']['online']}` (`metrics/experiments.json`):", "",
-             f"| online GRPO against | cosine (seed twins) | median top-1 angle | top-{k} angle | orthogonal fraction "
-             "(twins) |", "|---|---|---|---|---|"]
-    for x, name in (("sft", "SFT"), ("grpo", "offline GRPO")):
-        r = o["vs"][x]
-        lines.append(f"| {name} | {r['cosine']:.3f} ({r['cosine_twins']:.3f}) | {r['angle_top1']:.1f} | "
-                     f"{r['angle_topk']:.1f} | {r['orthogonal']:.3f} ({r['orthogonal_twins']:.3f}) |")
-    a = o["acc"]
-    lines += ["", f"||dW||_F {o['frobenius']:.3f} against SFT's {o['frobenius_sft']:.3f} (ratio "
-                  f"{o['frobenius'] / o['frobenius_sft']:.3f}; paper 0.106); held-out accuracy {a['grpo_online']:.3f} "
-                  f"(base {a['base']:.3f}, offline GRPO {a['grpo']:.3f}; exact McNemar p = {o['p_base']:.3g} against "
-                  f"the base, {o['p_grpo']:.3g} against offline GRPO)."
-              + (f" Masked-answer CE at the online end {o['ce_online']:.3f}, the base's {o['base_ce']:.3f}, offline "
-                 f"GRPO's {o['ce_grpo']:.3f}; barrier {o['barrier']:.3g}." if o.get("barrier") is not None else ""),
-              "", "Its own seed twin: cosine {:.3f}, mean |<u1,u1'>| {:.3f}, orthogonal fraction {:.3f}. The claims in "
-                  "this run: ".format(o["seed"]["cosine"], o["seed"]["u1_alignment"], o["seed"]["orthogonal_fraction"])
-              + "; ".join(f"`{c}` {v}" for c, v in sorted(o["claims"].items())) + "."]
-    r = o["reward"]
-    if "reward_first_tenth" in r:
-        lines[-1] += (f" Mean reward over the first tenth of its {o['steps']} steps {r['reward_first_tenth']:.3f}, over "
-                      f"the last tenth {r['reward_last_tenth']:.3f}.")
-    return "\n".join(lines) + "\n"
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -243,14 +191,14 @@ def tiny_numbers(root: Path) -> str:
 
 
 BLOCKS = {"results": results, "calibration": calibration, "tiny_numbers": tiny_numbers, "power": power,
-          "teacher_sweep": teacher_sweep, "nine_methods": nine_methods, "online_grpo": online_grpo}
+          "teacher_sweep": teacher_sweep}
 
 
 # a decimal number in prose: not part of a word, a version (3.2.1), a path or an identifier
 NUMBER = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(%?)(?![\w.\-/]|\.\d)")
 NOT_A_FIGURE = re.compile(r"(Python|arXiv|version|Qwen|Llama|SmolLM\d?)[\s-]*$")  # names and versions, not results
 PROSE_FILES = ("README.md", "docs/*.md")
-REPLICATE_FILES = ("replicates.json", "calibration.json", "power.json", "experiments.json")
+REPLICATE_FILES = ("replicates.json", "calibration.json", "power.json")
 COMMAND_TABLE = re.compile(r"<!-- python [^>]*-->\n(\|.*\n)+")  # a command's printed table, tested against it
 
 
