@@ -268,9 +268,11 @@ def pretrained_figure(tables_dir, out_png, methods: list[str]) -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("layer")
         ax.set_ylabel(unit)
-    axes[0][0].legend(fontsize=7)
+    handles, labels = next((h for h in (ax.get_legend_handles_labels() for ax in axes.flat) if h[0]), ([], []))
+    if handles:  # one legend for the four panels, below them, where it covers no point
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle("Relative to the pretrained weights W0 (beyond the paper)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110, metadata=PNG_META)
     plt.close(fig)
