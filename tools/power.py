@@ -131,8 +131,22 @@ def write(repo: Path, out_dir: Path) -> None:
         new = noise.judged_numbers(f)
         beyond = [{"number": k, "value": new.get(k), "mean": round(stats[k]["mean"], 6),
                    "band": round(stats[k]["band"], 6)} for k in r["numbers_beyond"]]
+        # how close the run came: its three numbers nearest their band's edge (|value - mean| / band), and the
+        # three that moved most from the replicate with the same seeds, in that number's replicate sds (a paired
+        # view the check does not use: it shows whether the change moved anything at all)
+        twin = next(n for n, (s_, _) in runs.items() if s_ == seed)
+        ratio = {k: abs(new[k] - st["mean"]) / st["band"] for k, st in stats.items() if new.get(k) is not None}
+        paired = {k: abs(new[k] - nums[twin][k]) / st["sd"] for k, st in stats.items()
+                  if new.get(k) is not None and nums[twin].get(k) is not None and st["sd"] > 0}
+        nearest = [{"number": k, "value": round(new[k], 6), "mean": round(stats[k]["mean"], 6),
+                    "band": round(stats[k]["band"], 6), "of_band": round(ratio[k], 3)}
+                   for k in sorted(ratio, key=ratio.get, reverse=True)[:3]]
+        moved = [{"number": k, "value": round(new[k], 6), "same_seeds": round(nums[twin][k], 6),
+                  "in_sds": round(paired[k], 2)} for k in sorted(paired, key=paired.get, reverse=True)[:3]]
         return {"seed": seed, "replicates": len(rest), "numbers_judged": r["numbers_judged"],
-                "numbers_beyond": beyond, "flips": r["flips"], "detected": bool(r["numbers_beyond"] or r["flips"])}
+                "numbers_beyond": beyond, "flips": r["flips"], "detected": bool(r["numbers_beyond"] or r["flips"]),
+                "flipped_to": {c: noise.verdicts(f).get(c, "absent") for c in r["flips"]},
+                "nearest_to_band": nearest, "moved_from_same_seeds": moved}
 
     out = {"baseline": base, "level": noise.FAMILY_WIDE, "replicates": len(runs),
            "rule": "each planted run checked as reproduce checks a new run, against prediction intervals and "

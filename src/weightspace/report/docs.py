@@ -97,8 +97,19 @@ def power(root: Path) -> str:
         shown = "; ".join(f"`{b['number']}` {b['value']:.4g} (mean {b['mean']:.4g} +- {b['band']:.3g})"
                           for b in top if b["value"] is not None)
         lines.append(f"| {r['change']} | {r['seed']} | {len(r['numbers_beyond'])}" + (f": {shown}" if shown else "")
-                     + f" | {', '.join(r['flips']) or 'none'} | "
+                     + " | " + (", ".join(f"{c} (now {r['flipped_to'][c]})" for c in r["flips"]) or "none") + " | "
                      + ("NOT REPRODUCED" if r["detected"] else "**REPRODUCED (missed)**") + " |")
+    missed = {pid: r for pid, r in pw["planted"].items() if not r["detected"]}
+    if missed:
+        lines += ["", "Why a change is missed: it moves no judged number beyond the replicates' spread. Against the "
+                      "replicate with the same seeds (a paired view the check cannot use, since a new run has no "
+                      "twin), the judged number it moved most:", ""]
+        for pid, r in missed.items():
+            top = r["moved_from_same_seeds"][0]
+            near = r["nearest_to_band"][0]
+            lines.append(f"- {r['change']}: `{top['number']}` {top['same_seeds']:.4g} -> {top['value']:.4g}, "
+                         f"{top['in_sds']:.2f} replicate standard deviations; the number nearest its band's edge, "
+                         f"`{near['number']}`, used {near['of_band']:.0%} of its band.")
     sw = pw.get("sweep")
     if sw:
         lines += ["", f"{sw['method'].upper()}'s learning rate times a multiplier, rerun at each replicate's seeds "
