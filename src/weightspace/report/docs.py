@@ -206,7 +206,7 @@ BLOCKS = {"results": results, "calibration": calibration, "tiny_numbers": tiny_n
 
 
 # a decimal number in prose: not part of a word, a version (3.2.1), a path or an identifier
-NUMBER = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(%?)(?![\w.\-/]|\.\d)")
+NUMBER = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(%?)(?![\w\-/]|\.\d)")
 NOT_A_FIGURE = re.compile(r"(Python|arXiv|version|Qwen|Llama|SmolLM\d?)[\s-]*$")  # names and versions, not results
 PROSE_FILES = ("README.md", "docs/*.md")
 REPLICATE_FILES = ("replicates.json", "calibration.json", "power.json")
