@@ -371,7 +371,9 @@ def render(claims: list[dict], metrics: dict, run: dict, figures: list[str], rep
         alignment_table=lines(alignment_rows(metrics, methods)), lr_step_rows=lines(lr_step_rows(geo)),
         accuracy_rows=lines(accuracy_rows(metrics["accuracy"][run["accuracy_set"]])),
         beyond=BEYOND.name if geo.get("pretrained") else None,
-        depth=geo.get("orthogonal_fraction_depth", {}).get("grpo"), dpo_base=_dpo_base(metrics["accuracy"][run["accuracy_set"]]))
+        depth=geo.get("orthogonal_fraction_depth", {}).get("grpo"),
+        differs=[{"id": c["id"], "single": c["verdict"], "rep": rep["claims"][c["id"]]["verdict"]} for c in claims
+                 if rep and c["verdict"] != rep["claims"][c["id"]]["verdict"]], dpo_base=_dpo_base(metrics["accuracy"][run["accuracy_set"]]))
 
 
 def _dpo_base(acc: dict) -> dict | None:
