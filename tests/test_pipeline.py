@@ -333,8 +333,8 @@ def test_claims_report_lists_every_claim(plumbing):
     md = (root / "metrics/report.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| `")]
     assert [r.split("`")[1] for r in rows] == [c.id for c in CLAIMS]
-    for line in rows:  # each row has exactly 6 cells: escaped pipes do not split a cell
-        assert len(line.replace("\\|", "").strip("|").split("|")) == 6, line
+    for line in rows:  # each row has exactly 7 cells (the threshold's reason among them): escaped pipes do not split
+        assert len(line.replace("\\|", "").strip("|").split("|")) == 7, line
     # the committed replicate file is the tiny default's: this profile's counts are its one run's
     assert claims["counted_over_runs"] == 1 and "made for profile 'tiny'" in claims["counted_by"]
     assert "seed band" in md and "RIFT form: `token`" in md and "CKA layers" in md
