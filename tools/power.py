@@ -81,11 +81,8 @@ def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, s
 
 
 def experiments(repo: Path) -> list[tuple[str, str]]:
-    from dvc.repo import Repo
-
-    with Repo(str(repo)) as r:
-        found = r.experiments.ls(rev=[R.baseline(repo)])
-    return [(n, s) for runs in found.values() for n, s in runs if n and (n.startswith(PLANT) or n.startswith("lr-"))]
+    """(name, commit) of every planted and sweep experiment on HEAD."""
+    return R.experiments(repo, prefixes=(PLANT, "lr-"))
 
 
 def seed_of(name: str) -> int:

@@ -89,13 +89,13 @@ def baseline(repo: Path) -> str:
     return sh(["git", "rev-parse", "HEAD"], repo, capture=True).strip()
 
 
-def experiments(repo: Path, rev: str | None = None) -> list[tuple[str, str]]:
-    """(name, commit) of every experiment ``rep-S`` on ``rev`` (HEAD)."""
+def experiments(repo: Path, rev: str | None = None, prefixes: tuple[str, ...] = (PREFIX,)) -> list[tuple[str, str]]:
+    """(name, commit) of every experiment named ``<prefix>...`` (default: ``rep-S``) on ``rev`` (HEAD)."""
     from dvc.repo import Repo
 
     with Repo(str(repo)) as r:
         found = r.experiments.ls(rev=[rev or baseline(repo)])
-    return [(name, sha) for runs in found.values() for name, sha in runs if name and name.startswith(PREFIX)]
+    return [(name, sha) for runs in found.values() for name, sha in runs if name and name.startswith(prefixes)]
 
 
 def load(repo: Path, revs: list[str]) -> dict[str, dict[str, dict]]:
