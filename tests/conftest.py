@@ -122,8 +122,15 @@ def build_plumbing(folder: Path) -> Path:
     return root
 
 
+SHARED_STAGES = ("prepare", "base", "teacher")  # what the replicates share (tools/replicates.py): built natively
+
+
 def build_default(folder: Path) -> Path:
+    """The prepared sets, base and teacher on this CPU's own float path (on a CPU like the committed run's: its
+    very bits, the ones every replicate shares), then every other stage on ``FLOAT_PATH``: other sampled rollouts
+    and other trained adapters, the spread the replicates' bands cover."""
     root = copy_repo(folder / "repo")
+    run(["dvc", "repro", *SHARED_STAGES], root, folder)
     run(["dvc", "repro"], root, folder, extra_env=FLOAT_PATH)
     return root
 
@@ -199,9 +206,9 @@ def plumbing(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
-    """One real `dvc repro` of the tiny default (params.yaml as committed) in a fresh copy, on another float
-    path than the committed run's (``FLOAT_PATH``: no SIMD, so reductions sum in another order, as on another
-    CPU): (repo root, scratch folder). Every science test of the default reads it, and the reproduction check
+    """One real `dvc repro` of the tiny default (params.yaml as committed) in a fresh copy, from the rollouts on
+    another float path than the committed run's (``FLOAT_PATH``: no SIMD, so reductions sum in another order, as
+    on another CPU; ``build_default``): (repo root, scratch folder). Every science test of the default reads it, and the reproduction check
     compares it with the committed metrics. Slow tier (``SLOW_FIXTURES``)."""
     return shared_build(tmp_path_factory, "default_run")
 

@@ -205,3 +205,57 @@ def test_calibrated_check_judges_stable_claims_and_leaves_unstable_ones():
     runs["seed2"]["claims"]["claims"]["dpo_orthogonal"].update(verdict="does not hold", holds=False)
     text, ok = render(compare(runs["committed"], new, noise.calibrate(runs, profile="tiny", command="x")), "HEAD")
     assert ok and "unstable across the replicates, not judged: dpo_orthogonal" in text, text
+
+
+def lock(base: str, teacher: str) -> str:
+    return (f"schema: '2.0'\nstages:\n  base:\n    cmd: x\n    outs:\n    - path: models/base\n      md5: {base}.dir\n"
+            f"  teacher:\n    cmd: y\n    outs:\n    - path: models/teacher\n      md5: {teacher}.dir\n")
+
+
+def test_reproduce_names_a_base_or_teacher_the_replicates_do_not_share(tmp_path):
+    """``shared_differ`` reads ``dvc.lock`` at a git revision and in the workspace: the same hashes give nothing,
+    a retrained teacher (other bits) is named, and a revision without dvc.lock counts as differing."""
+    import subprocess
+
+    from weightspace.report.reproduce import shared_differ
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "empty")
+    (tmp_path / "dvc.lock").write_text(lock("aaa", "bbb"))
+    git("add", "dvc.lock")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "run")
+    assert shared_differ("HEAD", "workspace", str(tmp_path)) == []
+    (tmp_path / "dvc.lock").write_text(lock("aaa", "ccc"))
+    assert shared_differ("HEAD", "workspace", str(tmp_path)) == ["models/teacher"]
+    assert shared_differ("HEAD~1", "workspace", str(tmp_path)) == ["models/base", "models/teacher"]
+
+
+def test_power_reads_the_committed_replicates_as_the_leave_one_out_saw_them(tmp_path):
+    """tools/power.py judges planted runs against the replicates as committed (``calibration.json``'s numbers,
+    ``replicates.json``'s claim values decided again): checking each replicate against the others with them
+    gives the committed leave-one-out result run by run, and a claim count that no longer matches is refused."""
+    import json
+    import shutil
+    import sys
+    from pathlib import Path
+
+    metrics = Path(__file__).resolve().parents[1] / "metrics"
+    sys.path.insert(0, str(metrics.parent / "tools"))
+    import power
+
+    seeds, nums, held = power.replicate_runs(metrics)
+    cal = json.loads((metrics / "calibration.json").read_text())
+    assert list(seeds) == cal["runs"] and len(seeds) >= 10
+    for n in seeds:
+        rest = [m for m in seeds if m != n]
+        r = noise.rerun_check(nums[n], cal["verdicts"][n], {m: nums[m] for m in rest}, [held[m] for m in rest],
+                              cal["family_wise_alpha"])
+        want = cal["leave_one_out"]["per_run"][n]
+        assert (r["numbers_beyond"], r["flips"]) == (want["numbers_beyond"], want["flips"]), n
+    shutil.copy(metrics / "calibration.json", tmp_path)
+    rep = json.loads((metrics / "replicates.json").read_text())
+    rep["claims"]["dpo_orthogonal"]["k"] += 1
+    (tmp_path / "replicates.json").write_text(json.dumps(rep))
+    with pytest.raises(SystemExit, match="dpo_orthogonal"):
+        power.replicate_runs(tmp_path)

@@ -1,6 +1,6 @@
 """The science of the tiny default, on one real run of it (the session fixture ``default_run`` in conftest.py: the
-committed params.yaml, `dvc repro` in a fresh copy, on another float path than the committed run's, as another
-CPU would round). Full tier only (`make test-all`). Each test states what the default must show on any CPU: the
+committed params.yaml, `dvc repro` in a fresh copy, from the rollouts on, on another float path than the committed
+run's, as another CPU would round). Full tier only (`make test-all`). Each test states what the default must show on any CPU: the
 regime the paper's claims need (a student of middling accuracy, a stronger teacher, a table mostly right with
 mixed groups), DPO's small update, a learning signal for online GRPO, and the same conclusions as the committed
 run. Numbers that one CPU's bits decide are never asserted here."""
@@ -88,29 +88,33 @@ def test_online_grpo_gets_a_learning_signal_from_the_students_own_samples(defaul
     assert all(torch.count_nonzero(p) > 0 for n, p in trainer.model.named_parameters() if "lora_B" in n)
 
 
-@pytest.mark.skip(reason="the replicates share the base and teacher, and this run retrains both on another float "
-                         "path, which their bands do not cover: on this machine it said NOT REPRODUCED at 1% "
-                         "(accuracy_same flipped to holds; debiased CKA dft-grpo 0.0106 from its replicate mean, band "
-                         "0.0092); the fixture must reuse the committed base and teacher before this can assert")
 def test_another_float_path_reproduces(default_run):
-    """The run on another float path (conftest.FLOAT_PATH: other bits from the base onwards, other sampled
-    rollouts: an honest rerun) against the committed replicates: no stable claim moves between holds and does
-    not hold, and the reproduction check (`python -m weightspace.report.reproduce --against HEAD`) says
-    REPRODUCED at a 1% family-wise rate (`--alpha 0.01`: a test CI runs on every machine fails an honest rerun
-    at most that often by design; the 5% default's measured leave-one-out rate is in docs/reproduce.md)."""
+    """The run on another float path from the rollouts on (``conftest.build_default``: prepared sets, base and
+    teacher built natively, so on a CPU like the committed run's they are the very ones every replicate shares;
+    other sampled rollouts and other adapters: an honest rerun) against the committed replicates at a 1%
+    family-wise rate (`--alpha 0.01`): every judged number lies within its prediction interval.
+
+    Not asserted: stable claims keeping their verdict. With ten replicates a claim that holds in 9 of them is
+    stable, and an honest rerun moves such a claim about one time in ten (the leave-one-out fails 1 of 10 runs
+    on a claim flip at any alpha, docs/reproduce.md), so that part would fail on one machine in ten. On a CPU
+    whose base or teacher differ from the committed ones (other bits), the replicates' bands do not cover the
+    run, and the check must say so (its CAUTION line); the numbers are then not asserted."""
+    from weightspace.report.reproduce import shared_differ
+
     root, tmp = default_run
-    committed = {f: json.loads(run(["git", "show", f"HEAD:metrics/{f}.json"], root, tmp).stdout)
-                 for f in ("geometry", "claims", "calibration")}
-    ran = {f: json.loads((root / f"metrics/{f}.json").read_text()) for f in ("geometry", "claims")}
-    assert ran["geometry"]["cosine"]["global"] != committed["geometry"]["cosine"]["global"]  # other bits: not vacuous
-    c1, stable = ran["claims"]["claims"], committed["calibration"]["stable"]
-    assert set(c1) == set(committed["claims"]["claims"]) and stable
-    flips = {k for k, v in stable.items() if {c1[k]["verdict"], v} == {"holds", "does not hold"}}
-    assert not flips, flips
+    ran = json.loads((root / "metrics/geometry.json").read_text())
+    committed = json.loads(run(["git", "show", "HEAD:metrics/geometry.json"], root, tmp).stdout)
+    assert ran["cosine"]["global"] != committed["cosine"]["global"]  # other bits: not vacuous
     r = run(["python", "-m", "weightspace.report.reproduce", "--against", "HEAD", "--alpha", "0.01"], root, tmp,
             check=False)
-    assert "bands: prediction intervals from" in r.stdout and "CAUTION" not in r.stdout, r.stdout
-    assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("REPRODUCED"), r.stdout
+    assert "bands: prediction intervals from" in r.stdout and "made around another run" not in r.stdout, r.stdout
+    differ = shared_differ("HEAD", "workspace", str(root))
+    if differ:
+        assert f"CAUTION: {' and '.join(differ)} of workspace differ" in r.stdout, r.stdout
+        return
+    assert "CAUTION" not in r.stdout, r.stdout
+    tally = next(line for line in r.stdout.splitlines() if line.startswith("numbers within their band"))
+    assert "beyond it, missing or NaN: 0;" in tally, r.stdout
 
 
 def test_dvc_status_clean_after_repro(default_run):

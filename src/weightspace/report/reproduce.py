@@ -15,6 +15,10 @@ revision ``REV`` through DVC (``Repo.metrics.show``, what ``dvc metrics diff`` r
   it is stable, and not judged when unstable (its hold rate strictly between 10% and 90%); a move to or from
   "undecided" is within noise and shown, not failed.
 
+The replicates share the base and the teacher: when the checked run's ``models/base`` or ``models/teacher``
+(their hashes in ``dvc.lock``) differ from the reference's, as on a CPU that rounds otherwise, a ``CAUTION``
+line says that the bands do not cover that difference.
+
 Numbers without a band (not in ``noise.JUDGED``, too few replicates, a point mass, timings) are counted, not
 judged (``--all`` prints them). Exit status: 0 when no judged verdict differs and every banded number lies
 within its band, 1 otherwise, 2 when a run lacks the metric files.
@@ -143,6 +147,32 @@ def source(cal: dict | None, old: dict[str, dict], alpha: float | None = None) -
                f"tools/replicates.py)"))
 
 
+SHARED = ("models/base", "models/teacher")  # what every replicate shares (tools/replicates.py)
+
+
+def lock_outs(rev: str, root: str = ".") -> dict[str, str]:
+    """path -> md5 of every stage output in ``dvc.lock`` at git revision ``rev`` (or the workspace's file)."""
+    import subprocess
+    from pathlib import Path
+
+    import yaml
+
+    if rev == WORKSPACE:
+        p = Path(root) / "dvc.lock"
+        text = p.read_text() if p.is_file() else ""
+    else:
+        r = subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=root, capture_output=True, text=True)
+        text = r.stdout if r.returncode == 0 else ""
+    stages = (yaml.safe_load(text) or {}).get("stages", {})
+    return {o["path"]: o.get("md5") for st in stages.values() for o in st.get("outs", [])}
+
+
+def shared_differ(against: str, run: str, root: str = ".") -> list[str]:
+    """Which of ``SHARED`` differ between the two runs' ``dvc.lock`` (absent in either counts as differing)."""
+    a, b = lock_outs(against, root), lock_outs(run, root)
+    return [p for p in SHARED if a.get(p) is None or a.get(p) != b.get(p)]
+
+
 FAIL = ("EXCEEDS", "MISSING", "NaN")
 
 
@@ -194,7 +224,12 @@ def main(argv=None) -> int:
             print(f"reproduce: {name} has no metrics/{missing[0]}.json (run dvc repro, or check the revision)",
                   file=sys.stderr)
             return 2
-    text, ok = render(compare(old, new, load_calibration(old), args.alpha), args.against, args.all, args.run)
+    cal = load_calibration(old)
+    text, ok = render(compare(old, new, cal, args.alpha), args.against, args.all, args.run)
+    if cal is not None and (differ := shared_differ(args.against, args.run)):
+        print(f"CAUTION: {' and '.join(differ)} of {args.run} differ from {args.against}'s, which every replicate "
+              f"shares: the bands leave out the spread a retrained base or teacher adds (another CPU's bits "
+              f"retrain them), so a number beyond its band may be that and not a change")
     print(text)
     return 0 if ok else 1
 
