@@ -3,16 +3,18 @@
     python tools/power.py queue [--sweep] [--jobs 1]
     python tools/power.py write
 
-``queue`` queues, on the replicates' baseline (HEAD, with ``rep-S`` experiments from ``tools/replicates.py``),
-one experiment per planted change in ``PLANTED`` (the committed run's seeds, one setting changed), named
-``plant-<id>``; with ``--sweep``, also ``SWEEP``: one method's learning rate times each multiplier, rerun at
-every replicate's seeds (``lr-<method>-x<m>-s<S>``). Unchanged stages come back from DVC's run-cache, so a
-change to one method reruns only that method's stages and those after them.
+``queue`` queues, on HEAD, one experiment per planted change in ``PLANTED`` (the committed run's seeds, one
+setting changed), named ``plant-<id>``; with ``--sweep``, also ``SWEEP``: one method's learning rate times each
+multiplier, rerun at every replicate's seeds (``lr-<method>-x<m>-s<S>``, the seeds of
+``metrics/replicates.json``). Runs the committed ``power.json`` already holds are not queued again. Unchanged
+stages come back from DVC's run-cache, so a change to one method reruns only that method's stages and those
+after them. HEAD's pipeline must be the replicates' (the same ``dvc.lock`` up to the report): the planted run
+differs from a replicate only by its change.
 
 ``write`` checks every such experiment as ``python -m weightspace.report.reproduce`` checks a new run
 (``noise.rerun_check``: numbers against their prediction intervals, stable claims against their verdicts),
 with the intervals and stable claims made from the replicate runs **other than the one with the planted
-run's seeds** (the planted run shares that run's rollout table or LoRA inits, so it is left out, as the
+run's seeds** (their numbers and claims as committed in ``calibration.json`` and ``replicates.json``) (the planted run shares that run's rollout table or LoRA inits, so it is left out, as the
 leave-one-out check leaves out the run it checks), at the family-wise level ``noise.FAMILY_WIDE``. It writes
 ``metrics/power.json``: each planted change's verdict, the numbers beyond their band (value, mean, band) and
 the flipped claims; each multiplier's detection count "k of n" with its 95% Clopper-Pearson interval; the
@@ -66,8 +68,9 @@ def sweep_overrides(m: float, seed: int) -> list[str]:
 def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, seeds: list[int] | None) -> None:
     if R.sh(["git", "status", "--porcelain", "--untracked-files=no"], repo, capture=True).strip():
         raise SystemExit("the working tree has uncommitted changes: planted runs start from a commit")
-    have = {name for name, _ in experiments(repo)} | R.pending(repo)
-    reps = sorted(int(n.removeprefix(R.PREFIX)) for n, _ in R.experiments(repo))
+    have = {name for name, _ in experiments(repo)} | R.pending(repo) | judged(repo / "metrics")
+    reps = [r["seed"] for r in json.loads((repo / "metrics/replicates.json").read_text())["runs"]
+            if r["seed"] != R.COMMITTED_SEED]
     todo = [(f"{PLANT}{i}", [a for o in ov for a in ("-S", o)]) for i, (_, ov) in PLANTED.items()]
     if sweep:
         for m in multipliers or SWEEP["multipliers"]:
@@ -78,6 +81,17 @@ def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, s
     if todo:
         R.record_start(repo, jobs)
         R.sh(["dvc", "queue", "start", "-j", str(jobs)], repo)
+
+
+def judged(out_dir: Path) -> set[str]:
+    """Names of the planted and sweep runs the committed ``power.json`` already holds."""
+    p = out_dir / "power.json"
+    if not p.is_file():
+        return set()
+    d = json.loads(p.read_text())
+    sweep = (d.get("sweep") or {}).get("multipliers", {})
+    return {f"{PLANT}{pid}" for pid in d["planted"]} | {
+        sweep_name(float(m), int(s)) for m, r in sweep.items() for s in r["runs"]}
 
 
 def experiments(repo: Path) -> list[tuple[str, str]]:
@@ -103,24 +117,52 @@ def clopper_pearson(k: int, n: int) -> list[float]:
     return [round(x, 4) for x in rate_interval(k, n)]
 
 
+def replicate_runs(out_dir: Path) -> tuple[dict[str, int], dict[str, dict[str, float]], dict[str, dict]]:
+    """The replicate runs as committed: (name -> seed, name -> judged numbers, name -> each claim's plain
+    decision ``holds``), read from ``calibration.json`` (every judged number's value per run) and
+    ``replicates.json`` (every claim's value per run, decided again by ``Claim.decide``), so planted runs can be
+    checked on any later commit without the replicates' experiment refs, which live in one repository only."""
+    from weightspace.report import claims as C
+
+    cal = json.loads((out_dir / "calibration.json").read_text())
+    rep = json.loads((out_dir / "replicates.json").read_text())
+    order = [r["name"] for r in rep["runs"]]
+    if order != cal["runs"]:
+        raise SystemExit(f"calibration.json's runs {cal['runs']} are not replicates.json's {order}: rerun "
+                         "`python tools/replicates.py write`")
+    seeds = {r["name"]: r["seed"] for r in rep["runs"]}
+    nums = {n: {k: s["values"][i] for k, s in cal["numbers"].items() if s["values"][i] is not None}
+            for i, n in enumerate(order)}
+    held: dict[str, dict] = {n: {} for n in order}
+    for c in C.CLAIMS:
+        values = rep["claims"][c.id]["values"]
+        for n, v in zip(order, values):
+            held[n][c.id] = None if v is None else bool(c.decide(v))
+        k = sum(bool(held[n][c.id]) for n in order)
+        if k != rep["claims"][c.id]["k"]:
+            raise SystemExit(f"{c.id}: decided again from replicates.json's values it holds in {k} runs, the file "
+                             f"says {rep['claims'][c.id]['k']}: the claims changed since it was written")
+    return seeds, nums, held
+
+
 def write(repo: Path, out_dir: Path) -> None:
+    """Checks every planted and sweep experiment on HEAD and writes ``power.json``. A run already in the
+    committed ``power.json`` whose experiment is not in this repository (experiment refs are local) keeps
+    its entry, so the file grows over sittings and machines of the same float path."""
     from weightspace.weights import noise
 
-    base = R.baseline(repo)
-    reps = sorted(R.experiments(repo, base), key=lambda x: int(x[0].removeprefix(R.PREFIX)))
+    seeds_of, nums, held = replicate_runs(out_dir)
     planted = sorted(experiments(repo))
-    if not planted:
-        raise SystemExit("no planted experiment on this baseline: run `python tools/power.py queue` first")
-    files = R.load(repo, [base, *[s for _, s in reps], *[s for _, s in planted]])
-    runs = {"committed": (R.COMMITTED_SEED, checked(files[base]))}
-    runs |= {n: (int(n.removeprefix(R.PREFIX)), checked(files[s])) for n, s in reps}
-    nums = {n: noise.judged_numbers(f) for n, (_, f) in runs.items()}
-    held = {n: noise.holds(f) for n, (_, f) in runs.items()}
+    path = out_dir / "power.json"
+    before = json.loads(path.read_text()) if path.is_file() else {"planted": {}, "sweep": None}
+    if not planted and not before["planted"]:
+        raise SystemExit("no planted experiment here and none committed: run `python tools/power.py queue` first")
+    files = R.load(repo, [s for _, s in planted])
 
     def judge(name: str, sha: str) -> dict:
         f = checked(files[sha])
         seed = seed_of(name)
-        rest = [n for n, (s, _) in runs.items() if s != seed]
+        rest = [n for n, s in seeds_of.items() if s != seed]
         r = noise.rerun_check(noise.judged_numbers(f), noise.verdicts(f), {n: nums[n] for n in rest},
                               [held[n] for n in rest])
         keys = sorted(set().union(*(nums[n] for n in rest)))
@@ -131,7 +173,7 @@ def write(repo: Path, out_dir: Path) -> None:
         # how close the run came: its three numbers nearest their band's edge (|value - mean| / band), and the
         # three that moved most from the replicate with the same seeds, in that number's replicate sds (a paired
         # view the check does not use: it shows whether the change moved anything at all)
-        twin = next(n for n, (s_, _) in runs.items() if s_ == seed)
+        twin = next(n for n, s_ in seeds_of.items() if s_ == seed)
         ratio = {k: abs(new[k] - st["mean"]) / st["band"] for k, st in stats.items() if new.get(k) is not None}
         paired = {k: abs(new[k] - nums[twin][k]) / st["sd"] for k, st in stats.items()
                   if new.get(k) is not None and nums[twin].get(k) is not None and st["sd"] > 0}
@@ -143,12 +185,13 @@ def write(repo: Path, out_dir: Path) -> None:
         return {"seed": seed, "replicates": len(rest), "numbers_judged": r["numbers_judged"],
                 "numbers_beyond": beyond, "flips": r["flips"], "detected": bool(r["numbers_beyond"] or r["flips"]),
                 "flipped_to": {c: noise.verdicts(f).get(c, "absent") for c in r["flips"]},
-                "nearest_to_band": nearest, "moved_from_same_seeds": moved}
+                "nearest_to_band": nearest, "moved_from_same_seeds": moved, "commit": sha}
 
-    out = {"baseline": base, "level": noise.FAMILY_WIDE, "replicates": len(runs),
+    rep = json.loads((out_dir / "replicates.json").read_text())
+    out = {"baseline": rep["baseline"], "level": noise.FAMILY_WIDE, "replicates": len(seeds_of),
            "rule": "each planted run checked as reproduce checks a new run, against prediction intervals and "
                    "stable claims from the replicates other than the one with its seeds",
-           "planted": {}, "sweep": None}
+           "planted": dict(before["planted"]), "sweep": None}
     shas = dict(planted)
     cost = R.costs(repo, shas)
     for pid, (what, ov) in PLANTED.items():
@@ -156,15 +199,17 @@ def write(repo: Path, out_dir: Path) -> None:
             out["planted"][pid] = {"change": what, "overrides": ov, "wall_s": cost[f"{PLANT}{pid}"],
                                    **judge(f"{PLANT}{pid}", shas[f"{PLANT}{pid}"])}
     rows = {}
+    old_rows = (before.get("sweep") or {}).get("multipliers", {})
     for m in SWEEP["multipliers"]:
-        rs = {n: judge(n, s) for n, s in planted if n.startswith(f"lr-{SWEEP['method']}-x{m:g}-s")}
-        if rs:
-            k = sum(r["detected"] for r in rs.values())
-            rows[f"{m:g}"] = {"k": k, "n": len(rs), "rate_interval": clopper_pearson(k, len(rs)),
-                              "wall_s": [cost[n] for n in rs],
-                              "runs": {str(r["seed"]): {"detected": r["detected"],
-                                                       "numbers_beyond": len(r["numbers_beyond"]),
-                                                       "flips": len(r["flips"])} for r in rs.values()}}
+        runs = dict(old_rows.get(f"{m:g}", {}).get("runs", {}))
+        for n, s in planted:
+            if n.startswith(f"lr-{SWEEP['method']}-x{m:g}-s"):
+                r = judge(n, s)
+                runs[str(r["seed"])] = {"detected": r["detected"], "numbers_beyond": len(r["numbers_beyond"]),
+                                        "flips": len(r["flips"]), "wall_s": cost[n], "commit": s}
+        if runs:
+            k = sum(r["detected"] for r in runs.values())
+            rows[f"{m:g}"] = {"k": k, "n": len(runs), "rate_interval": clopper_pearson(k, len(runs)), "runs": runs}
     if rows:
         hit = [float(m) for m, r in rows.items() if r["n"] >= 10 and r["k"] / r["n"] >= TARGET]
         out["sweep"] = {"method": SWEEP["method"], "lr": SWEEP["lr"], "target": TARGET, "multipliers": rows,
