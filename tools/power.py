@@ -68,6 +68,7 @@ def sweep_overrides(m: float, seed: int) -> list[str]:
 def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, seeds: list[int] | None) -> None:
     if R.sh(["git", "status", "--porcelain", "--untracked-files=no"], repo, capture=True).strip():
         raise SystemExit("the working tree has uncommitted changes: planted runs start from a commit")
+    same_pipeline(repo)
     have = {name for name, _ in experiments(repo)} | R.pending(repo) | judged(repo / "metrics")
     reps = [r["seed"] for r in json.loads((repo / "metrics/replicates.json").read_text())["runs"]
             if r["seed"] != R.COMMITTED_SEED]
@@ -81,6 +82,19 @@ def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, s
     if todo:
         R.record_start(repo, jobs)
         R.sh(["dvc", "queue", "start", "-j", str(jobs)], repo)
+
+
+def same_pipeline(repo: Path) -> None:
+    """Refuses to queue when HEAD's committed run is not the replicates' baseline run: every data and model
+    output in ``dvc.lock`` must have the baseline's hash (code may differ where it changes no output)."""
+    from weightspace.report.reproduce import lock_outs
+
+    base = json.loads((repo / "metrics/replicates.json").read_text())["baseline"]
+    was, now = lock_outs(base, str(repo)), lock_outs("HEAD", str(repo))
+    moved = sorted(p for p in set(was) | set(now) if p.startswith(("data/", "models/")) and was.get(p) != now.get(p))
+    if moved:
+        raise SystemExit(f"HEAD's run differs from the replicates' baseline {base[:7]} in {len(moved)} outputs "
+                         f"({', '.join(moved[:3])}): rerun the replicates on HEAD first")
 
 
 def judged(out_dir: Path) -> set[str]:
