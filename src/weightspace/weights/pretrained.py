@@ -104,7 +104,10 @@ def subspace_overlap(f: Factor, spec: Spectrum, k: int) -> dict[str, torch.Tenso
         energy_right = ||dW V0k V0k^T||_F^2 / ||dW||_F^2 = ||diag(S) V^T V0k||_F^2 / sum S^2,
     with dW = U diag(S) V^T its exact thin SVD from the factors (``geometry.thin_svd``)."""
     f = _check(f, spec, k)
-    U, S, V = G.thin_svd(f)
+    return _overlap_of(f, *G.thin_svd(f), spec, k)
+
+
+def _overlap_of(f: Factor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, spec: Spectrum, k: int) -> dict:
     sq = S.square().sum()
     if sq == 0:
         raise ValueError(f"{f.proj} layer {f.layer}: zero delta has no singular subspace")
@@ -119,19 +122,32 @@ def plus_svd(f: Factor, spec: Spectrum) -> tuple[torch.Tensor, torch.Tensor, tor
     C = U^T u_i for each of its left singular vectors u_i: (K, len(S_c)) cosines with W0's singular vectors,
     and the singular values S_0 of P W0 (the same projection applied to W0; W0's own in full mode).
     Q_r keeps the directions of (I - U U^T) B (projected out twice) above max(m, n) * eps64 * ||B||_2."""
-    f = _check(f, spec)
+    return plus_svds([f], spec)[0]
+
+
+def plus_svds(fs: list[Factor], spec: Spectrum) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``plus_svd`` of each factor against one W0, with the products Q_r^T W0 of every factor in one matrix
+    product (W0 is read once for all of them: at 4096 x 2560 the product is bound by that read)."""
+    fs = [_check(f, spec) for f in fs]
     U, S, V = spec.U, spec.S, spec.V
-    R = f.B - U @ (U.mT @ f.B)
-    R = R - U @ (U.mT @ R)
-    Ur, sr, _ = torch.linalg.svd(R, full_matrices=False)
-    tol = max(spec.W.shape) * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(f.B, 2)
-    Qr = Ur[:, sr > tol]  # (m, r')
-    T0 = torch.cat([S[:, None] * V.mT, (Qr.to(spec.W.dtype).mT @ spec.W).to(torch.float64)])  # Q^T W0
-    T = T0 + f.scale * (torch.cat([U, Qr], 1).mT @ f.B) @ f.A  # Q^T W+, (K + r', n)
-    # T = Rt^T Q_t^T (QR of T^T): T's left singular vectors and values are those of the small Rt^T
-    Uc, Sc, _ = torch.linalg.svd(torch.linalg.qr(T.mT, mode="r")[1].mT, full_matrices=False)
-    S0 = torch.linalg.svdvals(torch.linalg.qr(T0.mT, mode="r")[1])
-    return Sc, Uc[: len(S)], S0
+    Qrs = []
+    for f in fs:
+        R = f.B - U @ (U.mT @ f.B)
+        R = R - U @ (U.mT @ R)
+        Ur, sr, _ = torch.linalg.svd(R, full_matrices=False)
+        tol = max(spec.W.shape) * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(f.B, 2)
+        Qrs.append(Ur[:, sr > tol])  # (m, r')
+    QW = (torch.cat(Qrs, 1).to(spec.W.dtype).mT @ spec.W).to(torch.float64).split([q.shape[1] for q in Qrs])
+    top = S[:, None] * V.mT
+    out = []
+    for f, Qr, QrW in zip(fs, Qrs, QW):
+        T0 = torch.cat([top, QrW])  # Q^T W0
+        T = T0 + f.scale * (torch.cat([U, Qr], 1).mT @ f.B) @ f.A  # Q^T W+, (K + r', n)
+        # T = Rt^T Q_t^T (QR of T^T): T's left singular vectors and values are those of the small Rt^T
+        Uc, Sc, _ = torch.linalg.svd(torch.linalg.qr(T.mT, mode="r")[1].mT, full_matrices=False)
+        S0 = torch.linalg.svdvals(torch.linalg.qr(T0.mT, mode="r")[1])
+        out.append((Sc, Uc[: len(S)], S0))
+    return out
 
 
 def intruders(f: Factor, spec: Spectrum, k: int, eps: float) -> dict[str, float]:
@@ -174,7 +190,10 @@ def _shift_of(Sc: torch.Tensor, S0: torch.Tensor, K: int) -> float:
 
 def stable_rank(f: Factor) -> float:
     """||dW||_F^2 / ||dW||_2^2 = sum sigma_i^2 / sigma_1^2, from the factors' exact singular values."""
-    S = G.thin_svd(_f64(f))[1]
+    return _stable_rank_of(f, G.thin_svd(_f64(f))[1])
+
+
+def _stable_rank_of(f: Factor, S: torch.Tensor) -> float:
     if S[0] == 0:
         raise ValueError(f"{f.proj} layer {f.layer}: stable rank of a zero delta is undefined")
     return (S.square().sum() / S[0] ** 2).item()
@@ -278,24 +297,26 @@ def analyse_relative(deltas: dict[str, dict[str, Factor]], weights: dict[str, to
     c: dict[str, dict[str, dict[str, float]]] = {name: {m: {} for m in chance_for} for name in names}
     eps_of: dict[str, list[float]] = {}
 
-    def measure(f: Factor, spec: Spectrum, eps: float) -> list[float]:
-        ov = subspace_overlap(f, spec, top_k)
-        Sc, C, S0 = plus_svd(f, spec)
+    def measure(f: Factor, spec: Spectrum, eps: float, plus: tuple) -> list[float]:
+        f = _check(f, spec, top_k)
+        svd = G.thin_svd(f)  # once for the overlap and the stable rank
+        ov = _overlap_of(f, *svd, spec, top_k)
+        Sc, C, S0 = plus
         intr = _intruders_of(Sc, C, spec, top_k, eps)
         angles = [ov["angles_left"][0], ov["angles_left"][-1], ov["angles_right"][0], ov["angles_right"][-1]]
         return [math.degrees(x.item()) for x in angles] + [
             ov["energy_left"], ov["energy_right"], intr["count"], intr["energy_share"], intr["certified"],
-            _shift_of(Sc, S0, len(spec.S)), stable_rank(f)]
+            _shift_of(Sc, S0, len(spec.S)), _stable_rank_of(f, svd[1])]
 
     for i, mod in enumerate(tqdm(modules, desc="W0-relative", leave=False)):
         spec = factorise(weights[mod], partial_rank, oversample, power_iters)
         eps = intruder_threshold(spec, intruder_rate, seed=seed + i)
         eps_of.setdefault(deltas[methods[0]][mod].proj, []).append(eps)
         rand = {m: random_like(deltas[m][mod], seed=seed + 1000 * (i + 1) + j) for j, m in enumerate(chance_for)}
-        for target, fs in ((v, {m: deltas[m][mod] for m in methods}), (c, rand)):
-            for m, f in fs.items():
-                for name, x in zip(names, measure(f, spec, eps)):
-                    target[name][m][mod] = x
+        every = [(v, m, deltas[m][mod]) for m in methods] + [(c, m, f) for m, f in rand.items()]
+        for (target, m, f), plus in zip(every, plus_svds([f for _, _, f in every], spec)):
+            for name, x in zip(names, measure(f, spec, eps, plus)):
+                target[name][m][mod] = x
         both = [deltas[m][mod] for m in methods] + list(rand.values())
         shares = bf16_unchanged(weights[mod], both, dense_dtype, chunk)
         for m, x in zip([*methods, *[("chance", m) for m in rand]], shares):
