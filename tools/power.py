@@ -73,9 +73,9 @@ def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, s
     reps = [r["seed"] for r in json.loads((repo / "metrics/replicates.json").read_text())["runs"]
             if r["seed"] != R.COMMITTED_SEED]
     todo = [(f"{PLANT}{i}", [a for o in ov for a in ("-S", o)]) for i, (_, ov) in PLANTED.items()]
-    if sweep:
-        for m in multipliers or SWEEP["multipliers"]:
-            todo += [(sweep_name(m, s), sweep_overrides(m, s)) for s in seeds or [R.COMMITTED_SEED, *reps]]
+    if sweep:  # seed by seed, so each seed's rollout table is sampled once and its other runs take it from the run-cache
+        todo += [(sweep_name(m, s), sweep_overrides(m, s)) for s in seeds or [R.COMMITTED_SEED, *reps]
+                 for m in multipliers or SWEEP["multipliers"]]
     todo = [(n, o) for n, o in todo if n not in have]
     for n, o in todo:
         R.sh(["dvc", "exp", "run", "--queue", "-n", n, *o], repo)
