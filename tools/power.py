@@ -86,23 +86,38 @@ def queue(repo: Path, sweep: bool, jobs: int, multipliers: list[float] | None, s
 
 def same_pipeline(repo: Path) -> None:
     """Refuses to queue when HEAD's committed run is not the replicates' baseline run: every data and model
-    output in ``dvc.lock`` must have the baseline's hash (code may differ where it changes no output)."""
+    output in ``dvc.lock`` must have the baseline's hash and every judged number its committed value in
+    ``calibration.json`` (code may differ where it changes neither)."""
     from weightspace.report.reproduce import lock_outs
+
+    from weightspace.report.reproduce import load, stale
 
     base = json.loads((repo / "metrics/replicates.json").read_text())["baseline"]
     was, now = lock_outs(base, str(repo)), lock_outs("HEAD", str(repo))
     moved = sorted(p for p in set(was) | set(now) if p.startswith(("data/", "models/")) and was.get(p) != now.get(p))
+    moved += stale(json.loads((repo / "metrics/calibration.json").read_text()), load("HEAD", str(repo)))
     if moved:
-        raise SystemExit(f"HEAD's run differs from the replicates' baseline {base[:7]} in {len(moved)} outputs "
-                         f"({', '.join(moved[:3])}): rerun the replicates on HEAD first")
+        raise SystemExit(f"HEAD's run differs from the replicates' baseline {base[:7]} in {len(moved)} outputs or "
+                         f"judged numbers ({', '.join(moved[:3])}): rerun the replicates on HEAD first")
+
+
+def committed(out_dir: Path) -> dict:
+    """The committed ``power.json`` when it was judged against the replicates now in ``out_dir`` (same baseline
+    and level), else an empty one: runs judged against other replicates are judged again."""
+    from weightspace.weights import noise
+
+    p = out_dir / "power.json"
+    empty = {"planted": {}, "sweep": None}
+    if not p.is_file():
+        return empty
+    d = json.loads(p.read_text())
+    rep = json.loads((out_dir / "replicates.json").read_text())
+    return d if (d.get("baseline"), d.get("level")) == (rep["baseline"], noise.FAMILY_WIDE) else empty
 
 
 def judged(out_dir: Path) -> set[str]:
     """Names of the planted and sweep runs the committed ``power.json`` already holds."""
-    p = out_dir / "power.json"
-    if not p.is_file():
-        return set()
-    d = json.loads(p.read_text())
+    d = committed(out_dir)
     sweep = (d.get("sweep") or {}).get("multipliers", {})
     return {f"{PLANT}{pid}" for pid in d["planted"]} | {
         sweep_name(float(m), int(s)) for m, r in sweep.items() for s in r["runs"]}
@@ -154,8 +169,9 @@ def replicate_runs(out_dir: Path) -> tuple[dict[str, int], dict[str, dict[str, f
             held[n][c.id] = None if v is None else bool(c.decide(v))
         k = sum(bool(held[n][c.id]) for n in order)
         if k != rep["claims"][c.id]["k"]:
-            raise SystemExit(f"{c.id}: decided again from replicates.json's values it holds in {k} runs, the file "
-                             f"says {rep['claims'][c.id]['k']}: the claims changed since it was written")
+            raise SystemExit(f"{c.id}: decided again from replicates.json's values (rounded to 4 digits) it holds "
+                             f"in {k} runs, the file says {rep['claims'][c.id]['k']}: the claims changed since it was "
+                             f"written, or a value lies within rounding of its threshold")
     return seeds, nums, held
 
 
@@ -167,9 +183,8 @@ def write(repo: Path, out_dir: Path) -> None:
 
     seeds_of, nums, held = replicate_runs(out_dir)
     planted = sorted(experiments(repo))
-    path = out_dir / "power.json"
-    before = json.loads(path.read_text()) if path.is_file() else {"planted": {}, "sweep": None}
-    if not planted and not before["planted"]:
+    before = committed(out_dir)
+    if not planted and not before["planted"] and not before["sweep"]:
         raise SystemExit("no planted experiment here and none committed: run `python tools/power.py queue` first")
     files = R.load(repo, [s for _, s in planted])
 
@@ -187,7 +202,9 @@ def write(repo: Path, out_dir: Path) -> None:
         # how close the run came: its three numbers nearest their band's edge (|value - mean| / band), and the
         # three that moved most from the replicate with the same seeds, in that number's replicate sds (a paired
         # view the check does not use: it shows whether the change moved anything at all)
-        twin = next(n for n, s_ in seeds_of.items() if s_ == seed)
+        twin = next((n for n, s_ in seeds_of.items() if s_ == seed), None)
+        if twin is None:
+            raise SystemExit(f"{name}: seed {seed} is no replicate's (replicates.json): its run has no same-seed twin")
         ratio = {k: abs(new[k] - st["mean"]) / st["band"] for k, st in stats.items() if new.get(k) is not None}
         paired = {k: abs(new[k] - nums[twin][k]) / st["sd"] for k, st in stats.items()
                   if new.get(k) is not None and nums[twin].get(k) is not None and st["sd"] > 0}

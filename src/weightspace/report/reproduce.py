@@ -161,7 +161,10 @@ def lock_outs(rev: str, root: str = ".") -> dict[str, str]:
         p = Path(root) / "dvc.lock"
         text = p.read_text() if p.is_file() else ""
     else:
-        r = subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=root, capture_output=True, text=True)
+        from dvc.scm import SCM, resolve_rev
+
+        sha = resolve_rev(SCM(root), rev)  # as DVC resolves a revision: a sha, a branch, or an experiment's name
+        r = subprocess.run(["git", "show", f"{sha}:dvc.lock"], cwd=root, capture_output=True, text=True)
         text = r.stdout if r.returncode == 0 else ""
     stages = (yaml.safe_load(text) or {}).get("stages", {})
     return {o["path"]: o.get("md5") for st in stages.values() for o in st.get("outs", [])}
