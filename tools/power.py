@@ -124,8 +124,9 @@ def judged(out_dir: Path) -> set[str]:
 
 
 def experiments(repo: Path) -> list[tuple[str, str]]:
-    """(name, commit) of every planted and sweep experiment on HEAD."""
-    return R.experiments(repo, prefixes=(PLANT, "lr-"))
+    """(name, commit) of every planted and sweep experiment in the repository, on any commit (``queue`` checked
+    that its commit's run was the replicates' baseline run)."""
+    return R.experiments(repo, prefixes=(PLANT, "lr-"), every_commit=True)
 
 
 def seed_of(name: str) -> int:

@@ -89,12 +89,15 @@ def baseline(repo: Path) -> str:
     return sh(["git", "rev-parse", "HEAD"], repo, capture=True).strip()
 
 
-def experiments(repo: Path, rev: str | None = None, prefixes: tuple[str, ...] = (PREFIX,)) -> list[tuple[str, str]]:
-    """(name, commit) of every experiment named ``<prefix>...`` (default: ``rep-S``) on ``rev`` (HEAD)."""
+def experiments(repo: Path, rev: str | None = None, prefixes: tuple[str, ...] = (PREFIX,),
+                every_commit: bool = False) -> list[tuple[str, str]]:
+    """(name, commit) of every experiment named ``<prefix>...`` (default: ``rep-S``) on ``rev`` (HEAD), or on
+    any commit of the repository with ``every_commit``."""
     from dvc.repo import Repo
 
     with Repo(str(repo)) as r:
-        found = r.experiments.ls(rev=[rev or baseline(repo)])
+        found = (r.experiments.ls(all_commits=True) if every_commit else
+                 r.experiments.ls(rev=[rev or baseline(repo)]))
     return [(name, sha) for runs in found.values() for name, sha in runs if name and name.startswith(prefixes)]
 
 
@@ -147,7 +150,7 @@ def costs(repo: Path, shas: dict[str, str]) -> dict[str, float | None]:
     from dvc.repo import Repo
 
     with Repo(str(repo)) as r:  # every experiment on this repository: the worker ran them one after another
-        every = [s for runs in r.experiments.ls(rev=[baseline(repo)]).values() for _, s in runs]
+        every = [s for runs in r.experiments.ls(all_commits=True).values() for _, s in runs]
     at = lambda s: int(sh(["git", "log", "-1", "--format=%ct", s], repo, capture=True))  # noqa: E731
     times = sorted(at(s) for s in every)
     bounds = sorted(times + [b["started"] for b in starts])
