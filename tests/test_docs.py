@@ -110,3 +110,28 @@ def test_a_typed_number_no_metric_gives_is_caught(tmp_path):
                  and x not in {round(100 * v, 3) for v in values})
     page.write_text(f"SFT's update has a Frobenius norm of {typed:.3f}.\n")
     assert [u.split(" (")[0] for u in untraced_numbers(tmp_path)] == [f"docs/page.md: {typed:.3f}"]
+
+
+def test_the_power_block_names_the_smallest_detected_multiplier_only_at_ten_reruns(tmp_path):
+    """docs.power's sweep line: a multiplier counts once it has 10 reruns with at least 90% detected; smaller ones
+    with fewer reruns are named with their counts, and one whose misses already rule out 90% says so."""
+    import copy
+    import json
+
+    from weightspace.report import docs
+
+    pw = json.loads((REPO / "metrics/power.json").read_text())
+    (tmp_path / "metrics").mkdir()
+
+    def line(rows: dict, best) -> str:
+        p = copy.deepcopy(pw)
+        p["sweep"]["multipliers"] = {m: {"k": k, "n": n, "rate_interval": [0.0, 1.0]} for m, (k, n) in rows.items()}
+        p["sweep"]["smallest_detected"] = best
+        (tmp_path / "metrics/power.json").write_text(json.dumps(p))
+        return next(x for x in docs.power(tmp_path).splitlines() if x.startswith("Smallest multiplier"))
+
+    assert line({"1.5": (6, 6)}, None).endswith("not established; fewer than 10 reruns of x1.5 (6 of 6).")
+    assert line({"1.25": (4, 6), "1.5": (10, 10)}, 1.5).endswith(
+        ": x1.5; fewer than 10 reruns of x1.25 (4 of 6, stopped: its misses already rule out the target).")
+    assert line({"1.25": (5, 6), "1.5": (10, 10)}, 1.5).endswith(": x1.5; fewer than 10 reruns of x1.25 (5 of 6).")
+    assert line({"1.25": (9, 10), "1.5": (10, 10)}, 1.25).endswith(": x1.25.")

@@ -118,8 +118,13 @@ def power(root: Path) -> str:
         for m, r in sw["multipliers"].items():
             lines.append(f"| x{m} | {r['k']} of {r['n']} | [{r['rate_interval'][0]:.2f}, {r['rate_interval'][1]:.2f}] |")
         best = sw["smallest_detected"]
+        # multipliers below the answer (or any, without one) with too few reruns to count either way
+        short = [f"x{m} ({r['k']} of {r['n']}" + (", stopped: its misses already rule out the target)"
+                                                  if r["n"] - r["k"] > round((1 - sw["target"]) * 10) else ")")
+                 for m, r in sw["multipliers"].items() if r["n"] < 10 and (best is None or float(m) < best)]
         lines += ["", f"Smallest multiplier detected in at least {sw['target']:.0%} of 10 or more reruns: "
-                      + (f"x{best:g}." if best is not None else "none of those run.")]
+                      + (f"x{best:g}" if best is not None else "none" if not short else "not established")
+                      + (f"; fewer than 10 reruns of {', '.join(short)}." if short else ".")]
     lines += ["", f"Honest reruns (leave-one-out over the replicates): {honest['false_alarms']} of {honest['checks']} "
                   f"failed (95% interval of the rate [{lo:.2f}, {hi:.2f}])."]
     return "\n".join(lines) + "\n"
