@@ -8,14 +8,15 @@ setting changed), named ``plant-<id>``; with ``--sweep``, also ``SWEEP``: one me
 multiplier, rerun at every replicate's seeds (``lr-<method>-x<m>-s<S>``, the seeds of
 ``metrics/replicates.json``). Runs the committed ``power.json`` already holds are not queued again. Unchanged
 stages come back from DVC's run-cache, so a change to one method reruns only that method's stages and those
-after them. HEAD's pipeline must be the replicates' (the same ``dvc.lock`` up to the report): the planted run
-differs from a replicate only by its change.
+after them. HEAD's run must be the replicates' baseline run (the same data and model hashes and judged numbers,
+``same_pipeline``): a planted run then differs from a replicate only by its change.
 
 ``write`` checks every such experiment as ``python -m weightspace.report.reproduce`` checks a new run
 (``noise.rerun_check``: numbers against their prediction intervals, stable claims against their verdicts),
 with the intervals and stable claims made from the replicate runs **other than the one with the planted
-run's seeds** (their numbers and claims as committed in ``calibration.json`` and ``replicates.json``) (the planted run shares that run's rollout table or LoRA inits, so it is left out, as the
-leave-one-out check leaves out the run it checks), at the family-wise level ``noise.FAMILY_WIDE``. It writes
+run's seeds**, as committed in ``calibration.json`` and ``replicates.json`` (the planted run shares that
+run's rollout table or LoRA inits, so it is left out, as the leave-one-out check leaves out the run it checks),
+at the family-wise level ``noise.FAMILY_WIDE``. It writes
 ``metrics/power.json``: each planted change's verdict, the numbers beyond their band (value, mean, band) and
 the flipped claims; each multiplier's detection count "k of n" with its 95% Clopper-Pearson interval; the
 smallest multiplier detected in at least ``TARGET`` of the reruns; and the honest reruns' false-alarm rate
@@ -88,9 +89,7 @@ def same_pipeline(repo: Path) -> None:
     """Refuses to queue when HEAD's committed run is not the replicates' baseline run: every data and model
     output in ``dvc.lock`` must have the baseline's hash and every judged number its committed value in
     ``calibration.json`` (code may differ where it changes neither)."""
-    from weightspace.report.reproduce import lock_outs
-
-    from weightspace.report.reproduce import load, stale
+    from weightspace.report.reproduce import load, lock_outs, stale
 
     base = json.loads((repo / "metrics/replicates.json").read_text())["baseline"]
     was, now = lock_outs(base, str(repo)), lock_outs("HEAD", str(repo))
